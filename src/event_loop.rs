@@ -1,0 +1,1076 @@
+//! The event loop: its state, its handles, and the iteration that drives everything.
+//!
+//! # One iteration ([`Inner::run_once`])
+//!
+//! Like asyncio's `_run_once` and libuv's `uv_run`, every turn of the loop goes through the same
+//! phases, in this order:
+//!
+//! 1. **Decide how long to wait.** Zero if anything is ready to run (or the loop is stopping);
+//!    otherwise until the next timer; otherwise forever.
+//! 2. **Poll for I/O.** One `epoll_wait` with that timeout. Each event either queues a
+//!    reader/writer callback or wakes a task waiting on that fd. While work is queued the wait
+//!    would be non-blocking, and it is *skipped* unless [`POLL_EVERY_ITERATIONS`] iterations or
+//!    [`POLL_EVERY_NS`] of loop time have passed since the last one: a chain of a million
+//!    `call_soon`s pays for a few thousand syscalls, not a million, and I/O is still never
+//!    starved for longer than that bound.
+//! 3. **Take work from other threads**: callbacks from `call_soon_threadsafe`, tasks woken by
+//!    wakers on other threads.
+//! 4. **Expire timers.** Due timers are queued in deadline order (sleeping tasks are woken).
+//! 5. **Run the batch.** Exactly the entries that are in the ready queue *now* run, in FIFO
+//!    order. Whatever they schedule — `call_soon`, a task they wake, a task they spawn — lands
+//!    behind the batch and runs in the next iteration, so a callback that reschedules itself
+//!    cannot starve timers or I/O.
+//!
+//! No user code runs during phases 1–2 (the loop is inside the backend), and everything that
+//! runs in phase 5 goes through [`Inner::run_entry`], the one place where a panic is caught and
+//! where debug mode times each callback and poll.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
+use std::pin::pin;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::clock::{duration_to_nanos, Clock, ManualClock};
+use crate::error::RunError;
+use crate::reactor::{Dir, IoAction, Reactor};
+use crate::remote::{Remote, RemoteCall, RemoteItem, Shared};
+use crate::task::{self, JoinHandle, RunResult, Scheduler, TaskRef};
+use crate::timer::{Fired, TimerKey, Wheel};
+
+/// While work is queued, poll for I/O at least every this many iterations...
+pub const POLL_EVERY_ITERATIONS: u32 = 128;
+/// ...and at least every this many nanoseconds of loop time (1 ms).
+pub const POLL_EVERY_NS: u64 = 1_000_000;
+
+/// What kind of callback is running, for reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CallbackKind {
+    /// A `call_soon` callback.
+    Soon,
+    /// A `call_later` / `call_at` callback.
+    Timer,
+    /// An `add_reader` callback.
+    Reader,
+    /// An `add_writer` callback.
+    Writer,
+    /// A `call_soon_threadsafe` callback.
+    Remote,
+    /// A poll of a spawned task.
+    Task,
+    /// A poll of the future given to `run_until_complete`.
+    Main,
+    /// A signal handler.
+    Signal,
+}
+
+impl fmt::Display for CallbackKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CallbackKind::Soon => "callback",
+            CallbackKind::Timer => "timer callback",
+            CallbackKind::Reader => "reader callback",
+            CallbackKind::Writer => "writer callback",
+            CallbackKind::Remote => "threadsafe callback",
+            CallbackKind::Task => "task",
+            CallbackKind::Main => "main future",
+            CallbackKind::Signal => "signal handler",
+        })
+    }
+}
+
+/// What the exception handler is told about a panic in a callback or task.
+#[derive(Debug)]
+pub struct ExceptionContext<'a> {
+    kind: CallbackKind,
+    site: &'static Location<'static>,
+    task_name: Option<&'a str>,
+    message: &'a str,
+}
+
+impl ExceptionContext<'_> {
+    /// What panicked.
+    pub fn kind(&self) -> CallbackKind {
+        self.kind
+    }
+    /// Where it was scheduled, registered or spawned.
+    pub fn site(&self) -> &'static Location<'static> {
+        self.site
+    }
+    /// The task's name, for tasks spawned with [`Handle::spawn_named`].
+    pub fn task_name(&self) -> Option<&str> {
+        self.task_name
+    }
+    /// The panic message (or a description of the error).
+    pub fn message(&self) -> &str {
+        self.message
+    }
+}
+
+impl fmt::Display for ExceptionContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "solo: {}", self.kind)?;
+        if let Some(n) = self.task_name {
+            write!(f, " {n:?}")?;
+        }
+        let verb = match self.kind {
+            CallbackKind::Task => "spawned",
+            CallbackKind::Reader | CallbackKind::Writer | CallbackKind::Signal => "registered",
+            _ => "scheduled",
+        };
+        write!(f, " ({verb} at {}) failed: {}", self.site, self.message)
+    }
+}
+
+type ExceptionHandler = Rc<dyn Fn(&ExceptionContext<'_>)>;
+
+/// A timer's payload: a callback to run, or a task to wake.
+pub(crate) enum TimerPayload {
+    Call(Box<dyn FnOnce()>, &'static Location<'static>),
+    Wake(Waker),
+}
+
+/// One entry of the ready queue.
+pub(crate) enum Runnable {
+    Soon(u64, Box<dyn FnOnce()>, &'static Location<'static>),
+    Timer(TimerKey),
+    Io(usize, Dir),
+    Task(TaskRef),
+    Remote(RemoteCall),
+}
+
+/// Scratch buffers reused by every iteration, so that a steady loop does not allocate.
+#[derive(Default)]
+struct Scratch {
+    fired: Vec<Fired>,
+    actions: Vec<IoAction>,
+    wakers: Vec<Waker>,
+    remote: Vec<RemoteItem>,
+}
+
+/// The loop's state. Shared by [`EventLoop`] and every [`Handle`] through an `Rc`.
+pub(crate) struct Inner {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) clock: Clock,
+    ready: RefCell<VecDeque<Runnable>>,
+    pub(crate) timers: RefCell<Wheel<TimerPayload>>,
+    pub(crate) reactor: RefCell<Reactor>,
+    tasks: RefCell<Slab<TaskRef>>,
+    task_names: RefCell<HashMap<u32, Rc<str>>>,
+    /// `call_soon` ids: how many were queued and how many were taken off the queue. An id is
+    /// pending iff `popped <= id < pushed`, because `call_soon` entries leave the queue in order.
+    soon_pushed: Cell<u64>,
+    soon_popped: Cell<u64>,
+    /// Pending `call_soon` ids that were cancelled; checked only when non-empty.
+    cancelled_soon: RefCell<HashSet<u64>>,
+    running: Cell<bool>,
+    stopping: Cell<bool>,
+    closed: Cell<bool>,
+    iters_since_poll: Cell<u32>,
+    last_poll: Cell<u64>,
+    exception_handler: RefCell<Option<ExceptionHandler>>,
+    scratch: RefCell<Scratch>,
+}
+
+impl Scheduler for Inner {
+    #[inline]
+    fn push_task(&self, task: TaskRef) {
+        self.ready.borrow_mut().push_back(Runnable::Task(task));
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Inner>>> = const { RefCell::new(None) };
+}
+
+/// Marks the loop as running on this thread; undoes it on drop, also during a panic.
+struct RunGuard<'a> {
+    inner: &'a Rc<Inner>,
+    prev: Option<Rc<Inner>>,
+    _enter: task::EnterGuard,
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        self.inner.running.set(false);
+        self.inner.stopping.set(false);
+        CURRENT.with(|c| *c.borrow_mut() = self.prev.take());
+    }
+}
+
+impl Inner {
+    fn start_running(self: &Rc<Inner>) -> Result<RunGuard<'_>, RunError> {
+        if self.closed.get() {
+            return Err(RunError::Closed);
+        }
+        if self.running.get() {
+            return Err(RunError::AlreadyRunning);
+        }
+        if !task::running_loop_id().is_null() {
+            return Err(RunError::AnotherLoopRunning);
+        }
+        self.running.set(true);
+        let enter = task::enter(&self.shared, &**self);
+        let prev = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
+        Ok(RunGuard {
+            inner: self,
+            prev,
+            _enter: enter,
+        })
+    }
+
+    #[inline]
+    fn push(&self, r: Runnable) {
+        self.ready.borrow_mut().push_back(r);
+    }
+
+    /// One turn of the loop. See the module documentation for the phases.
+    pub(crate) fn run_once(&self) {
+        let mut scratch = self.scratch.borrow_mut();
+        let scratch = &mut *scratch;
+
+        // 1. How long may we block?
+        let mut now = self.clock.now();
+        let has_work = !self.ready.borrow().is_empty();
+        let busy = has_work
+            || self.stopping.get()
+            || self.shared.has_pending()
+            || self.shared.main_woken.load(Ordering::Acquire);
+        let next_timer = self.timers.borrow().next_deadline();
+        let timeout = if busy {
+            Some(Duration::ZERO)
+        } else {
+            next_timer.map(|t| Duration::from_nanos(t.saturating_sub(now)))
+        };
+        // A manual clock never makes the loop sleep for a timer: it polls without blocking and,
+        // if nothing else happened, jumps to the timer (auto-advance, below).
+        let waiting_for_timer = self.clock.is_manual() && !busy && next_timer.is_some();
+        let timeout = if waiting_for_timer {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
+
+        // 2. Poll for I/O, unless callbacks are queued and we polled recently.
+        let must_poll = !has_work
+            || self.iters_since_poll.get() >= POLL_EVERY_ITERATIONS
+            || now.saturating_sub(self.last_poll.get()) >= POLL_EVERY_NS;
+        if must_poll {
+            let polled = self.reactor.borrow_mut().poll(timeout);
+            if let Err(e) = polled {
+                self.report_error(
+                    CallbackKind::Reader,
+                    Location::caller(),
+                    &format!("poll failed: {e}"),
+                );
+            }
+            self.reactor
+                .borrow_mut()
+                .dispatch(&mut scratch.actions, &mut scratch.wakers);
+            for IoAction::Call(token, dir) in scratch.actions.drain(..) {
+                self.push(Runnable::Io(token, dir));
+            }
+            for w in scratch.wakers.drain(..) {
+                w.wake();
+            }
+            now = self.clock.now();
+            self.iters_since_poll.set(0);
+            self.last_poll.set(now);
+        } else {
+            self.iters_since_poll.set(self.iters_since_poll.get() + 1);
+        }
+
+        // 3. Work from other threads.
+        if self.shared.has_pending() {
+            self.shared.drain_into(&mut scratch.remote);
+            for item in scratch.remote.drain(..) {
+                match item {
+                    RemoteItem::Call(call) => self.push(Runnable::Remote(call)),
+                    RemoteItem::Task(t) => {
+                        let ptr = t.0;
+                        std::mem::forget(t);
+                        task::schedule_from_remote(ptr);
+                    }
+                }
+            }
+        }
+
+        if waiting_for_timer
+            && self.ready.borrow().is_empty()
+            && !self.shared.has_pending()
+            && !self.shared.main_woken.load(Ordering::Acquire)
+        {
+            if let Some(t) = next_timer {
+                self.clock.jump_to(t);
+                now = self.clock.now();
+            }
+        }
+
+        // 4. Timers: queue the due ones in deadline order.
+        if next_timer.is_some_and(|t| t <= now) {
+            self.timers.borrow_mut().expire(now, &mut scratch.fired);
+            for f in scratch.fired.drain(..) {
+                let wake = {
+                    let mut timers = self.timers.borrow_mut();
+                    match timers.get(f.key) {
+                        Some(TimerPayload::Wake(_)) => match timers.remove(f.key) {
+                            Some(TimerPayload::Wake(w)) => Some(w),
+                            _ => unreachable!(),
+                        },
+                        _ => None,
+                    }
+                };
+                match wake {
+                    Some(w) => w.wake(),
+                    None => self.push(Runnable::Timer(f.key)),
+                }
+            }
+        }
+
+        // 5. Run exactly what is ready now; what it schedules runs next iteration.
+        let n = self.ready.borrow().len();
+        for _ in 0..n {
+            let Some(r) = self.ready.borrow_mut().pop_front() else {
+                break;
+            };
+            self.run_entry(r);
+        }
+    }
+
+    /// Runs one ready-queue entry: the single place where user code is called from the queue.
+    fn run_entry(&self, r: Runnable) {
+        match r {
+            Runnable::Soon(id, f, site) => {
+                self.soon_popped.set(id + 1);
+                if !self.cancelled_soon.borrow().is_empty()
+                    && self.cancelled_soon.borrow_mut().remove(&id)
+                {
+                    return;
+                }
+                self.call(CallbackKind::Soon, site, f);
+            }
+            Runnable::Timer(key) => {
+                let payload = self.timers.borrow_mut().remove(key);
+                match payload {
+                    Some(TimerPayload::Call(f, site)) => self.call(CallbackKind::Timer, site, f),
+                    Some(TimerPayload::Wake(w)) => w.wake(),
+                    None => {} // cancelled after it fired, before it ran
+                }
+            }
+            Runnable::Io(token, dir) => {
+                let taken = self.reactor.borrow_mut().take_callback(token, dir);
+                let Some((mut f, gen, site, fd)) = taken else {
+                    return; // removed since the event arrived
+                };
+                let kind = match dir {
+                    Dir::Read => CallbackKind::Reader,
+                    Dir::Write => CallbackKind::Writer,
+                };
+                if let Err(p) = catch_unwind(AssertUnwindSafe(&mut f)) {
+                    self.report_panic(kind, site, None, &*p);
+                }
+                let (left, rearmed) = self
+                    .reactor
+                    .borrow_mut()
+                    .restore_callback(token, dir, f, gen);
+                drop(left);
+                if let Err(e) = rearmed {
+                    self.report_error(
+                        kind,
+                        site,
+                        &format!(
+                            "fd {fd} was closed while registered; its callbacks were removed ({e})"
+                        ),
+                    );
+                }
+            }
+            Runnable::Task(t) => {
+                let slot = t.header().slot.get();
+                let site = t.header().site;
+                match t.run() {
+                    RunResult::Pending => {}
+                    RunResult::Done => self.retire(slot),
+                    RunResult::Panicked(msg) => {
+                        let name = self.task_names.borrow().get(&slot).cloned();
+                        self.retire(slot);
+                        self.report_error(CallbackKind::Task, site, &msg);
+                        let _ = name;
+                    }
+                }
+            }
+            Runnable::Remote((f, site)) => self.call(CallbackKind::Remote, site, f),
+        }
+    }
+
+    /// Calls a one-shot callback, catching its panic.
+    fn call(
+        &self,
+        kind: CallbackKind,
+        site: &'static Location<'static>,
+        f: Box<dyn FnOnce() + '_>,
+    ) {
+        if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
+            self.report_panic(kind, site, None, &*p);
+        }
+    }
+
+    /// Removes a finished task from the registry.
+    fn retire(&self, slot: u32) {
+        let t = self.tasks.borrow_mut().try_remove(slot as usize);
+        if !self.task_names.borrow().is_empty() {
+            self.task_names.borrow_mut().remove(&slot);
+        }
+        drop(t);
+    }
+
+    fn report_panic(
+        &self,
+        kind: CallbackKind,
+        site: &'static Location<'static>,
+        task_name: Option<&str>,
+        payload: &(dyn std::any::Any + Send),
+    ) {
+        let msg = format!("panicked: {}", task::panic_message(payload));
+        self.report(&ExceptionContext {
+            kind,
+            site,
+            task_name,
+            message: &msg,
+        });
+    }
+
+    pub(crate) fn report_error(
+        &self,
+        kind: CallbackKind,
+        site: &'static Location<'static>,
+        msg: &str,
+    ) {
+        self.report(&ExceptionContext {
+            kind,
+            site,
+            task_name: None,
+            message: msg,
+        });
+    }
+
+    fn report(&self, ctx: &ExceptionContext<'_>) {
+        let handler = self.exception_handler.borrow().clone();
+        match handler {
+            Some(h) => {
+                // A panicking handler must not take the loop down either.
+                if catch_unwind(AssertUnwindSafe(|| h(ctx))).is_err() {
+                    eprintln!("{ctx}");
+                    eprintln!("solo: the exception handler itself panicked");
+                }
+            }
+            None => eprintln!("{ctx}"),
+        }
+    }
+
+    fn spawn_at<F>(
+        &self,
+        future: F,
+        site: &'static Location<'static>,
+        name: Option<Rc<str>>,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+    {
+        if self.closed.get() {
+            return JoinHandle::closed();
+        }
+        let (task, join) = TaskRef::new(future, self.shared.clone(), site);
+        let slot = {
+            let mut tasks = self.tasks.borrow_mut();
+            let entry = tasks.vacant_entry();
+            let slot = entry.key() as u32;
+            task.header().slot.set(slot);
+            let queued = task.mark_scheduled();
+            entry.insert(task);
+            self.push(Runnable::Task(queued));
+            slot
+        };
+        if let Some(n) = name {
+            self.task_names.borrow_mut().insert(slot, n);
+        }
+        join
+    }
+
+    /// Drops everything the loop holds, exactly once: tasks' futures, queued callbacks, timers,
+    /// registrations. Called when the `EventLoop` is dropped.
+    fn close(self: &Rc<Inner>) {
+        if self.closed.replace(true) {
+            return;
+        }
+        drop(self.shared.close());
+        // Destructors run with the loop "entered", so wakes they cause take the local path and
+        // `Handle::current` works; the loop refuses new work because it is closed.
+        let _guard = if task::running_loop_id().is_null() {
+            Some(task::enter(&self.shared, &**self))
+        } else {
+            None
+        };
+        loop {
+            let tasks: Vec<TaskRef> = self.tasks.borrow_mut().drain().collect();
+            let ready: Vec<Runnable> = self.ready.borrow_mut().drain(..).collect();
+            let mut timers = Vec::new();
+            self.timers.borrow_mut().drain(|p| timers.push(p));
+            let io = self.reactor.borrow_mut().drain();
+            if tasks.is_empty() && ready.is_empty() && timers.is_empty() && io.is_empty() {
+                break;
+            }
+            for t in &tasks {
+                t.abort_on_loop_drop();
+            }
+            drop((tasks, ready, timers, io));
+        }
+        self.task_names.borrow_mut().clear();
+        self.cancelled_soon.borrow_mut().clear();
+        *self.exception_handler.borrow_mut() = None;
+    }
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("running", &self.running.get())
+            .field("closed", &self.closed.get())
+            .field("ready", &self.ready.borrow().len())
+            .field("timers", &self.timers.borrow().len())
+            .field("tasks", &self.tasks.borrow().len())
+            .field("fds", &self.reactor.borrow().len())
+            .finish()
+    }
+}
+
+/// Configures an [`EventLoop`]: the clock, and room for debug settings.
+///
+/// ```
+/// let clock = solo::ManualClock::new();
+/// let el = solo::EventLoop::builder().clock(clock).build().unwrap();
+/// # drop(el);
+/// ```
+#[derive(Debug, Default)]
+pub struct Builder {
+    clock: Option<ManualClock>,
+}
+
+impl Builder {
+    /// Uses a manual clock instead of the real one (for deterministic tests).
+    pub fn clock(mut self, clock: ManualClock) -> Builder {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Creates the loop: a mio `Poll`, its cross-thread `Waker`, and empty queues.
+    pub fn build(self) -> io::Result<EventLoop> {
+        let (reactor, waker) = Reactor::new()?;
+        let inner = Rc::new(Inner {
+            shared: Arc::new(Shared::new(waker)),
+            clock: Clock::new(self.clock),
+            ready: RefCell::new(VecDeque::with_capacity(256)),
+            timers: RefCell::new(Wheel::new()),
+            reactor: RefCell::new(reactor),
+            tasks: RefCell::new(Slab::new()),
+            task_names: RefCell::new(HashMap::new()),
+            soon_pushed: Cell::new(0),
+            soon_popped: Cell::new(0),
+            cancelled_soon: RefCell::new(HashSet::new()),
+            running: Cell::new(false),
+            stopping: Cell::new(false),
+            closed: Cell::new(false),
+            iters_since_poll: Cell::new(0),
+            last_poll: Cell::new(0),
+            exception_handler: RefCell::new(None),
+            scratch: RefCell::new(Scratch::default()),
+        });
+        Ok(EventLoop {
+            handle: Handle { inner },
+        })
+    }
+}
+
+/// A single-threaded event loop.
+///
+/// It owns the loop's state: dropping it drops every pending callback, task and registration.
+/// Schedule work through its [`Handle`]; run it with [`run_forever`](EventLoop::run_forever) or
+/// [`run_until_complete`](EventLoop::run_until_complete).
+///
+/// ```
+/// use std::time::Duration;
+/// let el = solo::EventLoop::new().unwrap();
+/// let h = el.handle();
+/// h.call_soon(|| println!("first"));
+/// let h2 = h.clone();
+/// h.call_later(Duration::from_millis(1), move || h2.stop());
+/// el.run_forever().unwrap();
+/// ```
+///
+/// `EventLoop` and `Handle` stay on the thread that made them:
+///
+/// ```compile_fail
+/// let el = solo::EventLoop::new().unwrap();
+/// std::thread::spawn(move || drop(el));
+/// ```
+///
+/// ```compile_fail
+/// let h = solo::EventLoop::new().unwrap().handle();
+/// std::thread::spawn(move || drop(h));
+/// ```
+pub struct EventLoop {
+    handle: Handle,
+}
+
+impl EventLoop {
+    /// A loop with the real clock and default settings.
+    pub fn new() -> io::Result<EventLoop> {
+        Builder::default().build()
+    }
+
+    /// A builder for a loop with other settings.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A handle for scheduling work on this loop.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Runs until [`stop`](EventLoop::stop) is called. `stop` lets the current iteration finish;
+    /// a `stop` before `run_forever` makes it run exactly one iteration.
+    ///
+    /// Returns [`RunError::AlreadyRunning`] if called while this loop runs, and
+    /// [`RunError::AnotherLoopRunning`] inside another loop on this thread.
+    pub fn run_forever(&self) -> Result<(), RunError> {
+        let inner = &self.handle.inner;
+        let _guard = inner.start_running()?;
+        loop {
+            inner.run_once();
+            if inner.stopping.replace(false) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs the loop until `future` completes and returns its output.
+    ///
+    /// The future may borrow from the caller (it is polled in place, not spawned). If it panics,
+    /// the panic propagates out of this call, as asyncio re-raises the exception. If the loop is
+    /// stopped first, returns [`RunError::Stopped`].
+    pub fn run_until_complete<F: Future>(&self, future: F) -> Result<F::Output, RunError> {
+        let inner = &self.handle.inner;
+        let _guard = inner.start_running()?;
+        let mut future = pin!(future);
+        let waker = main_waker(&inner.shared);
+        let mut cx = Context::from_waker(&waker);
+        inner.shared.main_woken.store(true, Ordering::Release);
+        loop {
+            if inner.shared.main_woken.swap(false, Ordering::AcqRel) {
+                if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+                    return Ok(v);
+                }
+            }
+            if inner.stopping.replace(false) {
+                return Err(RunError::Stopped);
+            }
+            inner.run_once();
+        }
+    }
+
+    /// Asks the loop to stop after the current iteration.
+    pub fn stop(&self) {
+        self.handle.stop();
+    }
+
+    /// Whether the loop is inside `run_forever` or `run_until_complete`.
+    pub fn is_running(&self) -> bool {
+        self.handle.is_running()
+    }
+
+    /// The loop's current time (monotonic; the manual clock's if one is set).
+    pub fn time(&self) -> Instant {
+        self.handle.time()
+    }
+}
+
+impl Drop for EventLoop {
+    fn drop(&mut self) {
+        self.handle.inner.close();
+    }
+}
+
+impl fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.handle.inner.fmt(f)
+    }
+}
+
+// ---- the waker of the future driven by run_until_complete ----
+
+static MAIN_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(main_clone, main_wake, main_wake_by_ref, main_drop);
+
+fn main_waker(shared: &Arc<Shared>) -> Waker {
+    let data = Arc::into_raw(shared.clone()) as *const ();
+    // SAFETY: the vtable functions treat `data` as an `Arc<Shared>` owned by the waker.
+    unsafe { Waker::from_raw(RawWaker::new(data, &MAIN_VTABLE)) }
+}
+
+unsafe fn main_clone(data: *const ()) -> RawWaker {
+    // SAFETY: `data` came from `Arc::into_raw` and the waker holds one strong count.
+    unsafe { Arc::increment_strong_count(data as *const Shared) };
+    RawWaker::new(data, &MAIN_VTABLE)
+}
+
+unsafe fn main_wake(data: *const ()) {
+    // SAFETY: see `main_clone`.
+    unsafe { main_wake_by_ref(data) };
+    // SAFETY: waking by value releases the waker's count.
+    unsafe { main_drop(data) };
+}
+
+unsafe fn main_wake_by_ref(data: *const ()) {
+    // SAFETY: the waker's strong count keeps the `Shared` alive.
+    let shared = unsafe { &*(data as *const Shared) };
+    shared.main_woken.store(true, Ordering::Release);
+    if task::running_loop_id() != data as *const Shared {
+        shared.notify();
+    }
+}
+
+unsafe fn main_drop(data: *const ()) {
+    // SAFETY: releases the strong count this waker owned.
+    unsafe { drop(Arc::from_raw(data as *const Shared)) };
+}
+
+/// A cheap, cloneable handle to a loop, for scheduling work on it. `!Send`: use
+/// [`Remote`] from other threads.
+///
+/// Inside a running loop, [`Handle::current`] finds it without passing it around.
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) inner: Rc<Inner>,
+}
+
+impl Handle {
+    /// The handle of the loop running on this thread.
+    ///
+    /// # Panics
+    /// If no solo loop is running on this thread (use [`Handle::try_current`] to check).
+    ///
+    /// ```
+    /// let el = solo::EventLoop::new().unwrap();
+    /// el.run_until_complete(async {
+    ///     solo::Handle::current().call_soon(|| println!("hi"));
+    /// }).unwrap();
+    /// ```
+    #[track_caller]
+    pub fn current() -> Handle {
+        Handle::try_current()
+            .expect("no solo event loop is running on this thread (Handle::current called outside run_forever/run_until_complete)")
+    }
+
+    /// The handle of the loop running on this thread, if any.
+    pub fn try_current() -> Option<Handle> {
+        CURRENT.with(|c| c.borrow().clone().map(|inner| Handle { inner }))
+    }
+
+    /// Schedules `f` to run on the next iteration. Callbacks run in the order they were
+    /// scheduled.
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc};
+    /// let el = solo::EventLoop::new().unwrap();
+    /// let h = el.handle();
+    /// let log = Rc::new(RefCell::new(Vec::new()));
+    /// for i in 0..3 {
+    ///     let log = log.clone();
+    ///     h.call_soon(move || log.borrow_mut().push(i));
+    /// }
+    /// h.stop();
+    /// el.run_forever().unwrap();
+    /// assert_eq!(*log.borrow(), [0, 1, 2]);
+    /// ```
+    #[track_caller]
+    pub fn call_soon(&self, f: impl FnOnce() + 'static) -> CallbackHandle {
+        let inner = &self.inner;
+        if inner.closed.get() {
+            return CallbackHandle::closed();
+        }
+        let id = inner.soon_pushed.get();
+        inner.soon_pushed.set(id + 1);
+        inner.push(Runnable::Soon(id, Box::new(f), Location::caller()));
+        CallbackHandle {
+            inner: Rc::downgrade(inner),
+            which: Which::Soon(id),
+            cancelled: Cell::new(false),
+        }
+    }
+
+    /// Schedules `f` to run once `delay` has passed on the loop clock.
+    #[track_caller]
+    pub fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> CallbackHandle {
+        let now = self.inner.clock.now();
+        self.schedule_timer(
+            now.saturating_add(duration_to_nanos(delay)),
+            now,
+            Box::new(f),
+        )
+    }
+
+    /// Schedules `f` to run at `when` on the loop clock; a past `when` runs on the next
+    /// iteration.
+    #[track_caller]
+    pub fn call_at(&self, when: Instant, f: impl FnOnce() + 'static) -> CallbackHandle {
+        let now = self.inner.clock.now();
+        self.schedule_timer(self.inner.clock.instant_to_nanos(when), now, Box::new(f))
+    }
+
+    #[track_caller]
+    fn schedule_timer(&self, deadline: u64, now: u64, f: Box<dyn FnOnce()>) -> CallbackHandle {
+        let inner = &self.inner;
+        if inner.closed.get() {
+            return CallbackHandle::closed();
+        }
+        let key = inner.timers.borrow_mut().insert(
+            deadline,
+            now,
+            TimerPayload::Call(f, Location::caller()),
+        );
+        CallbackHandle {
+            inner: Rc::downgrade(inner),
+            which: Which::Timer(key),
+            cancelled: Cell::new(false),
+        }
+    }
+
+    /// Calls `f` whenever `fd` is readable (level-triggered, as in asyncio: a reader that leaves
+    /// data unread is called again on the next iteration). Replaces an existing reader.
+    ///
+    /// Errors if `fd` is not an open file descriptor, cannot be polled (a regular file), is
+    /// registered with this loop by a [`net`](crate::net) object, or the loop is closed.
+    #[track_caller]
+    pub fn add_reader(&self, fd: &impl AsRawFd, f: impl FnMut() + 'static) -> io::Result<()> {
+        self.add_io(fd.as_raw_fd(), Dir::Read, Box::new(f))
+    }
+
+    /// Calls `f` whenever `fd` is writable (level-triggered). Replaces an existing writer.
+    #[track_caller]
+    pub fn add_writer(&self, fd: &impl AsRawFd, f: impl FnMut() + 'static) -> io::Result<()> {
+        self.add_io(fd.as_raw_fd(), Dir::Write, Box::new(f))
+    }
+
+    #[track_caller]
+    fn add_io(&self, fd: i32, dir: Dir, f: Box<dyn FnMut()>) -> io::Result<()> {
+        if self.inner.closed.get() {
+            return Err(io::Error::other("the event loop is closed"));
+        }
+        let site = Location::caller();
+        self.inner
+            .reactor
+            .borrow_mut()
+            .set_callback(fd, dir, f, site)
+    }
+
+    /// Stops watching `fd` for reading. Returns whether a reader was registered. Safe to call
+    /// from inside the reader itself.
+    pub fn remove_reader(&self, fd: &impl AsRawFd) -> bool {
+        let (had, f) = self
+            .inner
+            .reactor
+            .borrow_mut()
+            .remove_callback(fd.as_raw_fd(), Dir::Read);
+        drop(f);
+        had
+    }
+
+    /// Stops watching `fd` for writing. Returns whether a writer was registered.
+    pub fn remove_writer(&self, fd: &impl AsRawFd) -> bool {
+        let (had, f) = self
+            .inner
+            .reactor
+            .borrow_mut()
+            .remove_callback(fd.as_raw_fd(), Dir::Write);
+        drop(f);
+        had
+    }
+
+    /// Spawns a future as a task on this loop. The returned [`JoinHandle`] is a future of its
+    /// result; dropping it detaches the task.
+    #[track_caller]
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+    {
+        self.inner.spawn_at(future, Location::caller(), None)
+    }
+
+    /// Like [`spawn`](Handle::spawn), with a name that debug reports and the exception handler
+    /// show.
+    #[track_caller]
+    pub fn spawn_named<F>(&self, name: &str, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+    {
+        self.inner
+            .spawn_at(future, Location::caller(), Some(Rc::from(name)))
+    }
+
+    pub(crate) fn spawn_at<F>(
+        &self,
+        future: F,
+        site: &'static Location<'static>,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+    {
+        self.inner.spawn_at(future, site, None)
+    }
+
+    /// A `Send + Sync` handle for other threads.
+    pub fn remote(&self) -> Remote {
+        Remote {
+            shared: self.inner.shared.clone(),
+        }
+    }
+
+    /// The loop's current time.
+    pub fn time(&self) -> Instant {
+        self.inner.clock.nanos_to_instant(self.inner.clock.now())
+    }
+
+    /// Asks the loop to stop after the current iteration (see [`EventLoop::run_forever`]).
+    pub fn stop(&self) {
+        self.inner.stopping.set(true);
+    }
+
+    /// Whether the loop is running.
+    pub fn is_running(&self) -> bool {
+        self.inner.running.get()
+    }
+
+    /// Whether the loop has been dropped (it then accepts no work).
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.get()
+    }
+
+    /// Sets where panics from callbacks and tasks go. The default prints the
+    /// [`ExceptionContext`] to stderr; either way the loop keeps running.
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc};
+    /// let el = solo::EventLoop::new().unwrap();
+    /// let h = el.handle();
+    /// let seen = Rc::new(RefCell::new(String::new()));
+    /// let s = seen.clone();
+    /// h.set_exception_handler(move |ctx| *s.borrow_mut() = ctx.message().to_string());
+    /// h.call_soon(|| panic!("oops"));
+    /// h.stop();
+    /// el.run_forever().unwrap();
+    /// assert_eq!(*seen.borrow(), "panicked: oops");
+    /// ```
+    pub fn set_exception_handler(&self, f: impl Fn(&ExceptionContext<'_>) + 'static) {
+        *self.inner.exception_handler.borrow_mut() = Some(Rc::new(f));
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl futures_task::LocalSpawn for Handle {
+    fn spawn_local_obj(
+        &self,
+        future: futures_task::LocalFutureObj<'static, ()>,
+    ) -> Result<(), futures_task::SpawnError> {
+        if self.inner.closed.get() {
+            return Err(futures_task::SpawnError::shutdown());
+        }
+        drop(self.spawn(future));
+        Ok(())
+    }
+}
+
+enum Which {
+    Soon(u64),
+    Timer(TimerKey),
+    Nothing,
+}
+
+/// Returned by `call_soon`, `call_later` and `call_at`: cancels the callback.
+///
+/// ```
+/// use std::time::Duration;
+/// let el = solo::EventLoop::new().unwrap();
+/// let h = el.handle();
+/// let t = h.call_later(Duration::from_secs(3600), || unreachable!());
+/// t.cancel();
+/// t.cancel(); // a second cancel is a no-op
+/// assert!(t.cancelled());
+/// ```
+pub struct CallbackHandle {
+    inner: Weak<Inner>,
+    which: Which,
+    cancelled: Cell<bool>,
+}
+
+impl CallbackHandle {
+    fn closed() -> CallbackHandle {
+        CallbackHandle {
+            inner: Weak::new(),
+            which: Which::Nothing,
+            cancelled: Cell::new(true),
+        }
+    }
+
+    /// Cancels the callback: it will not run. Cancelling twice, after it ran, or after the loop
+    /// is gone does nothing. A cancelled timer's memory is freed at once.
+    pub fn cancel(&self) {
+        if self.cancelled.replace(true) {
+            return;
+        }
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        match self.which {
+            Which::Soon(id) => {
+                if id >= inner.soon_popped.get() {
+                    inner.cancelled_soon.borrow_mut().insert(id);
+                }
+            }
+            Which::Timer(key) => {
+                let payload = inner.timers.borrow_mut().remove(key);
+                drop(payload);
+            }
+            Which::Nothing => {}
+        }
+    }
+
+    /// Whether [`cancel`](CallbackHandle::cancel) was called (or the loop was closed when the
+    /// callback was scheduled, so it was never queued).
+    pub fn cancelled(&self) -> bool {
+        self.cancelled.get()
+    }
+}
+
+impl fmt::Debug for CallbackHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallbackHandle")
+            .field("cancelled", &self.cancelled.get())
+            .finish()
+    }
+}

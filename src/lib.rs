@@ -1,0 +1,42 @@
+//! # solo
+//!
+//! A small, fast, single-threaded event loop for Rust, built on mio, with asyncio's callback API
+//! (`call_soon`, `call_later`, `call_at`, `add_reader`/`add_writer`) and a task queue that runs
+//! futures.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let el = solo::EventLoop::new()?;
+//! let h = el.handle();
+//! h.call_soon(|| println!("first"));
+//! let t = h.call_later(Duration::from_millis(50), || println!("never"));
+//! t.cancel();
+//! let task = h.spawn(async { 42 });
+//! let v = el.run_until_complete(async move { task.await })?;
+//! assert_eq!(v.unwrap(), 42);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The rule the whole crate lives by is asyncio's: *never block the event loop*. Read
+//! `ARCHITECTURE.md` for how one iteration of the loop works.
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod clock;
+mod error;
+mod event_loop;
+mod reactor;
+mod remote;
+mod task;
+pub mod time;
+mod timer;
+
+pub use clock::ManualClock;
+pub use error::{JoinError, LoopClosed, RunError};
+pub use event_loop::{
+    Builder, CallbackHandle, CallbackKind, EventLoop, ExceptionContext, Handle,
+    POLL_EVERY_ITERATIONS, POLL_EVERY_NS,
+};
+pub use remote::{Remote, RemoteJoinHandle};
+pub use task::JoinHandle;

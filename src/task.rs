@@ -1,0 +1,627 @@
+//! Tasks: futures the loop polls, in one allocation each, with wakers that may cross threads.
+//!
+//! # The idea
+//!
+//! A spawned future lives in a heap *cell*: a [`Header`] followed by the future's *stage* (the
+//! future itself, then its output, then nothing). Everything about a task is reached through a
+//! pointer to the header; a per-type vtable knows how to poll, read and free the rest.
+//!
+//! Who points at a cell:
+//!
+//! * **local references** ([`TaskRef`]): the loop's task registry, an entry in the ready queue,
+//!   the [`JoinHandle`]. They live on the loop thread only, so they are counted in a plain
+//!   `Cell`;
+//! * **wakers**, which `std` requires to be `Send + Sync`, counted in an atomic.
+//!
+//! The atomic count holds one extra unit for "some local reference exists", the trick `Arc` uses
+//! for its weak count: the cell is freed by whoever drops the atomic count to zero, the last
+//! waker (on any thread) or the last local reference.
+//!
+//! # Waking
+//!
+//! Waking from the loop thread while the loop runs — the common case — pushes the task straight
+//! onto the ready queue: no lock, no atomic read-modify-write. Waking from anywhere else (another
+//! thread, or this thread while the loop is not running) pushes the waker's reference onto the
+//! loop's remote queue (a mutex) and wakes the loop through mio's `Waker`; the loop thread then
+//! schedules the task. So the task's *state* is only ever touched on the loop thread, and is a
+//! plain `Cell` too. If the loop is gone, a remote wake just drops its reference.
+//!
+//! # Invariants
+//!
+//! * `Header::state` and `Header::local` are read and written only on the loop thread.
+//! * A task is in the ready queue at most once: the `SCHEDULED` bit says it is.
+//! * The future and its output are dropped on the loop thread. When the local count reaches zero
+//!   the stage holds neither (the registry drops the future at completion, cancellation or loop
+//!   drop; the `JoinHandle` takes or drops the output), so the last waker may free the memory on
+//!   any thread.
+//! * A future is never polled after it returned `Ready`, panicked or was cancelled, and never
+//!   polled re-entrantly.
+
+use std::any::Any;
+use std::cell::{Cell, UnsafeCell};
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+
+use crate::error::JoinError;
+use crate::remote::Shared;
+
+pub(crate) const SCHEDULED: u8 = 1;
+pub(crate) const RUNNING: u8 = 2;
+pub(crate) const COMPLETE: u8 = 4;
+pub(crate) const CANCEL: u8 = 8;
+pub(crate) const DETACHED: u8 = 16;
+/// The task's output is a panic or cancellation that its `JoinHandle` has not taken.
+pub(crate) const FAILED: u8 = 32;
+
+/// Hooks into the loop that owns a task, so this module stays free of the loop's types.
+pub(crate) trait Scheduler {
+    /// Puts a task on the ready queue (called on the loop thread with the scheduled bit set).
+    fn push_task(&self, task: TaskRef);
+}
+
+thread_local! {
+    /// The scheduler of the loop running on this thread, and its remote queue's address, which
+    /// identifies the loop. Null when no loop runs here.
+    static RUNNING_LOOP: Cell<(*const Shared, Option<NonNull<dyn Scheduler>>)> =
+        const { Cell::new((std::ptr::null(), None)) };
+}
+
+/// Makes `sched` (identified by `shared`) the loop running on this thread until the guard drops.
+pub(crate) fn enter(shared: &Arc<Shared>, sched: &dyn Scheduler) -> EnterGuard {
+    let ptr = NonNull::from(sched);
+    // SAFETY: only the lifetime is erased. The guard restores the previous value when dropped,
+    // and the loop keeps the scheduler alive while the guard lives (the guard is created and
+    // dropped inside one call that borrows the scheduler).
+    let ptr: NonNull<dyn Scheduler> = unsafe { std::mem::transmute(ptr) };
+    let prev = RUNNING_LOOP.with(|c| c.replace((Arc::as_ptr(shared), Some(ptr))));
+    EnterGuard { prev }
+}
+
+/// Restores the previous running loop on drop (also during a panic).
+pub(crate) struct EnterGuard {
+    prev: (*const Shared, Option<NonNull<dyn Scheduler>>),
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        RUNNING_LOOP.with(|c| c.set(self.prev));
+    }
+}
+
+impl fmt::Debug for EnterGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EnterGuard")
+    }
+}
+
+/// The address of the remote queue of the loop running on this thread (null if none).
+pub(crate) fn running_loop_id() -> *const Shared {
+    RUNNING_LOOP.with(|c| c.get().0)
+}
+
+/// The part of a task cell that does not depend on the future's type.
+pub(crate) struct Header {
+    state: Cell<u8>,
+    local: Cell<u32>,
+    /// Index in the loop's task registry.
+    pub(crate) slot: Cell<u32>,
+    refs: AtomicUsize,
+    vtable: &'static Vtable,
+    shared: Arc<Shared>,
+    /// Where the task was spawned, for debug reports.
+    pub(crate) site: &'static Location<'static>,
+    join_waker: UnsafeCell<Option<Waker>>,
+}
+
+struct Vtable {
+    /// Polls the future; on `Done`/`Panicked` the output or panic is stored.
+    poll: unsafe fn(NonNull<Header>, &mut Context<'_>) -> RunResult,
+    /// Drops the future and stores a cancellation error.
+    cancel: unsafe fn(NonNull<Header>),
+    /// Moves the output into `*dst`, a `Poll<Result<T, JoinError>>`.
+    take_output: unsafe fn(NonNull<Header>, *mut ()),
+    /// Drops whatever the stage holds (on the loop thread).
+    drop_stage: unsafe fn(NonNull<Header>),
+    /// Frees the cell.
+    dealloc: unsafe fn(NonNull<Header>),
+}
+
+enum Stage<F: Future> {
+    Running(F),
+    Finished(Result<F::Output, JoinError>),
+    Consumed,
+}
+
+#[repr(C)]
+struct TaskCell<F: Future> {
+    header: Header,
+    stage: UnsafeCell<Stage<F>>,
+}
+
+/// What one run of a task did.
+#[derive(Debug)]
+pub(crate) enum RunResult {
+    /// The future is pending (or the entry was stale).
+    Pending,
+    /// The future finished, or was dropped because the task was cancelled.
+    Done,
+    /// The future panicked; the message is for the exception handler.
+    Panicked(String),
+}
+
+/// A local (loop-thread) reference to a task.
+pub(crate) struct TaskRef {
+    ptr: NonNull<Header>,
+}
+
+impl TaskRef {
+    /// Allocates a task; returns two local references (registry and queue) and the join handle.
+    pub(crate) fn new<F>(
+        future: F,
+        shared: Arc<Shared>,
+        site: &'static Location<'static>,
+    ) -> (TaskRef, JoinHandle<F::Output>)
+    where
+        F: Future + 'static,
+    {
+        let cell = Box::new(TaskCell {
+            header: Header {
+                state: Cell::new(0),
+                local: Cell::new(2),
+                slot: Cell::new(u32::MAX),
+                refs: AtomicUsize::new(1),
+                vtable: vtable::<F>(),
+                shared,
+                site,
+                join_waker: UnsafeCell::new(None),
+            },
+            stage: UnsafeCell::new(Stage::Running(future)),
+        });
+        let ptr = NonNull::from(Box::leak(cell)).cast::<Header>();
+        (
+            TaskRef { ptr },
+            JoinHandle {
+                task: Some(TaskRef { ptr }),
+                _output: PhantomData,
+            },
+        )
+    }
+
+    #[inline]
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: a TaskRef holds a local reference, which keeps the cell allocated.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    #[inline]
+    pub(crate) fn state(&self) -> u8 {
+        self.header().state.get()
+    }
+
+    #[inline]
+    fn set_state(&self, s: u8) {
+        self.header().state.set(s);
+    }
+
+    /// Marks a new task as queued and returns the queue's reference.
+    pub(crate) fn mark_scheduled(&self) -> TaskRef {
+        self.set_state(self.state() | SCHEDULED);
+        self.clone()
+    }
+
+    /// Runs the task once, as the ready queue's entry: polls it (or drops it if cancelled).
+    /// The caller removes a finished task from the registry.
+    pub(crate) fn run(self) -> RunResult {
+        let state = self.state() & !SCHEDULED;
+        if state & COMPLETE != 0 {
+            self.set_state(state);
+            return RunResult::Pending;
+        }
+        let h = self.ptr;
+        if state & CANCEL != 0 {
+            self.set_state(state | COMPLETE);
+            // SAFETY: on the loop thread, the task is not running (state had no RUNNING bit:
+            // only this function sets it), and it is not complete, so the stage holds the future.
+            unsafe { (self.header().vtable.cancel)(h) };
+            self.finish();
+            return RunResult::Done;
+        }
+        self.set_state(state | RUNNING);
+        // SAFETY: the waker borrows our reference without counting it; `ManuallyDrop` keeps it
+        // from being released. Clones made by the future are counted as usual.
+        let waker = ManuallyDrop::new(unsafe { Waker::from_raw(raw_waker(h)) });
+        let mut cx = Context::from_waker(&waker);
+        // SAFETY: the stage holds the future (not complete), we are on the loop thread and the
+        // RUNNING bit rules out re-entrant polls.
+        let result = unsafe { (self.header().vtable.poll)(h, &mut cx) };
+        let state = self.state() & !RUNNING;
+        if let RunResult::Pending = result {
+            self.set_state(state);
+        } else {
+            self.set_state(state | COMPLETE);
+            self.finish();
+        }
+        result
+    }
+
+    /// After completion: wake the joiner, or drop the output if nobody will take it.
+    fn finish(&self) {
+        let h = self.header();
+        if h.state.get() & DETACHED != 0 {
+            // SAFETY: on the loop thread; the join handle is gone, so nobody else reads the stage.
+            unsafe { (h.vtable.drop_stage)(self.ptr) };
+        }
+        // SAFETY: the join waker is only touched on the loop thread, never re-entrantly.
+        let waker = unsafe { (*h.join_waker.get()).take() };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Called when the loop is dropped: drops the future if it has not finished.
+    pub(crate) fn abort_on_loop_drop(&self) {
+        let state = self.state();
+        if state & COMPLETE == 0 {
+            self.set_state(state | COMPLETE | CANCEL);
+            // SAFETY: loop thread; the task is not running (the loop is being dropped, not run).
+            unsafe { (self.header().vtable.cancel)(self.ptr) };
+            self.finish();
+        }
+    }
+
+    /// Requests cancellation; the loop drops the future the next time it pops the task.
+    pub(crate) fn request_cancel(&self) {
+        let state = self.state();
+        if state & (COMPLETE | CANCEL) == 0 {
+            self.set_state(state | CANCEL);
+            wake_by_ref(self.ptr);
+        }
+    }
+}
+
+impl Clone for TaskRef {
+    fn clone(&self) -> TaskRef {
+        let h = self.header();
+        h.local.set(h.local.get() + 1);
+        TaskRef { ptr: self.ptr }
+    }
+}
+
+impl Drop for TaskRef {
+    fn drop(&mut self) {
+        let h = self.header();
+        let n = h.local.get() - 1;
+        h.local.set(n);
+        if n == 0 {
+            // SAFETY: the locals' unit of the atomic count is released exactly once, here.
+            unsafe { release(self.ptr) };
+        }
+    }
+}
+
+impl fmt::Debug for TaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskRef")
+            .field("state", &self.state())
+            .field("site", &self.header().site)
+            .finish()
+    }
+}
+
+/// Drops one unit of the atomic count; frees the cell if it was the last.
+///
+/// # Safety
+/// The caller owns one unit of `refs`.
+unsafe fn release(ptr: NonNull<Header>) {
+    // SAFETY: the caller's unit keeps the cell alive until this decrement.
+    let h = unsafe { ptr.as_ref() };
+    if h.refs.fetch_sub(1, Ordering::Release) == 1 {
+        fence(Ordering::Acquire);
+        // SAFETY: that was the last unit: nobody else can reach the cell.
+        unsafe { (h.vtable.dealloc)(ptr) };
+    }
+}
+
+/// Schedules the task from the loop thread (the fast path), or reports that it cannot.
+fn schedule_local(ptr: NonNull<Header>) -> bool {
+    RUNNING_LOOP.with(|c| {
+        let (shared, sched) = c.get();
+        // SAFETY: the header is alive: the caller holds a reference (a waker or a TaskRef).
+        let h = unsafe { ptr.as_ref() };
+        if shared != Arc::as_ptr(&h.shared) {
+            return false;
+        }
+        // We are on the thread that runs this task's loop, inside its run: state is ours.
+        let state = h.state.get();
+        if state & (SCHEDULED | COMPLETE) == 0 {
+            h.state.set(state | SCHEDULED);
+            h.local.set(h.local.get() + 1);
+            if h.local.get() == 1 {
+                h.refs.fetch_add(1, Ordering::Relaxed);
+            }
+            let sched = sched.expect("scheduler set with the loop id");
+            // SAFETY: the enter guard keeps the scheduler alive while it is installed.
+            unsafe { sched.as_ref() }.push_task(TaskRef { ptr });
+        }
+        true
+    })
+}
+
+/// Called on the loop thread for a task reference that came through the remote queue.
+pub(crate) fn schedule_from_remote(ptr: NonNull<Header>) {
+    let handled = schedule_local(ptr);
+    debug_assert!(handled, "remote queue drained outside its loop");
+    // SAFETY: the remote queue entry owned one unit of the atomic count.
+    unsafe { release(ptr) };
+}
+
+fn wake_by_ref(ptr: NonNull<Header>) {
+    if schedule_local(ptr) {
+        return;
+    }
+    // SAFETY: the caller holds a reference, so the header is alive.
+    let h = unsafe { ptr.as_ref() };
+    h.refs.fetch_add(1, Ordering::Relaxed);
+    if let Err(rejected) = h.shared.push_task(RemoteTask(ptr)) {
+        // The loop is gone: waking is a no-op. Release the unit we just took.
+        std::mem::forget(rejected);
+        // SAFETY: we own the unit taken above.
+        unsafe { release(ptr) };
+    }
+}
+
+/// A task reference travelling through the remote queue; owns one unit of the atomic count.
+pub(crate) struct RemoteTask(pub(crate) NonNull<Header>);
+
+// SAFETY: the remote thread only moves this pointer; the loop thread turns it back into a
+// schedule (see `schedule_from_remote`), and the atomic unit it owns may be released anywhere
+// because the stage is empty once no local reference exists (module invariant).
+unsafe impl Send for RemoteTask {}
+
+impl Drop for RemoteTask {
+    fn drop(&mut self) {
+        // SAFETY: we own one unit of the count (dropped without being scheduled: loop closed).
+        unsafe { release(self.0) };
+    }
+}
+
+impl fmt::Debug for RemoteTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RemoteTask")
+    }
+}
+
+static WAKER_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(waker_clone, waker_wake, waker_wake_by_ref, waker_drop);
+
+fn raw_waker(ptr: NonNull<Header>) -> RawWaker {
+    RawWaker::new(ptr.as_ptr() as *const (), &WAKER_VTABLE)
+}
+
+unsafe fn waker_clone(data: *const ()) -> RawWaker {
+    // SAFETY: a waker's data is a live header pointer; the clone takes its own unit.
+    let h = unsafe { &*(data as *const Header) };
+    h.refs.fetch_add(1, Ordering::Relaxed);
+    RawWaker::new(data, &WAKER_VTABLE)
+}
+
+unsafe fn waker_wake(data: *const ()) {
+    // SAFETY: the waker's data is a live header pointer.
+    let ptr = unsafe { NonNull::new_unchecked(data as *mut Header) };
+    wake_by_ref(ptr);
+    // SAFETY: waking by value consumes the waker's unit.
+    unsafe { release(ptr) };
+}
+
+unsafe fn waker_wake_by_ref(data: *const ()) {
+    // SAFETY: the waker's data is a live header pointer.
+    wake_by_ref(unsafe { NonNull::new_unchecked(data as *mut Header) });
+}
+
+unsafe fn waker_drop(data: *const ()) {
+    // SAFETY: dropping the waker releases its unit.
+    unsafe { release(NonNull::new_unchecked(data as *mut Header)) };
+}
+
+fn vtable<F: Future + 'static>() -> &'static Vtable {
+    &Vtable {
+        poll: poll::<F>,
+        cancel: cancel::<F>,
+        take_output: take_output::<F>,
+        drop_stage: drop_stage::<F>,
+        dealloc: dealloc::<F>,
+    }
+}
+
+/// Replaces the stage, catching a panic from the old value's destructor.
+fn set_stage<F: Future>(stage: &mut Stage<F>, new: Stage<F>) {
+    let old = std::mem::replace(stage, new);
+    // A panicking destructor must not unwind into the loop; its payload is dropped.
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(old)));
+}
+
+unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> RunResult {
+    // SAFETY: (caller) loop thread, not running, stage holds the future.
+    let cell = unsafe { ptr.cast::<TaskCell<F>>().as_ref() };
+    // SAFETY: the stage is accessed only on the loop thread and not re-entrantly.
+    let stage = unsafe { &mut *cell.stage.get() };
+    let Stage::Running(fut) = stage else {
+        unreachable!("polled a finished task")
+    };
+    // SAFETY: the future is never moved: it stays in the heap cell until it is dropped in place.
+    let fut = unsafe { Pin::new_unchecked(fut) };
+    match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+        Ok(Poll::Pending) => RunResult::Pending,
+        Ok(Poll::Ready(v)) => {
+            set_stage(stage, Stage::Finished(Ok(v)));
+            RunResult::Done
+        }
+        Err(payload) => {
+            let h = &cell.header;
+            h.state.set(h.state.get() | FAILED);
+            let msg = format!("panicked: {}", panic_message(&*payload));
+            set_stage(stage, Stage::Finished(Err(JoinError::panicked(payload))));
+            RunResult::Panicked(msg)
+        }
+    }
+}
+
+unsafe fn cancel<F: Future>(ptr: NonNull<Header>) {
+    // SAFETY: (caller) loop thread, not running.
+    let cell = unsafe { ptr.cast::<TaskCell<F>>().as_ref() };
+    // SAFETY: as above; no other borrow of the stage is live.
+    let stage = unsafe { &mut *cell.stage.get() };
+    set_stage(stage, Stage::Finished(Err(JoinError::cancelled())));
+}
+
+unsafe fn take_output<F: Future>(ptr: NonNull<Header>, dst: *mut ()) {
+    // SAFETY: (caller) loop thread, task complete.
+    let cell = unsafe { ptr.cast::<TaskCell<F>>().as_ref() };
+    // SAFETY: as above.
+    let stage = unsafe { &mut *cell.stage.get() };
+    match std::mem::replace(stage, Stage::Consumed) {
+        Stage::Finished(out) => {
+            // SAFETY: the caller passes a `Poll<Result<F::Output, JoinError>>` slot.
+            unsafe { *(dst as *mut Poll<Result<F::Output, JoinError>>) = Poll::Ready(out) };
+        }
+        _ => panic!("JoinHandle polled after it returned Ready"),
+    }
+}
+
+unsafe fn drop_stage<F: Future>(ptr: NonNull<Header>) {
+    // SAFETY: (caller) loop thread, nobody else borrows the stage.
+    let cell = unsafe { ptr.cast::<TaskCell<F>>().as_ref() };
+    // SAFETY: as above.
+    set_stage(unsafe { &mut *cell.stage.get() }, Stage::Consumed);
+}
+
+unsafe fn dealloc<F: Future>(ptr: NonNull<Header>) {
+    // SAFETY: the last unit is gone: we own the allocation, made by `Box::new` in `TaskRef::new`.
+    let cell = unsafe { Box::from_raw(ptr.cast::<TaskCell<F>>().as_ptr()) };
+    // By the module invariant the stage holds no future or output here (but may hold an error,
+    // which is Send). `Consumed`/`Finished(Err)` need no loop thread to drop.
+    debug_assert!(!matches!(
+        // SAFETY: we own the cell.
+        unsafe { &*cell.stage.get() },
+        Stage::Running(_) | Stage::Finished(Ok(_))
+    ));
+    drop(cell);
+}
+
+/// An owned permission to await a task's result.
+///
+/// It is a future of `Result<T, JoinError>`: the task's output, or why there is none (it
+/// panicked, or was cancelled). Dropping the handle *detaches* the task: it keeps running and its
+/// output is dropped when it finishes. `JoinHandle` is `!Send`: it belongs to the loop thread.
+///
+/// ```
+/// let el = solo::EventLoop::new().unwrap();
+/// let task = el.handle().spawn(async { 6 * 7 });
+/// assert_eq!(el.run_until_complete(task).unwrap().unwrap(), 42);
+/// ```
+pub struct JoinHandle<T> {
+    task: Option<TaskRef>,
+    _output: PhantomData<T>,
+}
+
+impl<T> JoinHandle<T> {
+    /// A handle for a task that could not be spawned (its loop is closed): yields `Cancelled`.
+    pub(crate) fn closed() -> JoinHandle<T> {
+        JoinHandle {
+            task: None,
+            _output: PhantomData,
+        }
+    }
+
+    /// Cancels the task: its future is dropped at the loop's next safe point (never in the middle
+    /// of a poll), and this handle then yields a cancelled [`JoinError`]. Cancelling a finished
+    /// or already cancelled task does nothing.
+    ///
+    /// ```
+    /// let el = solo::EventLoop::new().unwrap();
+    /// let task = el.handle().spawn(std::future::pending::<()>());
+    /// task.cancel();
+    /// task.cancel(); // harmless
+    /// assert!(el.run_until_complete(task).unwrap().unwrap_err().is_cancelled());
+    /// ```
+    pub fn cancel(&self) {
+        if let Some(t) = &self.task {
+            t.request_cancel();
+        }
+    }
+
+    /// Whether the task has finished (with output, panic or cancellation).
+    pub fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.state() & COMPLETE != 0)
+    }
+}
+
+// The handle holds no pinned data: the output lives in the task cell.
+impl<T> Unpin for JoinHandle<T> {}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(task) = self.task.as_ref() else {
+            return Poll::Ready(Err(JoinError::cancelled()));
+        };
+        let h = task.header();
+        if task.state() & COMPLETE == 0 {
+            // SAFETY: the join waker is only touched on the loop thread (JoinHandle is !Send).
+            let slot = unsafe { &mut *h.join_waker.get() };
+            match slot {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *slot = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        let mut out: Poll<Result<T, JoinError>> = Poll::Pending;
+        // SAFETY: the task is complete and this handle is the only reader of its output; `out`
+        // has the type the vtable's `take_output` writes, since the handle's T is the task's.
+        unsafe { (h.vtable.take_output)(task.ptr, &mut out as *mut _ as *mut ()) };
+        task.set_state(task.state() & !FAILED);
+        self.task = None;
+        out
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            let state = task.state();
+            task.set_state(state | DETACHED);
+            if state & COMPLETE != 0 {
+                // SAFETY: loop thread; the task is complete and the handle was its only reader.
+                unsafe { (task.header().vtable.drop_stage)(task.ptr) };
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+/// The payload of a caught panic as text, for reports.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "Box<dyn Any>"
+    }
+}

@@ -1,0 +1,903 @@
+//! The loop's semantics, one test (or a few) per rule in ARCHITECTURE.md's "Semantics".
+
+use std::cell::{Cell, RefCell};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use solo::{EventLoop, ManualClock, RunError};
+
+fn manual() -> (EventLoop, ManualClock) {
+    let clock = ManualClock::new();
+    let el = EventLoop::builder().clock(clock.clone()).build().unwrap();
+    (el, clock)
+}
+
+/// Runs exactly one iteration (asyncio's trick: stop, then run_forever).
+fn run_once(el: &EventLoop) {
+    el.stop();
+    el.run_forever().unwrap();
+}
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+fn log() -> Log {
+    Rc::new(RefCell::new(Vec::new()))
+}
+
+fn push(log: &Log, s: impl Into<String>) -> impl FnOnce() + 'static {
+    let log = log.clone();
+    let s = s.into();
+    move || log.borrow_mut().push(s)
+}
+
+// 1. FIFO
+#[test]
+fn call_soon_runs_in_fifo_order() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let l = log();
+    for i in 0..100 {
+        h.call_soon(push(&l, i.to_string()));
+    }
+    run_once(&el);
+    let want: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    assert_eq!(*l.borrow(), want);
+}
+
+// 2. One iteration runs only what was ready when it began.
+#[test]
+fn callbacks_scheduled_during_an_iteration_run_in_the_next() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let l = log();
+    let (h2, l2) = (h.clone(), l.clone());
+    h.call_soon(move || {
+        l2.borrow_mut().push("a".into());
+        h2.call_soon(push(&l2, "c"));
+    });
+    h.call_soon(push(&l, "b"));
+    run_once(&el);
+    assert_eq!(*l.borrow(), ["a", "b"]);
+    run_once(&el);
+    assert_eq!(*l.borrow(), ["a", "b", "c"]);
+}
+
+fn forever(h: solo::Handle, count: Rc<Cell<u64>>, clock: Option<ManualClock>) {
+    count.set(count.get() + 1);
+    if let Some(c) = &clock {
+        c.advance(Duration::from_micros(250));
+    }
+    let h2 = h.clone();
+    h.call_soon(move || forever(h2, count, clock));
+}
+
+#[test]
+fn a_self_rescheduling_callback_does_not_starve_timers() {
+    let (el, _clock) = manual();
+    let h = el.handle();
+    let count = Rc::new(Cell::new(0));
+    forever(h.clone(), count.clone(), None);
+    let h2 = h.clone();
+    h.call_later(Duration::ZERO, move || h2.stop());
+    el.run_forever().unwrap();
+    assert!(
+        count.get() <= 2,
+        "timer waited for {} callbacks",
+        count.get()
+    );
+}
+
+#[test]
+fn a_self_rescheduling_callback_does_not_starve_readers_bounded_in_iterations() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let (a, mut b) = UnixStream::pair().unwrap();
+    b.write_all(b"x").unwrap();
+    let count = Rc::new(Cell::new(0));
+    let at = Rc::new(Cell::new(None));
+    let (h2, c2, at2) = (h.clone(), count.clone(), at.clone());
+    h.add_reader(&a, move || {
+        at2.set(Some(c2.get()));
+        h2.stop();
+    })
+    .unwrap();
+    // Let the first iteration poll (the loop starts idle), then flood it.
+    forever(h.clone(), count.clone(), None);
+    el.run_forever().unwrap();
+    let at = at.get().expect("reader ran");
+    assert!(
+        at <= u64::from(solo::POLL_EVERY_ITERATIONS) + 2,
+        "reader ran only after {at} iterations"
+    );
+}
+
+#[test]
+fn busy_loop_polls_for_io_at_a_bounded_interval_in_time() {
+    let (el, clock) = manual();
+    let h = el.handle();
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let count = Rc::new(Cell::new(0u64));
+    let at = Rc::new(Cell::new(None));
+    let (h2, c2, at2) = (h.clone(), count.clone(), at.clone());
+    h.add_reader(&a, move || {
+        at2.set(Some(c2.get()));
+        h2.stop();
+    })
+    .unwrap();
+    // Each callback takes 250 µs of loop time: the 1 ms bound must trigger a poll long before
+    // the iteration bound does.
+    forever(h.clone(), count.clone(), Some(clock.clone()));
+    let h3 = h.clone();
+    h.call_soon(move || {
+        b.write_all(b"x").unwrap();
+        h3.call_soon(move || drop(b));
+    });
+    el.run_forever().unwrap();
+    let at = at.get().expect("reader ran");
+    let bound = solo::POLL_EVERY_NS / 250_000 + 3;
+    assert!(
+        at <= bound,
+        "reader ran after {at} callbacks, bound {bound}"
+    );
+}
+
+// 3. Timers
+#[test]
+fn timers_never_fire_before_their_deadline() {
+    let (el, clock) = manual();
+    let h = el.handle();
+    let fired = Rc::new(Cell::new(false));
+    let f = fired.clone();
+    h.call_later(Duration::from_millis(50), move || f.set(true));
+    clock.advance(Duration::from_millis(49));
+    run_once(&el);
+    assert!(!fired.get());
+    clock.advance(Duration::from_micros(999));
+    run_once(&el);
+    assert!(!fired.get());
+    clock.advance(Duration::from_micros(1));
+    run_once(&el);
+    assert!(fired.get());
+}
+
+#[test]
+fn timers_with_equal_deadlines_run_in_scheduling_order_and_by_deadline() {
+    let (el, clock) = manual();
+    let h = el.handle();
+    let l = log();
+    let t0 = h.time();
+    h.call_at(t0 + Duration::from_millis(20), push(&l, "late"));
+    for i in 0..5 {
+        h.call_at(t0 + Duration::from_millis(10), push(&l, format!("eq{i}")));
+    }
+    h.call_later(Duration::from_millis(5), push(&l, "early"));
+    clock.advance(Duration::from_millis(30));
+    run_once(&el);
+    assert_eq!(
+        *l.borrow(),
+        ["early", "eq0", "eq1", "eq2", "eq3", "eq4", "late"]
+    );
+}
+
+#[test]
+fn call_at_in_the_past_runs_on_the_next_iteration() {
+    let (el, clock) = manual();
+    clock.advance(Duration::from_secs(10));
+    let h = el.handle();
+    let l = log();
+    h.call_at(h.time() - Duration::from_secs(5), push(&l, "past"));
+    run_once(&el);
+    assert_eq!(*l.borrow(), ["past"]);
+}
+
+#[test]
+fn manual_clock_auto_advances_to_the_next_timer_when_idle() {
+    let (el, clock) = manual();
+    let h = el.handle();
+    let h2 = h.clone();
+    let t0 = h.time();
+    let when = Rc::new(Cell::new(None));
+    let w = when.clone();
+    h.call_later(Duration::from_secs(3600), move || {
+        w.set(Some(h2.time()));
+        h2.stop();
+    });
+    el.run_forever().unwrap();
+    assert_eq!(when.get().unwrap() - t0, Duration::from_secs(3600));
+    assert_eq!(clock.elapsed(), Duration::from_secs(3600));
+}
+
+// 4. Cancellation
+#[test]
+fn cancelled_callbacks_and_timers_never_run() {
+    let (el, clock) = manual();
+    let h = el.handle();
+    let l = log();
+    let a = h.call_soon(push(&l, "soon"));
+    let b = h.call_later(Duration::from_millis(1), push(&l, "timer"));
+    h.call_soon(push(&l, "kept"));
+    a.cancel();
+    b.cancel();
+    assert!(a.cancelled() && b.cancelled());
+    a.cancel();
+    b.cancel();
+    clock.advance(Duration::from_millis(5));
+    run_once(&el);
+    run_once(&el);
+    assert_eq!(*l.borrow(), ["kept"]);
+}
+
+#[test]
+fn cancelling_after_it_ran_is_a_no_op() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let l = log();
+    let a = h.call_soon(push(&l, "a"));
+    run_once(&el);
+    a.cancel();
+    a.cancel();
+    // The next callback (a later id) must not be affected by the stale cancel.
+    h.call_soon(push(&l, "b"));
+    run_once(&el);
+    assert_eq!(*l.borrow(), ["a", "b"]);
+}
+
+#[test]
+fn a_timer_cancelled_by_an_earlier_timer_in_the_same_batch_does_not_run() {
+    let (el, clock) = manual();
+    let h = el.handle();
+    let l = log();
+    let victim = Rc::new(RefCell::new(None::<solo::CallbackHandle>));
+    let v = victim.clone();
+    h.call_later(Duration::from_millis(1), move || {
+        v.borrow().as_ref().unwrap().cancel()
+    });
+    *victim.borrow_mut() = Some(h.call_later(Duration::from_millis(2), push(&l, "victim")));
+    clock.advance(Duration::from_millis(10));
+    run_once(&el);
+    run_once(&el);
+    assert!(l.borrow().is_empty());
+}
+
+#[test]
+fn a_million_scheduled_and_cancelled_timers_leave_no_memory() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    for i in 0..1_000_000u64 {
+        let t = h.call_later(Duration::from_millis(1 + i % 3_600_000), || {});
+        t.cancel();
+    }
+    let dbg = format!("{el:?}");
+    assert!(dbg.contains("timers: 0"), "{dbg}");
+    // And the call_soon cancel set is emptied as cancelled entries leave the queue.
+    for _ in 0..1000 {
+        h.call_soon(|| {}).cancel();
+    }
+    run_once(&el);
+    assert!(format!("{el:?}").contains("ready: 0"));
+}
+
+// 5. stop and re-entrancy
+#[test]
+fn stop_lets_the_current_iteration_finish() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let l = log();
+    let h2 = h.clone();
+    h.call_soon(move || h2.stop());
+    h.call_soon(push(&l, "same iteration"));
+    let h3 = h.clone();
+    let l3 = l.clone();
+    h.call_soon(move || {
+        h3.call_soon(push(&l3, "next iteration"));
+    });
+    el.run_forever().unwrap();
+    assert_eq!(*l.borrow(), ["same iteration"]);
+    assert!(!el.is_running());
+    run_once(&el);
+    assert_eq!(*l.borrow(), ["same iteration", "next iteration"]);
+}
+
+#[test]
+fn stop_before_run_forever_runs_exactly_one_iteration() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let count = Rc::new(Cell::new(0u64));
+    forever(h.clone(), count.clone(), None);
+    assert_eq!(count.get(), 1);
+    el.stop();
+    el.run_forever().unwrap();
+    assert_eq!(count.get(), 2);
+}
+
+#[test]
+fn running_the_loop_inside_itself_is_an_error() {
+    let el = Rc::new(EventLoop::new().unwrap());
+    let h = el.handle();
+    let result = Rc::new(RefCell::new(None));
+    let (el2, r2) = (el.clone(), result.clone());
+    h.call_soon(move || {
+        *r2.borrow_mut() = Some((el2.run_forever(), el2.run_until_complete(async {}).err()));
+        el2.stop();
+    });
+    el.run_forever().unwrap();
+    let (a, b) = result.borrow_mut().take().unwrap();
+    assert_eq!(a, Err(RunError::AlreadyRunning));
+    assert_eq!(b, Some(RunError::AlreadyRunning));
+    assert_eq!(
+        RunError::AlreadyRunning.to_string(),
+        "this event loop is already running"
+    );
+}
+
+#[test]
+fn another_loop_cannot_run_inside_a_running_loop() {
+    let el = EventLoop::new().unwrap();
+    let other = EventLoop::new().unwrap();
+    let r = el
+        .run_until_complete(async { other.run_until_complete(async { 1 }) })
+        .unwrap();
+    assert_eq!(r, Err(RunError::AnotherLoopRunning));
+    assert_eq!(other.run_until_complete(async { 1 }), Ok(1));
+}
+
+#[test]
+fn run_until_complete_reports_a_stop_before_completion() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    h.call_soon(move || Handle::current().stop());
+    let r = el.run_until_complete(std::future::pending::<()>());
+    assert_eq!(r, Err(RunError::Stopped));
+}
+
+use solo::Handle;
+
+#[test]
+fn run_until_complete_drives_a_borrowing_future() {
+    let el = EventLoop::new().unwrap();
+    let mut local = vec![1, 2];
+    let n = el
+        .run_until_complete(async {
+            local.push(3);
+            local.len()
+        })
+        .unwrap();
+    assert_eq!(n, 3);
+}
+
+// 6. Readers and writers
+#[test]
+fn a_reader_that_does_not_drain_is_called_again_next_iteration() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let (mut a, mut b) = UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    b.write_all(b"abc").unwrap();
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let g = got.clone();
+    let a_fd = a.try_clone().unwrap();
+    h.add_reader(&a_fd, move || {
+        let mut byte = [0u8; 1];
+        if let Ok(1) = a.read(&mut byte) {
+            g.borrow_mut().push(byte[0]);
+        }
+    })
+    .unwrap();
+    for _ in 0..5 {
+        run_once(&el);
+    }
+    assert_eq!(*got.borrow(), b"abc");
+    assert!(h.remove_reader(&a_fd));
+    assert!(!h.remove_reader(&a_fd), "second remove finds nothing");
+}
+
+#[test]
+fn a_drained_reader_is_not_called_again() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let (mut a, mut b) = UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    b.write_all(b"abc").unwrap();
+    let calls = Rc::new(Cell::new(0));
+    let c = calls.clone();
+    let fd = a.try_clone().unwrap();
+    h.add_reader(&fd, move || {
+        c.set(c.get() + 1);
+        let mut buf = [0u8; 64];
+        while a.read(&mut buf).is_ok() {}
+    })
+    .unwrap();
+    for _ in 0..5 {
+        run_once(&el);
+    }
+    assert_eq!(calls.get(), 1);
+    b.write_all(b"more").unwrap();
+    run_once(&el);
+    assert_eq!(calls.get(), 2);
+}
+
+#[test]
+fn add_reader_replaces_and_remove_inside_the_callback_is_safe() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let (a, mut b) = UnixStream::pair().unwrap();
+    b.write_all(b"x").unwrap();
+    let l = log();
+    let l1 = l.clone();
+    h.add_reader(&a, move || l1.borrow_mut().push("old".into()))
+        .unwrap();
+    let (l2, h2) = (l.clone(), h.clone());
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&a);
+    h.add_reader(&a, move || {
+        l2.borrow_mut().push("new".into());
+        assert!(h2.remove_reader(&fd), "removing itself reports true");
+    })
+    .unwrap();
+    for _ in 0..3 {
+        run_once(&el);
+    }
+    assert_eq!(*l.borrow(), ["new"]);
+    assert!(!h.remove_reader(&a));
+}
+
+#[test]
+fn writer_is_called_when_writable_and_reader_writer_share_an_fd() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let l = log();
+    let (l1, l2) = (l.clone(), l.clone());
+    let (h1, fd1) = (h.clone(), std::os::fd::AsRawFd::as_raw_fd(&a));
+    h.add_writer(&a, move || {
+        l1.borrow_mut().push("w".into());
+        h1.remove_writer(&fd1);
+    })
+    .unwrap();
+    h.add_reader(&a, move || l2.borrow_mut().push("r".into()))
+        .unwrap();
+    run_once(&el);
+    assert_eq!(*l.borrow(), ["w"]);
+    b.write_all(b"x").unwrap();
+    run_once(&el);
+    assert_eq!(*l.borrow(), ["w", "r"]);
+    assert!(h.remove_reader(&a));
+}
+
+#[test]
+fn invalid_and_closed_fds_are_errors() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    assert!(h.add_reader(&-1, || {}).is_err());
+    let err = h.add_reader(&987_654, || {}).unwrap_err();
+    assert!(err.to_string().contains("987654"), "{err}");
+    let (a, _b) = UnixStream::pair().unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&a);
+    drop(a);
+    assert!(h.add_writer(&fd, || {}).is_err());
+    let f = std::fs::File::open("Cargo.toml").unwrap();
+    assert!(
+        h.add_reader(&f, || {}).is_err(),
+        "regular files cannot be polled"
+    );
+}
+
+#[test]
+fn a_reader_whose_fd_is_closed_while_registered_is_reported_and_removed() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let errors = log();
+    let e = errors.clone();
+    h.set_exception_handler(move |ctx| e.borrow_mut().push(ctx.message().to_string()));
+    let (a, mut b) = UnixStream::pair().unwrap();
+    b.write_all(b"x").unwrap();
+    let slot = Rc::new(RefCell::new(Some(a.try_clone().unwrap())));
+    let s = slot.clone();
+    h.add_reader(&a, move || drop(s.borrow_mut().take()))
+        .unwrap();
+    drop(a);
+    run_once(&el);
+    assert_eq!(errors.borrow().len(), 1, "{:?}", errors.borrow());
+    assert!(errors.borrow()[0].contains("closed while registered"));
+    run_once(&el);
+    assert_eq!(errors.borrow().len(), 1);
+}
+
+// 7. Panics and cancellation
+#[test]
+fn a_panicking_callback_goes_to_the_handler_and_the_loop_keeps_running() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let seen = log();
+    let s = seen.clone();
+    h.set_exception_handler(move |ctx| {
+        s.borrow_mut().push(format!(
+            "{}|{}|{}",
+            ctx.kind(),
+            ctx.message(),
+            ctx.site().file()
+        ))
+    });
+    h.call_soon(|| panic!("boom"));
+    let l = log();
+    h.call_soon(push(&l, "after"));
+    run_once(&el);
+    assert_eq!(*l.borrow(), ["after"]);
+    assert_eq!(
+        *seen.borrow(),
+        [format!("callback|panicked: boom|{}", file!())]
+    );
+}
+
+#[test]
+fn a_panicking_task_yields_a_join_error_and_is_reported() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let seen = log();
+    let s = seen.clone();
+    h.set_exception_handler(move |ctx| s.borrow_mut().push(ctx.to_string()));
+    let t = h.spawn(async { panic!("task boom") });
+    let other = h.spawn(async { 7 });
+    let (a, b) = el
+        .run_until_complete(async move { (t.await, other.await) })
+        .unwrap();
+    let err = a.unwrap_err();
+    assert!(err.is_panic() && !err.is_cancelled());
+    assert_eq!(b.unwrap(), 7);
+    let payload = err.try_into_panic().unwrap();
+    assert_eq!(*payload.downcast::<&str>().unwrap(), "task boom");
+    assert_eq!(seen.borrow().len(), 1);
+    assert!(seen.borrow()[0].starts_with("solo: task (spawned at tests/event_loop.rs:"));
+}
+
+struct DropFlag(Rc<Cell<u32>>);
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+#[test]
+fn cancel_drops_the_future_at_the_next_safe_point() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let drops = Rc::new(Cell::new(0));
+    let flag = DropFlag(drops.clone());
+    let t = h.spawn(async move {
+        let _f = flag;
+        std::future::pending::<()>().await;
+    });
+    run_once(&el);
+    assert_eq!(drops.get(), 0);
+    t.cancel();
+    t.cancel();
+    assert_eq!(drops.get(), 0, "not dropped inside cancel()");
+    run_once(&el);
+    assert_eq!(drops.get(), 1);
+    assert!(t.is_finished());
+    let r = el.run_until_complete(t).unwrap();
+    assert!(r.unwrap_err().is_cancelled());
+    assert_eq!(drops.get(), 1);
+}
+
+#[test]
+fn a_task_can_cancel_itself_while_running() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let slot: Rc<RefCell<Option<solo::JoinHandle<()>>>> = Rc::new(RefCell::new(None));
+    let s = slot.clone();
+    let t = h.spawn(async move {
+        s.borrow().as_ref().unwrap().cancel();
+        std::future::pending::<()>().await;
+    });
+    *slot.borrow_mut() = Some(t);
+    run_once(&el);
+    run_once(&el);
+    let t = slot.borrow_mut().take().unwrap();
+    assert!(t.is_finished());
+}
+
+#[test]
+fn a_detached_task_keeps_running() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let done = Rc::new(Cell::new(false));
+    let d = done.clone();
+    drop(h.spawn(async move {
+        solo::time::sleep(Duration::from_millis(1)).await;
+        d.set(true);
+    }));
+    el.run_until_complete(solo::time::sleep(Duration::from_millis(5)))
+        .unwrap();
+    assert!(done.get());
+}
+
+// 8. Threadsafe wake-ups
+#[test]
+fn call_soon_threadsafe_wakes_a_loop_blocked_on_a_far_timer() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    h.call_later(Duration::from_secs(30), || {
+        panic!("should not wait for this")
+    });
+    let remote = h.remote();
+    let start = Instant::now();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        remote
+            .call_soon_threadsafe(|| Handle::current().stop())
+            .unwrap();
+    });
+    el.run_forever().unwrap();
+    t.join().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn remote_spawn_and_waking_from_another_thread() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let (tx, rx) = futures::channel::oneshot::channel::<u32>();
+    let task = h.spawn(async move { rx.await.unwrap() * 2 });
+    let remote = h.remote();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        tx.send(21).unwrap();
+        remote.spawn(async { "from afar" })
+    });
+    assert_eq!(el.run_until_complete(task).unwrap().unwrap(), 42);
+    let far = t.join().unwrap();
+    assert_eq!(el.run_until_complete(far).unwrap().unwrap(), "from afar");
+}
+
+#[test]
+fn remote_after_the_loop_is_dropped_is_an_error_not_a_panic() {
+    let el = EventLoop::new().unwrap();
+    let remote = el.handle().remote();
+    drop(el);
+    assert!(remote.is_closed());
+    assert_eq!(remote.call_soon_threadsafe(|| {}), Err(solo::LoopClosed));
+    let jh = remote.spawn(async { 1 });
+    let r = futures::executor::block_on(jh);
+    assert!(r.unwrap_err().is_cancelled());
+}
+
+// 9. Wakers
+#[test]
+fn waking_a_task_whose_loop_is_gone_is_a_no_op() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let stash: Arc<std::sync::Mutex<Option<std::task::Waker>>> = Default::default();
+    let s = stash.clone();
+    h.spawn(std::future::poll_fn(move |cx| {
+        *s.lock().unwrap() = Some(cx.waker().clone());
+        Poll::<()>::Pending
+    }));
+    run_once(&el);
+    drop(el);
+    let w = stash.lock().unwrap().take().unwrap();
+    w.wake_by_ref();
+    std::thread::spawn(move || w.wake()).join().unwrap();
+}
+
+#[test]
+fn wakers_are_send_and_sync_and_wake_from_threads() {
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let polls = Rc::new(Cell::new(0));
+    let p = polls.clone();
+    let t = h.spawn(std::future::poll_fn(move |cx| {
+        p.set(p.get() + 1);
+        if p.get() == 3 {
+            return Poll::Ready(());
+        }
+        assert_send_sync(cx.waker());
+        let w = cx.waker().clone();
+        std::thread::spawn(move || w.wake());
+        Poll::Pending
+    }));
+    el.run_until_complete(t).unwrap().unwrap();
+    assert_eq!(polls.get(), 3);
+}
+
+// 10. Dropping the loop
+struct Counted(Rc<Cell<u32>>);
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+#[test]
+fn dropping_the_loop_drops_everything_exactly_once() {
+    let drops = Rc::new(Cell::new(0));
+    let (a, _b) = UnixStream::pair().unwrap();
+    {
+        let el = EventLoop::new().unwrap();
+        let h = el.handle();
+        let c = Counted(drops.clone());
+        h.call_soon(move || drop(c));
+        let c = Counted(drops.clone());
+        h.call_later(Duration::from_secs(60), move || drop(c));
+        let c = Counted(drops.clone());
+        h.add_reader(&a, move || {
+            let _ = &c;
+        })
+        .unwrap();
+        let c = Counted(drops.clone());
+        let t = h.spawn(async move {
+            let _c = c;
+            std::future::pending::<()>().await;
+        });
+        // A pending task that was polled once, holding a handle to its own loop (a cycle).
+        let c = Counted(drops.clone());
+        let h2 = h.clone();
+        drop(h.spawn(async move {
+            let _c = c;
+            let _h = h2;
+            std::future::pending::<()>().await;
+        }));
+        // A task that completes in the first iteration.
+        let c = Counted(drops.clone());
+        drop(h.spawn(async move {
+            let _c = c;
+        }));
+        let h3 = h.clone();
+        h.call_soon(move || h3.stop());
+        el.run_forever().unwrap();
+        assert_eq!(
+            drops.get(),
+            2,
+            "the call_soon callback and the finished task"
+        );
+        drop(t);
+        // A task that is never polled, and a callback that never runs.
+        let c = Counted(drops.clone());
+        drop(h.spawn(async move {
+            let _c = c;
+        }));
+        let c = Counted(drops.clone());
+        h.call_soon(move || drop(c));
+        assert_eq!(drops.get(), 2);
+    }
+    // 2 + timer + reader + pending task + cyclic task + unpolled task + queued callback
+    assert_eq!(drops.get(), 8);
+    // The fd the user owns is still open.
+    assert!(a.try_clone().is_ok());
+    let mut a2 = a.try_clone().unwrap();
+    a2.set_nonblocking(true).unwrap();
+    assert!(matches!(a2.read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
+}
+
+#[test]
+fn remote_callbacks_queued_at_drop_are_dropped_once() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    struct D(Arc<AtomicUsize>);
+    impl Drop for D {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let el = EventLoop::new().unwrap();
+    let remote = el.handle().remote();
+    for _ in 0..3 {
+        let d = D(drops.clone());
+        remote.call_soon_threadsafe(move || drop(d)).unwrap();
+    }
+    drop(el);
+    assert_eq!(drops.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn a_handle_outliving_its_loop_refuses_work_cleanly() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    drop(el);
+    assert!(h.is_closed());
+    let c = h.call_soon(|| unreachable!());
+    assert!(c.cancelled());
+    let t = h.call_later(Duration::from_secs(1), || unreachable!());
+    assert!(t.cancelled());
+    let (a, _b) = UnixStream::pair().unwrap();
+    assert!(h.add_reader(&a, || {}).is_err());
+    let jh = h.spawn(async { 1 });
+    assert!(jh.is_finished());
+}
+
+// Integration with the futures ecosystem.
+#[test]
+fn local_spawn_ext_works() {
+    use futures::task::LocalSpawnExt;
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let got = Rc::new(Cell::new(0));
+    let g = got.clone();
+    h.spawn_local(async move { g.set(5) }).unwrap();
+    let jh = h.spawn_local_with_handle(async { 9 }).unwrap();
+    assert_eq!(el.run_until_complete(jh).unwrap(), 9);
+    assert_eq!(got.get(), 5);
+}
+
+#[test]
+fn spawn_ext_works_on_remote() {
+    use futures::task::SpawnExt;
+    let el = EventLoop::new().unwrap();
+    let remote = el.handle().remote();
+    let (tx, rx) = futures::channel::oneshot::channel();
+    std::thread::spawn(move || {
+        SpawnExt::spawn(&remote, async move { tx.send(3).unwrap() }).unwrap()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(el.run_until_complete(rx).unwrap().unwrap(), 3);
+}
+
+#[test]
+fn handle_current_inside_and_outside() {
+    assert!(Handle::try_current().is_none());
+    let el = EventLoop::new().unwrap();
+    let ok = el
+        .run_until_complete(async { Handle::try_current().is_some() })
+        .unwrap();
+    assert!(ok);
+    assert!(Handle::try_current().is_none());
+    let r = std::panic::catch_unwind(|| Handle::current());
+    assert!(r.is_err());
+}
+
+#[test]
+fn a_panic_in_the_main_future_propagates_and_leaves_the_loop_usable() {
+    let el = EventLoop::new().unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        el.run_until_complete(async { panic!("main") })
+    }));
+    assert!(r.is_err());
+    assert!(!el.is_running());
+    assert_eq!(el.run_until_complete(async { 1 }), Ok(1));
+}
+
+#[test]
+fn many_tasks_spawning_and_yielding() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let total = Rc::new(Cell::new(0u64));
+    let mut handles = Vec::new();
+    for i in 0..100u64 {
+        let t = total.clone();
+        let h2 = h.clone();
+        handles.push(h.spawn(async move {
+            for _ in 0..10 {
+                yield_now().await;
+            }
+            let inner = h2.spawn(async move { i });
+            let v = inner.await.unwrap();
+            t.set(t.get() + v);
+        }));
+    }
+    el.run_until_complete(async move {
+        for hd in handles {
+            hd.await.unwrap();
+        }
+    })
+    .unwrap();
+    assert_eq!(total.get(), (0..100).sum::<u64>());
+}
+
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
