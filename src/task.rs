@@ -625,3 +625,121 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
         "Box<dyn Any>"
     }
 }
+
+/// Tests that exercise every unsafe path here (and run under Miri in CI: `miri_` prefix).
+#[cfg(test)]
+mod tests {
+    use crate::EventLoop;
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Poll, Waker};
+
+    fn yield_once() -> impl std::future::Future<Output = ()> {
+        let mut done = false;
+        std::future::poll_fn(move |cx| {
+            if done {
+                Poll::Ready(())
+            } else {
+                done = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        })
+    }
+
+    #[test]
+    fn miri_spawn_poll_join_and_detach() {
+        let el = EventLoop::new().unwrap();
+        let h = el.handle();
+        let a = h.spawn(async {
+            yield_once().await;
+            String::from("out")
+        });
+        // Detached before and after completion: the output is dropped on the loop thread.
+        drop(h.spawn(async { vec![1u8; 10] }));
+        let b = h.spawn(async { Box::new(5) });
+        let c = h.spawn(async { 1 });
+        let r = el
+            .run_until_complete(async move {
+                let x = a.await.unwrap();
+                drop(b);
+                x + &c.await.unwrap().to_string()
+            })
+            .unwrap();
+        assert_eq!(r, "out1");
+    }
+
+    #[test]
+    fn miri_wakers_cloned_dropped_and_woken_across_threads() {
+        let el = EventLoop::new().unwrap();
+        let h = el.handle();
+        let polls = Rc::new(Cell::new(0));
+        let p = polls.clone();
+        let t = h.spawn(std::future::poll_fn(move |cx| {
+            p.set(p.get() + 1);
+            match p.get() {
+                1 => {
+                    let w = cx.waker().clone();
+                    let w2 = w.clone();
+                    drop(w2);
+                    std::thread::spawn(move || w.wake()).join().unwrap();
+                    Poll::Pending
+                }
+                2 => {
+                    let w = cx.waker().clone();
+                    std::thread::spawn(move || {
+                        w.wake_by_ref();
+                        drop(w);
+                    })
+                    .join()
+                    .unwrap();
+                    Poll::Pending
+                }
+                _ => Poll::Ready(p.get()),
+            }
+        }));
+        assert_eq!(el.run_until_complete(t).unwrap().unwrap(), 3);
+    }
+
+    #[test]
+    fn miri_last_waker_dropped_on_another_thread_after_the_loop() {
+        let stash: Arc<Mutex<Option<Waker>>> = Arc::default();
+        let el = EventLoop::new().unwrap();
+        let s = stash.clone();
+        let data = vec![1u64; 4];
+        drop(el.handle().spawn(std::future::poll_fn(move |cx| {
+            let _keep = &data;
+            *s.lock().unwrap() = Some(cx.waker().clone());
+            Poll::<()>::Pending
+        })));
+        el.stop();
+        el.run_forever().unwrap();
+        drop(el); // drops the future on this thread; the cell stays alive for the waker
+        let w = stash.lock().unwrap().take().unwrap();
+        std::thread::spawn(move || {
+            w.wake_by_ref();
+            drop(w);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn miri_cancel_panic_and_join_error() {
+        let el = EventLoop::new().unwrap();
+        let h = el.handle();
+        h.set_exception_handler(|_| {});
+        let p = h.spawn(async {
+            yield_once().await;
+            panic!("in task")
+        });
+        let c = h.spawn(std::future::pending::<String>());
+        c.cancel();
+        let (p, c) = el
+            .run_until_complete(async move { (p.await, c.await) })
+            .unwrap();
+        assert!(p.unwrap_err().is_panic());
+        assert!(c.unwrap_err().is_cancelled());
+    }
+}
