@@ -23,15 +23,18 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod async_fd;
 mod clock;
 mod error;
 mod event_loop;
+pub mod net;
 mod reactor;
 mod remote;
 mod task;
 pub mod time;
 mod timer;
 
+pub use async_fd::Async;
 pub use clock::ManualClock;
 pub use error::{JoinError, LoopClosed, RunError};
 pub use event_loop::{

@@ -96,8 +96,6 @@ impl IoCallback {
     }
 }
 
-// The async kind is used by `Async` and `net`, which land in the next change.
-#[allow(dead_code)]
 enum Kind {
     Callbacks {
         reader: IoCallback,
@@ -404,10 +402,7 @@ impl Reactor {
     }
 
     // ---- async sources: the futures path ----
-}
 
-#[allow(dead_code)]
-impl Reactor {
     /// Registers `fd` for both directions, edge-triggered, with readiness caching.
     pub(crate) fn register_async(&mut self, fd: RawFd) -> io::Result<usize> {
         let entry = self.sources.vacant_entry();

@@ -1,0 +1,331 @@
+//! [`Async<T>`]: any file descriptor as a future-friendly I/O object.
+//!
+//! Wrap a socket, pipe, eventfd or device you opened yourself, and wait for readiness with
+//! [`readable`](Async::readable) / [`writable`](Async::writable), or run an operation until it
+//! stops returning `WouldBlock` with [`read_with`](Async::read_with) /
+//! [`write_with`](Async::write_with). This is what [`net`](crate::net) is built on.
+//!
+//! The fd is switched to non-blocking mode and registered with the loop's reactor once, for
+//! both directions; readiness is cached from edge-triggered events (see the
+//! [`reactor`](crate#architecture) notes in ARCHITECTURE.md), so a waiting task costs no syscall
+//! until the kernel reports the fd ready.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::reactor::Dir;
+use crate::Handle;
+
+/// An fd registered with a solo loop. See the [module docs](self).
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::os::unix::net::UnixStream;
+/// let el = solo::EventLoop::new().unwrap();
+/// el.run_until_complete(async {
+///     let (a, mut b) = UnixStream::pair().unwrap();
+///     let a = solo::Async::new(a).unwrap();
+///     b.write_all(b"hi").unwrap();
+///     let mut buf = [0u8; 2];
+///     let n = a.read_with(|s| (&*s).read(&mut buf)).await.unwrap();
+///     assert_eq!(&buf[..n], b"hi");
+/// }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct Async<T: AsRawFd> {
+    io: Option<T>,
+    token: usize,
+    handle: Handle,
+}
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd the caller owns; F_GETFL/F_SETFL take no pointers.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if flags & libc::O_NONBLOCK == 0 {
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+impl<T: AsRawFd> Async<T> {
+    /// Registers `io` with the loop running on this thread (an error outside a running loop).
+    pub fn new(io: T) -> io::Result<Async<T>> {
+        let handle = Handle::try_current().ok_or_else(|| {
+            io::Error::other("solo::Async::new called outside a running solo event loop")
+        })?;
+        Async::with_handle(io, &handle)
+    }
+
+    /// Registers `io` with the given loop.
+    pub fn with_handle(io: T, handle: &Handle) -> io::Result<Async<T>> {
+        if handle.is_closed() {
+            return Err(io::Error::other("the event loop is closed"));
+        }
+        let fd = io.as_raw_fd();
+        set_nonblocking(fd)?;
+        let token = handle.inner.reactor.borrow_mut().register_async(fd)?;
+        Ok(Async {
+            io: Some(io),
+            token,
+            handle: handle.clone(),
+        })
+    }
+
+    /// The inner I/O object.
+    pub fn get_ref(&self) -> &T {
+        self.io.as_ref().expect("present until into_inner")
+    }
+
+    /// The inner I/O object, mutably.
+    pub fn get_mut(&mut self) -> &mut T {
+        self.io.as_mut().expect("present until into_inner")
+    }
+
+    /// Deregisters and returns the inner object (still in non-blocking mode).
+    pub fn into_inner(mut self) -> io::Result<T> {
+        self.deregister();
+        Ok(self.io.take().expect("present until into_inner"))
+    }
+
+    fn deregister(&mut self) {
+        let wakers = self
+            .handle
+            .inner
+            .reactor
+            .borrow_mut()
+            .deregister_async(self.token);
+        drop(wakers);
+    }
+
+    /// Polls for readability: ready when the reactor has seen the fd readable (or closed, or
+    /// in error) since the last `WouldBlock`.
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_ready(Dir::Read, cx)
+    }
+
+    /// Polls for writability.
+    pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_ready(Dir::Write, cx)
+    }
+
+    fn poll_ready(&self, dir: Dir, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.handle
+            .inner
+            .reactor
+            .borrow_mut()
+            .poll_ready(self.token, dir, cx)
+            .map(Ok)
+    }
+
+    pub(crate) fn clear(&self, dir: Dir) {
+        self.handle
+            .inner
+            .reactor
+            .borrow_mut()
+            .clear_ready(self.token, dir);
+    }
+
+    /// Waits until the fd is readable.
+    pub async fn readable(&self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_readable(cx)).await
+    }
+
+    /// Waits until the fd is writable.
+    pub async fn writable(&self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_writable(cx)).await
+    }
+
+    /// Runs a non-blocking read-side operation until it does not return `WouldBlock`.
+    pub async fn read_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        poll_fn(|cx| self.poll_with(Dir::Read, cx, &mut op)).await
+    }
+
+    /// Runs a non-blocking write-side operation until it does not return `WouldBlock`.
+    pub async fn write_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        poll_fn(|cx| self.poll_with(Dir::Write, cx, &mut op)).await
+    }
+
+    /// Like [`read_with`](Async::read_with), with mutable access.
+    pub async fn read_with_mut<R>(
+        &mut self,
+        mut op: impl FnMut(&mut T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        poll_fn(|cx| self.poll_with_mut(Dir::Read, cx, &mut op)).await
+    }
+
+    /// Like [`write_with`](Async::write_with), with mutable access.
+    pub async fn write_with_mut<R>(
+        &mut self,
+        mut op: impl FnMut(&mut T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        poll_fn(|cx| self.poll_with_mut(Dir::Write, cx, &mut op)).await
+    }
+
+    /// One attempt of a readiness-gated operation: ready state is cleared on `WouldBlock`, and
+    /// then the waker is stored by the re-poll.
+    pub(crate) fn poll_with<R>(
+        &self,
+        dir: Dir,
+        cx: &mut Context<'_>,
+        op: &mut impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            if self.poll_ready(dir, cx)?.is_pending() {
+                return Poll::Pending;
+            }
+            match op(self.get_ref()) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear(dir),
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    fn poll_with_mut<R>(
+        &mut self,
+        dir: Dir,
+        cx: &mut Context<'_>,
+        op: &mut impl FnMut(&mut T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            if self.poll_ready(dir, cx)?.is_pending() {
+                return Poll::Pending;
+            }
+            match op(self.get_mut()) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear(dir),
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    /// A read that clears cached readiness after a short read, saving the `read` that would
+    /// only return `WouldBlock`.
+    pub(crate) fn poll_read_stream(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>>
+    where
+        for<'a> &'a T: Read,
+    {
+        let want = buf.len();
+        let r = self.poll_with(Dir::Read, cx, &mut |io: &T| {
+            let mut io = io;
+            io.read(buf)
+        });
+        if let Poll::Ready(Ok(n)) = r {
+            if n > 0 && n < want {
+                self.clear(Dir::Read);
+            }
+        }
+        r
+    }
+
+    pub(crate) fn poll_write_stream(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>>
+    where
+        for<'a> &'a T: Write,
+    {
+        let want = buf.len();
+        let r = self.poll_with(Dir::Write, cx, &mut |io: &T| {
+            let mut io = io;
+            io.write(buf)
+        });
+        if let Poll::Ready(Ok(n)) = r {
+            if n > 0 && n < want {
+                self.clear(Dir::Write);
+            }
+        }
+        r
+    }
+}
+
+impl<T: AsRawFd> Drop for Async<T> {
+    fn drop(&mut self) {
+        if self.io.is_some() {
+            self.deregister();
+        }
+    }
+}
+
+impl<T: AsRawFd> AsRawFd for Async<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.get_ref().as_raw_fd()
+    }
+}
+
+impl<T: AsRawFd + AsFd> AsFd for Async<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.get_ref().as_fd()
+    }
+}
+
+impl<T: AsRawFd> futures_io::AsyncRead for Async<T>
+where
+    for<'a> &'a T: Read,
+{
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_read_stream(cx, buf)
+    }
+
+    fn poll_read_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_with(Dir::Read, cx, &mut |io: &T| {
+            let mut io = io;
+            io.read_vectored(bufs)
+        })
+    }
+}
+
+impl<T: AsRawFd> futures_io::AsyncWrite for Async<T>
+where
+    for<'a> &'a T: Write,
+{
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_stream(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_with(Dir::Write, cx, &mut |io: &T| {
+            let mut io = io;
+            io.write_vectored(bufs)
+        })
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_with(Dir::Write, cx, &mut |io: &T| {
+            let mut io = io;
+            io.flush()
+        })
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flush(cx)
+    }
+}

@@ -1,0 +1,433 @@
+//! Sockets as futures: TCP, UDP and Unix-domain, on the loop running on this thread.
+//!
+//! Each type is an [`Async`] around a mio socket. Streams implement futures-io's `AsyncRead`
+//! and `AsyncWrite` (vectored too), so `futures::io` combinators and codecs work on them. A
+//! stream splits into halves two ways: borrowed, since `&TcpStream` is itself `AsyncRead +
+//! AsyncWrite` (`let (mut r, mut w) = (&stream, &stream);`), or owned with
+//! [`TcpStream::into_split`].
+//!
+//! Constructors register with the loop running on this thread and return an error outside one.
+//! Address arguments are resolved with the standard library, which may block for DNS names;
+//! pass IP addresses (or resolve on [`run_in_executor`](crate::Handle)) to keep the loop free.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use futures_io::{AsyncRead, AsyncWrite};
+
+use crate::reactor::Dir;
+use crate::Async;
+
+fn resolve(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "address resolved to nothing",
+        ));
+    }
+    Ok(addrs)
+}
+
+/// A TCP listening socket.
+///
+/// ```
+/// let el = solo::EventLoop::new().unwrap();
+/// el.run_until_complete(async {
+///     let l = solo::net::TcpListener::bind("127.0.0.1:0").unwrap();
+///     let addr = l.local_addr().unwrap();
+///     let c = solo::Handle::current().spawn(solo::net::TcpStream::connect(addr));
+///     let (_s, peer) = l.accept().await.unwrap();
+///     assert_eq!(peer, c.await.unwrap().unwrap().local_addr().unwrap());
+/// }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct TcpListener {
+    io: Async<mio::net::TcpListener>,
+}
+
+impl TcpListener {
+    /// Binds to `addr` (the first address that works), with `SO_REUSEADDR` as mio sets it.
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        let mut last = None;
+        for a in resolve(addr)? {
+            match mio::net::TcpListener::bind(a) {
+                Ok(l) => return Ok(TcpListener { io: Async::new(l)? }),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one address"))
+    }
+
+    /// Wraps a bound, listening std socket.
+    pub fn from_std(l: std::net::TcpListener) -> io::Result<TcpListener> {
+        l.set_nonblocking(true)?;
+        Ok(TcpListener {
+            io: Async::new(mio::net::TcpListener::from_std(l))?,
+        })
+    }
+
+    /// Waits for a connection.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (s, addr) = self.io.read_with(|l| l.accept()).await?;
+        Ok((TcpStream { io: Async::new(s)? }, addr))
+    }
+
+    /// Polls for a connection.
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
+        match self.io.poll_with(Dir::Read, cx, &mut |l| l.accept()) {
+            Poll::Ready(Ok((s, addr))) => {
+                Poll::Ready(Async::new(s).map(|io| (TcpStream { io }, addr)))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.get_ref().local_addr()
+    }
+}
+
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.as_raw_fd()
+    }
+}
+
+/// A TCP connection.
+#[derive(Debug)]
+pub struct TcpStream {
+    io: Async<mio::net::TcpStream>,
+}
+
+impl TcpStream {
+    /// Connects to `addr`, trying each resolved address in turn; the connect itself does not
+    /// block the loop.
+    pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        let mut last = None;
+        for a in resolve(addr)? {
+            match TcpStream::connect_one(a).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one address"))
+    }
+
+    async fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
+        let s = TcpStream {
+            io: Async::new(mio::net::TcpStream::connect(addr)?)?,
+        };
+        s.io.writable().await?;
+        if let Some(e) = s.io.get_ref().take_error()? {
+            return Err(e);
+        }
+        // Writable without an error may still mean "not connected" on some systems.
+        match s.io.get_ref().peer_addr() {
+            Ok(_) => Ok(s),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("connect to {addr} failed"),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Wraps a connected std stream.
+    pub fn from_std(s: std::net::TcpStream) -> io::Result<TcpStream> {
+        s.set_nonblocking(true)?;
+        Ok(TcpStream {
+            io: Async::new(mio::net::TcpStream::from_std(s))?,
+        })
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.io.get_ref().peer_addr()
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.get_ref().local_addr()
+    }
+
+    /// Sets `TCP_NODELAY` (disables Nagle's algorithm).
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.io.get_ref().set_nodelay(on)
+    }
+
+    /// Whether `TCP_NODELAY` is set.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.io.get_ref().nodelay()
+    }
+
+    /// Shuts down the read, write, or both halves.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.io.get_ref().shutdown(how)
+    }
+
+    /// Splits into owned halves that can move into different tasks.
+    pub fn into_split(self) -> (TcpReadHalf, TcpWriteHalf) {
+        let s = Rc::new(self);
+        (TcpReadHalf(s.clone()), TcpWriteHalf(s))
+    }
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.as_raw_fd()
+    }
+}
+
+/// Implements futures-io traits for a stream type `$t` whose `Async` is reached by `$io`.
+macro_rules! stream_io {
+    ($t:ty, |$s:ident| $io:expr, $shutdown:expr) => {
+        impl AsyncRead for $t {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut [u8],
+            ) -> Poll<io::Result<usize>> {
+                let $s = &*self;
+                $io.poll_read_stream(cx, buf)
+            }
+
+            fn poll_read_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &mut [IoSliceMut<'_>],
+            ) -> Poll<io::Result<usize>> {
+                let $s = &*self;
+                $io.poll_with(Dir::Read, cx, &mut |io| {
+                    let mut io = io;
+                    std::io::Read::read_vectored(&mut io, bufs)
+                })
+            }
+        }
+
+        impl AsyncWrite for $t {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                let $s = &*self;
+                $io.poll_write_stream(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                let $s = &*self;
+                $io.poll_with(Dir::Write, cx, &mut |io| {
+                    let mut io = io;
+                    std::io::Write::write_vectored(&mut io, bufs)
+                })
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+
+            fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                let $s = &*self;
+                let shutdown: fn(&_) -> io::Result<()> = $shutdown;
+                Poll::Ready(match shutdown($io.get_ref()) {
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+                    r => r,
+                })
+            }
+        }
+    };
+}
+
+stream_io!(TcpStream, |s| s.io, |s: &mio::net::TcpStream| s
+    .shutdown(Shutdown::Write));
+stream_io!(&TcpStream, |s| s.io, |s: &mio::net::TcpStream| s
+    .shutdown(Shutdown::Write));
+stream_io!(TcpReadHalf, |s| s.0.io, |_s: &mio::net::TcpStream| Ok(()));
+stream_io!(TcpWriteHalf, |s| s.0.io, |s: &mio::net::TcpStream| s
+    .shutdown(Shutdown::Write));
+
+/// The read half of [`TcpStream::into_split`]. (It implements `AsyncWrite` only so the macro
+/// stays simple; writing through it writes to the same socket.)
+#[derive(Debug)]
+pub struct TcpReadHalf(Rc<TcpStream>);
+
+/// The write half of [`TcpStream::into_split`]; closing it shuts down the write direction.
+#[derive(Debug)]
+pub struct TcpWriteHalf(Rc<TcpStream>);
+
+impl TcpReadHalf {
+    /// The whole stream (shared with the write half).
+    pub fn stream(&self) -> &TcpStream {
+        &self.0
+    }
+}
+
+impl TcpWriteHalf {
+    /// The whole stream (shared with the read half).
+    pub fn stream(&self) -> &TcpStream {
+        &self.0
+    }
+}
+
+/// A UDP socket.
+///
+/// ```
+/// let el = solo::EventLoop::new().unwrap();
+/// el.run_until_complete(async {
+///     let a = solo::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+///     let b = solo::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+///     a.send_to(b"ping", b.local_addr().unwrap()).await.unwrap();
+///     let mut buf = [0u8; 8];
+///     let (n, from) = b.recv_from(&mut buf).await.unwrap();
+///     assert_eq!((&buf[..n], from), (&b"ping"[..], a.local_addr().unwrap()));
+/// }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct UdpSocket {
+    io: Async<mio::net::UdpSocket>,
+}
+
+impl UdpSocket {
+    /// Binds to `addr`.
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
+        let mut last = None;
+        for a in resolve(addr)? {
+            match mio::net::UdpSocket::bind(a) {
+                Ok(s) => return Ok(UdpSocket { io: Async::new(s)? }),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one address"))
+    }
+
+    /// Sets the default peer for `send`/`recv`, and filters incoming datagrams to it.
+    pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
+        let mut last = None;
+        for a in resolve(addr)? {
+            match self.io.get_ref().connect(a) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one address"))
+    }
+
+    /// Sends a datagram to the connected peer.
+    pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.io.write_with(|s| s.send(buf)).await
+    }
+
+    /// Receives a datagram from the connected peer.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.io.read_with(|s| s.recv(buf)).await
+    }
+
+    /// Sends a datagram to `target`.
+    pub async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
+        self.io.write_with(|s| s.send_to(buf, target)).await
+    }
+
+    /// Receives a datagram and its sender.
+    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.io.read_with(|s| s.recv_from(buf)).await
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.get_ref().local_addr()
+    }
+
+    /// The connected peer.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.io.get_ref().peer_addr()
+    }
+}
+
+/// A Unix-domain listening socket.
+#[derive(Debug)]
+pub struct UnixListener {
+    io: Async<mio::net::UnixListener>,
+}
+
+impl UnixListener {
+    /// Binds to a filesystem path.
+    pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixListener> {
+        Ok(UnixListener {
+            io: Async::new(mio::net::UnixListener::bind(path)?)?,
+        })
+    }
+
+    /// Waits for a connection.
+    pub async fn accept(&self) -> io::Result<UnixStream> {
+        let (s, _) = self.io.read_with(|l| l.accept()).await?;
+        Ok(UnixStream { io: Async::new(s)? })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<std::os::unix::net::SocketAddr> {
+        self.io.get_ref().local_addr()
+    }
+}
+
+/// A Unix-domain stream.
+///
+/// ```
+/// use futures::{AsyncReadExt, AsyncWriteExt};
+/// let el = solo::EventLoop::new().unwrap();
+/// el.run_until_complete(async {
+///     let (mut a, mut b) = solo::net::UnixStream::pair().unwrap();
+///     a.write_all(b"hello").await.unwrap();
+///     let mut buf = [0u8; 5];
+///     b.read_exact(&mut buf).await.unwrap();
+///     assert_eq!(&buf, b"hello");
+/// }).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct UnixStream {
+    io: Async<mio::net::UnixStream>,
+}
+
+impl UnixStream {
+    /// Connects to the socket at `path`.
+    pub async fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
+        let s = UnixStream {
+            io: Async::new(mio::net::UnixStream::connect(path)?)?,
+        };
+        s.io.writable().await?;
+        if let Some(e) = s.io.get_ref().take_error()? {
+            return Err(e);
+        }
+        Ok(s)
+    }
+
+    /// A connected pair.
+    pub fn pair() -> io::Result<(UnixStream, UnixStream)> {
+        let (a, b) = mio::net::UnixStream::pair()?;
+        Ok((
+            UnixStream { io: Async::new(a)? },
+            UnixStream { io: Async::new(b)? },
+        ))
+    }
+
+    /// Shuts down the read, write, or both halves.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.io.get_ref().shutdown(how)
+    }
+}
+
+stream_io!(UnixStream, |s| s.io, |s: &mio::net::UnixStream| s
+    .shutdown(Shutdown::Write));
+stream_io!(&UnixStream, |s| s.io, |s: &mio::net::UnixStream| s
+    .shutdown(Shutdown::Write));

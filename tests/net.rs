@@ -1,0 +1,272 @@
+//! Sockets as futures on real loopback sockets.
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::{AsyncReadExt, AsyncWriteExt};
+use solo::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
+use solo::{Async, EventLoop, Handle};
+
+#[test]
+fn tcp_echo_round_trip_with_vectored_writes() {
+    let el = EventLoop::new().unwrap();
+    el.run_until_complete(async {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = Handle::current().spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let n = s.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                s.write_all(&buf[..n]).await.unwrap();
+            }
+        });
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.set_nodelay(true).unwrap();
+        assert!(c.nodelay().unwrap());
+        assert_eq!(c.peer_addr().unwrap(), addr);
+        let bufs = [
+            std::io::IoSlice::new(b"hello "),
+            std::io::IoSlice::new(b"world"),
+        ];
+        let n = c.write_vectored(&bufs).await.unwrap();
+        assert_eq!(n, 11);
+        let mut got = [0u8; 11];
+        c.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"hello world");
+        // A large payload, larger than the socket buffers, needs many partial writes.
+        let big: Vec<u8> = (0..4_000_000u32).map(|i| i as u8).collect();
+        let (mut r, mut w) = (&c, &c);
+        let writer = async {
+            w.write_all(&big).await.unwrap();
+        };
+        let reader = async {
+            let mut back = vec![0u8; big.len()];
+            r.read_exact(&mut back).await.unwrap();
+            back
+        };
+        let (_, back) = futures::join!(writer, reader);
+        assert!(back == big);
+        c.close().await.unwrap();
+        server.await.unwrap();
+    })
+    .unwrap();
+}
+
+#[test]
+fn owned_halves_move_into_separate_tasks() {
+    let el = EventLoop::new().unwrap();
+    el.run_until_complete(async {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = Handle::current();
+        let client = h.spawn(async move {
+            let s = TcpStream::connect(addr).await.unwrap();
+            let (mut r, mut w) = s.into_split();
+            let h = Handle::current();
+            let wt = h.spawn(async move {
+                for i in 0..100u8 {
+                    w.write_all(&[i]).await.unwrap();
+                }
+                w.close().await.unwrap();
+            });
+            let mut all = Vec::new();
+            r.read_to_end(&mut all).await.unwrap();
+            wt.await.unwrap();
+            all
+        });
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        s.write_all(&got).await.unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let echoed = client.await.unwrap();
+        assert_eq!(echoed, (0..100u8).collect::<Vec<_>>());
+    })
+    .unwrap();
+}
+
+#[test]
+fn connect_to_a_closed_port_is_an_error() {
+    let el = EventLoop::new().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let r = el
+        .run_until_complete(TcpStream::connect(("127.0.0.1", port)))
+        .unwrap();
+    assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::ConnectionRefused);
+}
+
+#[test]
+fn sockets_outside_a_loop_are_an_error_not_a_panic() {
+    let e = TcpListener::bind("127.0.0.1:0").unwrap_err();
+    assert!(e.to_string().contains("outside a running solo event loop"));
+}
+
+#[test]
+fn udp_connected_and_unconnected() {
+    let el = EventLoop::new().unwrap();
+    el.run_until_complete(async {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.connect(b.local_addr().unwrap()).unwrap();
+        b.connect(a.local_addr().unwrap()).unwrap();
+        assert_eq!(a.peer_addr().unwrap(), b.local_addr().unwrap());
+        a.send(b"one").await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = b.recv(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"one");
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.send_to(b"two", a.local_addr().unwrap()).await.unwrap();
+        // a is connected to b, so c's datagram is filtered out; b's gets through.
+        b.send(b"three").await.unwrap();
+        let n = a.recv(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"three");
+    })
+    .unwrap();
+}
+
+#[test]
+fn unix_listener_and_stream() {
+    let dir = std::env::temp_dir().join(format!("solo-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sock");
+    let _ = std::fs::remove_file(&path);
+    let el = EventLoop::new().unwrap();
+    let p2 = path.clone();
+    el.run_until_complete(async move {
+        let l = UnixListener::bind(&p2).unwrap();
+        let client = Handle::current().spawn(async move {
+            let mut s = UnixStream::connect(&p2).await.unwrap();
+            s.write_all(b"over unix").await.unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+            let mut back = String::new();
+            s.read_to_string(&mut back).await.unwrap();
+            back
+        });
+        let mut s = l.accept().await.unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).await.unwrap();
+        s.write_all(got.to_uppercase().as_bytes()).await.unwrap();
+        drop(s);
+        assert_eq!(client.await.unwrap(), "OVER UNIX");
+    })
+    .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn async_wraps_any_fd_and_waits_for_readiness() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    el.run_until_complete(async move {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let a = Async::new(a).unwrap();
+        let b = Rc::new(b);
+        let b2 = b.clone();
+        h.call_later(Duration::from_millis(5), move || {
+            (&*b2).write_all(b"late").unwrap();
+        });
+        a.readable().await.unwrap();
+        let mut buf = [0u8; 8];
+        let n = a.read_with(|s| (&*s).read(&mut buf)).await.unwrap();
+        assert_eq!(&buf[..n], b"late");
+        a.writable().await.unwrap();
+        let inner = a.into_inner().unwrap();
+        drop(inner);
+        let mut rest = Vec::new();
+        (&*b).read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+    })
+    .unwrap();
+}
+
+fn raise_fd_limit(want: u64) -> u64 {
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        let target = want.min(lim.rlim_max);
+        if lim.rlim_cur < target {
+            lim.rlim_cur = target;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur
+    }
+}
+
+/// 10,000 idle connections held open on one loop (20,000 fds: both ends are in this process),
+/// then a burst of 1,000 connects at once, all echoing.
+#[test]
+fn ten_thousand_idle_connections_and_a_burst_of_a_thousand() {
+    let limit = raise_fd_limit(25_000);
+    let idle = if limit >= 21_500 {
+        10_000
+    } else {
+        (limit as usize - 1_500) / 2
+    };
+    assert!(idle >= 1_000, "fd limit {limit} too low for this test");
+    let el = EventLoop::new().unwrap();
+    el.run_until_complete(solo::time::timeout(Duration::from_secs(120), async move {
+        let h = Handle::current();
+        let l = Rc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+        let addr = l.local_addr().unwrap();
+        let l2 = l.clone();
+        let acceptor = h.spawn(async move {
+            let mut held = Vec::new();
+            let mut n = 0;
+            loop {
+                let (mut s, _) = l2.accept().await.unwrap();
+                n += 1;
+                if n <= idle {
+                    held.push(s);
+                } else {
+                    Handle::current().spawn(async move {
+                        let mut b = [0u8; 1];
+                        s.read_exact(&mut b).await.unwrap();
+                        s.write_all(&b).await.unwrap();
+                    });
+                }
+            }
+        });
+        let mut clients = Vec::with_capacity(idle);
+        for _ in 0..idle {
+            clients.push(TcpStream::connect(addr).await.unwrap());
+        }
+        // Burst: 1,000 connects started at once.
+        let burst: Vec<_> = (0..1_000u32)
+            .map(|i| {
+                h.spawn(async move {
+                    let mut s = TcpStream::connect(addr).await.unwrap();
+                    s.write_all(&[i as u8]).await.unwrap();
+                    let mut b = [0u8; 1];
+                    s.read_exact(&mut b).await.unwrap();
+                    b[0] == i as u8
+                })
+            })
+            .collect();
+        for t in burst {
+            assert!(t.await.unwrap());
+        }
+        // The idle ones are all still connected.
+        for c in &clients {
+            c.peer_addr().unwrap();
+        }
+        acceptor.cancel();
+        clients.len()
+    }))
+    .unwrap()
+    .map(|n| assert_eq!(n, idle))
+    .expect("finished within the time bound");
+}
