@@ -42,6 +42,9 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use crate::clock::{duration_to_nanos, Clock, ManualClock};
+use crate::debug::{
+    self, Debug, Report, ReportKind, SiteProfile, Stats, TaskSnapshot, TaskState, What,
+};
 use crate::error::RunError;
 use crate::reactor::{Dir, IoAction, Reactor};
 use crate::remote::{Remote, RemoteCall, RemoteItem, Shared};
@@ -135,16 +138,33 @@ impl fmt::Display for ExceptionContext<'_> {
 
 type ExceptionHandler = Rc<dyn Fn(&ExceptionContext<'_>)>;
 
+/// A one-shot callback that can also name its type (for debug reports), at no cost per call:
+/// the name is a constant in the trait object's vtable.
+pub(crate) trait Callback {
+    fn call(self: Box<Self>);
+    fn type_name(&self) -> &'static str;
+}
+
+impl<F: FnOnce()> Callback for F {
+    fn call(self: Box<Self>) {
+        (*self)()
+    }
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<F>()
+    }
+}
+
 /// A timer's payload: a callback to run, or a task to wake.
 pub(crate) enum TimerPayload {
-    Call(Box<dyn FnOnce()>, &'static Location<'static>),
+    Call(Box<dyn Callback>, &'static Location<'static>),
     Wake(Waker),
 }
 
 /// One entry of the ready queue.
 pub(crate) enum Runnable {
-    Soon(u64, Box<dyn FnOnce()>, &'static Location<'static>),
-    Timer(TimerKey),
+    Soon(u64, Box<dyn Callback>, &'static Location<'static>),
+    /// A fired timer and its deadline (for debug mode's lag figure).
+    Timer(TimerKey, u64),
     Io(usize, Dir),
     Task(TaskRef),
     Remote(RemoteCall),
@@ -181,12 +201,25 @@ pub(crate) struct Inner {
     last_poll: Cell<u64>,
     exception_handler: RefCell<Option<ExceptionHandler>>,
     scratch: RefCell<Scratch>,
+    /// Debug mode's state; `None` when it is off (the hot paths test only this).
+    pub(crate) debug: Option<Box<Debug>>,
 }
 
 impl Scheduler for Inner {
     #[inline]
     fn push_task(&self, task: TaskRef) {
-        self.ready.borrow_mut().push_back(Runnable::Task(task));
+        if let Some(d) = &self.debug {
+            d.task_state(task.header().slot.get(), TaskState::Scheduled);
+        }
+        self.push(Runnable::Task(task));
+    }
+
+    fn unretrieved_panic(&self, site: &'static Location<'static>, slot: u32) {
+        if let Some(d) = &self.debug {
+            let name = d.task_name(slot);
+            d.shared
+                .emit(&debug::lint(ReportKind::UnretrievedPanic, site, name));
+        }
     }
 }
 
@@ -233,6 +266,38 @@ impl Inner {
     #[inline]
     fn push(&self, r: Runnable) {
         self.ready.borrow_mut().push_back(r);
+        if let Some(d) = &self.debug {
+            d.ready_times.borrow_mut().push_back(self.clock.now());
+        }
+    }
+
+    /// Takes the next ready entry (and, in debug mode, records how long it waited).
+    #[inline]
+    fn pop(&self) -> Option<Runnable> {
+        let r = self.ready.borrow_mut().pop_front()?;
+        if let Some(d) = &self.debug {
+            if let Some(t) = d.ready_times.borrow_mut().pop_front() {
+                let waited = self.clock.now().saturating_sub(t);
+                d.record_queue_delay(waited, matches!(r, Runnable::Io(..)));
+            }
+        }
+        Some(r)
+    }
+
+    /// Runs `f` (user code), timing it in debug mode.
+    #[inline]
+    fn timed<R>(&self, what: impl FnOnce() -> What, f: impl FnOnce() -> R) -> R {
+        let Some(d) = &self.debug else {
+            return f();
+        };
+        let what = what();
+        d.publish(&what);
+        let t0 = self.clock.now();
+        let r = f();
+        let ns = self.clock.now().saturating_sub(t0);
+        d.unpublish();
+        d.record(&what, ns, || what.task.and_then(|s| d.task_name(s)));
+        r
     }
 
     /// One turn of the loop. See the module documentation for the phases.
@@ -266,8 +331,14 @@ impl Inner {
         let must_poll = !has_work
             || self.iters_since_poll.get() >= POLL_EVERY_ITERATIONS
             || now.saturating_sub(self.last_poll.get()) >= POLL_EVERY_NS;
+        if let Some(d) = &self.debug {
+            d.begin_iteration();
+        }
         if must_poll {
             let polled = self.reactor.borrow_mut().poll(timeout);
+            if let Some(d) = &self.debug {
+                d.record_poll_time(self.clock.now().saturating_sub(now));
+            }
             if let Err(e) = polled {
                 self.report_error(
                     CallbackKind::Reader,
@@ -332,8 +403,13 @@ impl Inner {
                     }
                 };
                 match wake {
-                    Some(w) => w.wake(),
-                    None => self.push(Runnable::Timer(f.key)),
+                    Some(w) => {
+                        if let Some(d) = &self.debug {
+                            d.record_timer_lag(now.saturating_sub(f.deadline));
+                        }
+                        w.wake()
+                    }
+                    None => self.push(Runnable::Timer(f.key, f.deadline)),
                 }
             }
         }
@@ -341,10 +417,13 @@ impl Inner {
         // 5. Run exactly what is ready now; what it schedules runs next iteration.
         let n = self.ready.borrow().len();
         for _ in 0..n {
-            let Some(r) = self.ready.borrow_mut().pop_front() else {
+            let Some(r) = self.pop() else {
                 break;
             };
             self.run_entry(r);
+        }
+        if let Some(d) = &self.debug {
+            d.end_iteration();
         }
     }
 
@@ -360,8 +439,11 @@ impl Inner {
                 }
                 self.call(CallbackKind::Soon, site, f);
             }
-            Runnable::Timer(key) => {
+            Runnable::Timer(key, deadline) => {
                 let payload = self.timers.borrow_mut().remove(key);
+                if let (Some(d), Some(_)) = (&self.debug, &payload) {
+                    d.record_timer_lag(self.clock.now().saturating_sub(deadline));
+                }
                 match payload {
                     Some(TimerPayload::Call(f, site)) => self.call(CallbackKind::Timer, site, f),
                     Some(TimerPayload::Wake(w)) => w.wake(),
@@ -377,7 +459,13 @@ impl Inner {
                     Dir::Read => CallbackKind::Reader,
                     Dir::Write => CallbackKind::Writer,
                 };
-                if let Err(p) = catch_unwind(AssertUnwindSafe(&mut f)) {
+                let what = || What {
+                    kind,
+                    site,
+                    type_name: None,
+                    task: None,
+                };
+                if let Err(p) = self.timed(what, || catch_unwind(AssertUnwindSafe(&mut f))) {
                     self.report_panic(kind, site, None, &*p);
                 }
                 let (left, rearmed) = self
@@ -395,21 +483,65 @@ impl Inner {
                     );
                 }
             }
-            Runnable::Task(t) => {
-                let slot = t.header().slot.get();
-                let site = t.header().site;
-                match t.run() {
-                    RunResult::Pending => {}
-                    RunResult::Done => self.retire(slot),
-                    RunResult::Panicked(msg) => {
-                        let name = self.task_names.borrow().get(&slot).cloned();
-                        self.retire(slot);
-                        self.report_error(CallbackKind::Task, site, &msg);
-                        let _ = name;
-                    }
-                }
-            }
+            Runnable::Task(t) => self.run_task(t),
             Runnable::Remote((f, site)) => self.call(CallbackKind::Remote, site, f),
+        }
+    }
+
+    /// Polls a task (or drops it, if cancelled) and retires it when it finishes.
+    fn run_task(&self, t: TaskRef) {
+        let slot = t.header().slot.get();
+        let site = t.header().site;
+        let result = match &self.debug {
+            None => t.run(),
+            Some(d) => {
+                d.task_state(slot, TaskState::Running);
+                let type_name = t.type_name();
+                let t0 = self.clock.now();
+                let t2 = t.clone();
+                let what = What {
+                    kind: CallbackKind::Task,
+                    site,
+                    type_name: Some(type_name),
+                    task: Some(slot),
+                };
+                let r = self.timed(|| what, || t.run());
+                let ns = self.clock.now().saturating_sub(t0);
+                let state = if t2.state() & task::SCHEDULED != 0 {
+                    TaskState::Scheduled
+                } else {
+                    TaskState::Waiting
+                };
+                d.task_polled(slot, ns, state);
+                if matches!(r, RunResult::Pending)
+                    && t2.state() & (task::SCHEDULED | task::COMPLETE) == 0
+                    && t2.waker_count() == 0
+                {
+                    d.lost_waker(slot, site);
+                }
+                if matches!(r, RunResult::Panicked(_)) && t2.state() & task::DETACHED != 0 {
+                    d.shared.emit(&debug::lint(
+                        ReportKind::UnretrievedPanic,
+                        site,
+                        d.task_name(slot),
+                    ));
+                }
+                r
+            }
+        };
+        match result {
+            RunResult::Pending => {}
+            RunResult::Done => self.retire(slot),
+            RunResult::Panicked(msg) => {
+                let name = self.task_names.borrow().get(&slot).cloned();
+                self.retire(slot);
+                self.report(&ExceptionContext {
+                    kind: CallbackKind::Task,
+                    site,
+                    task_name: name.as_deref(),
+                    message: &msg,
+                });
+            }
         }
     }
 
@@ -418,9 +550,16 @@ impl Inner {
         &self,
         kind: CallbackKind,
         site: &'static Location<'static>,
-        f: Box<dyn FnOnce() + '_>,
+        f: Box<dyn Callback + '_>,
     ) {
-        if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
+        let what = || What {
+            kind,
+            site,
+            type_name: Some(f.type_name()),
+            task: None,
+        };
+        let what = what();
+        if let Err(p) = self.timed(|| what, || catch_unwind(AssertUnwindSafe(|| f.call()))) {
             self.report_panic(kind, site, None, &*p);
         }
     }
@@ -430,6 +569,9 @@ impl Inner {
         let t = self.tasks.borrow_mut().try_remove(slot as usize);
         if !self.task_names.borrow().is_empty() {
             self.task_names.borrow_mut().remove(&slot);
+        }
+        if let Some(d) = &self.debug {
+            d.task_gone(slot);
         }
         drop(t);
     }
@@ -501,6 +643,9 @@ impl Inner {
             self.push(Runnable::Task(queued));
             slot
         };
+        if let Some(d) = &self.debug {
+            d.task_spawned(slot, site, name.as_deref());
+        }
         if let Some(n) = name {
             self.task_names.borrow_mut().insert(slot, n);
         }
@@ -521,9 +666,24 @@ impl Inner {
         } else {
             None
         };
+        if let Some(d) = &self.debug {
+            for t in self.tasks.borrow().iter().map(|(_, t)| t) {
+                if t.state() & task::COMPLETE == 0 {
+                    let slot = t.header().slot.get();
+                    d.shared.emit(&debug::lint(
+                        ReportKind::PendingAtDrop,
+                        t.header().site,
+                        d.task_name(slot),
+                    ));
+                }
+            }
+        }
         loop {
             let tasks: Vec<TaskRef> = self.tasks.borrow_mut().drain().collect();
             let ready: Vec<Runnable> = self.ready.borrow_mut().drain(..).collect();
+            if let Some(d) = &self.debug {
+                d.ready_times.borrow_mut().clear();
+            }
             let mut timers = Vec::new();
             self.timers.borrow_mut().drain(|p| timers.push(p));
             let io = self.reactor.borrow_mut().drain();
@@ -538,6 +698,16 @@ impl Inner {
         self.task_names.borrow_mut().clear();
         self.cancelled_soon.borrow_mut().clear();
         *self.exception_handler.borrow_mut() = None;
+        if let Some(d) = &self.debug {
+            d.shutdown();
+            let profile = d.profile();
+            if !profile.is_empty() {
+                eprintln!(
+                    "solo: debug profile (where the loop's time went, by site):\n{}",
+                    debug::format_profile(&profile[..profile.len().min(20)])
+                );
+            }
+        }
     }
 }
 
@@ -561,12 +731,62 @@ impl fmt::Debug for Inner {
 /// let el = solo::EventLoop::builder().clock(clock).build().unwrap();
 /// # drop(el);
 /// ```
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Builder {
     clock: Option<ManualClock>,
+    debug: Option<bool>,
+    slow: Option<Duration>,
+    blocked: Option<Duration>,
+    hook: Option<debug::Hook>,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("clock", &self.clock)
+            .field("debug", &self.debug)
+            .field("slow", &self.slow)
+            .field("blocked", &self.blocked)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Builder {
+    /// Turns debug mode on or off. When not called, the environment decides: `SOLO_DEBUG=1`
+    /// turns it on without recompiling.
+    ///
+    /// ```
+    /// let el = solo::EventLoop::builder().debug(true).build().unwrap();
+    /// assert!(el.stats().is_some());
+    /// ```
+    pub fn debug(mut self, on: bool) -> Builder {
+        self.debug = Some(on);
+        self
+    }
+
+    /// In debug mode, a callback or poll that runs longer than this is reported (default
+    /// 100 ms, asyncio's `slow_callback_duration`). Can also be changed while the loop runs
+    /// with [`Handle::set_slow_callback_duration`].
+    pub fn slow_callback_duration(mut self, d: Duration) -> Builder {
+        self.slow = Some(d);
+        self
+    }
+
+    /// In debug mode, the watchdog reports a call that has been running this long, before it
+    /// returns (default 1 s).
+    pub fn blocked_threshold(mut self, d: Duration) -> Builder {
+        self.blocked = Some(d);
+        self
+    }
+
+    /// Where debug reports go (slow callbacks, slow iterations, a blocked loop, task lints).
+    /// The default prints each report's one-line form to stderr. The hook may be called from
+    /// the watchdog thread, hence `Send + Sync`.
+    pub fn on_slow(mut self, f: impl Fn(&Report) + Send + Sync + 'static) -> Builder {
+        self.hook = Some(Arc::new(f));
+        self
+    }
+
     /// Uses a manual clock instead of the real one (for deterministic tests).
     pub fn clock(mut self, clock: ManualClock) -> Builder {
         self.clock = Some(clock);
@@ -576,8 +796,16 @@ impl Builder {
     /// Creates the loop: a mio `Poll`, its cross-thread `Waker`, and empty queues.
     pub fn build(self) -> io::Result<EventLoop> {
         let (reactor, waker) = Reactor::new()?;
+        let debug = self.debug.unwrap_or_else(debug::env_debug).then(|| {
+            Box::new(Debug::new(debug::Config {
+                slow: self.slow.unwrap_or(debug::DEFAULT_SLOW_CALLBACK),
+                blocked: self.blocked.unwrap_or(debug::DEFAULT_BLOCKED_THRESHOLD),
+                hook: self.hook.clone(),
+            }))
+        });
+        let debug_shared = debug.as_ref().map(|d| d.shared.clone());
         let inner = Rc::new(Inner {
-            shared: Arc::new(Shared::new(waker)),
+            shared: Arc::new(Shared::new(waker, debug_shared)),
             clock: Clock::new(self.clock),
             ready: RefCell::new(VecDeque::with_capacity(256)),
             timers: RefCell::new(Wheel::new()),
@@ -590,10 +818,12 @@ impl Builder {
             running: Cell::new(false),
             stopping: Cell::new(false),
             closed: Cell::new(false),
-            iters_since_poll: Cell::new(0),
+            // The first iteration always polls.
+            iters_since_poll: Cell::new(POLL_EVERY_ITERATIONS),
             last_poll: Cell::new(0),
             exception_handler: RefCell::new(None),
             scratch: RefCell::new(Scratch::default()),
+            debug,
         });
         Ok(EventLoop {
             handle: Handle { inner },
@@ -669,7 +899,9 @@ impl EventLoop {
     /// The future may borrow from the caller (it is polled in place, not spawned). If it panics,
     /// the panic propagates out of this call, as asyncio re-raises the exception. If the loop is
     /// stopped first, returns [`RunError::Stopped`].
+    #[track_caller]
     pub fn run_until_complete<F: Future>(&self, future: F) -> Result<F::Output, RunError> {
+        let site = Location::caller();
         let inner = &self.handle.inner;
         let _guard = inner.start_running()?;
         let mut future = pin!(future);
@@ -678,7 +910,13 @@ impl EventLoop {
         inner.shared.main_woken.store(true, Ordering::Release);
         loop {
             if inner.shared.main_woken.swap(false, Ordering::AcqRel) {
-                if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+                let what = || What {
+                    kind: CallbackKind::Main,
+                    site,
+                    type_name: Some(std::any::type_name::<F>()),
+                    task: None,
+                };
+                if let Poll::Ready(v) = inner.timed(what, || future.as_mut().poll(&mut cx)) {
                     return Ok(v);
                 }
             }
@@ -702,6 +940,28 @@ impl EventLoop {
     /// The loop's current time (monotonic; the manual clock's if one is set).
     pub fn time(&self) -> Instant {
         self.handle.time()
+    }
+
+    /// Loop health figures; `None` unless debug mode is on.
+    pub fn stats(&self) -> Option<Stats> {
+        self.handle.inner.debug.as_ref().map(|d| d.stats())
+    }
+
+    /// Time spent per scheduling/spawn site, most first; empty unless debug mode is on. Also
+    /// printed (top 20) when a debug-mode loop is dropped; format it yourself with
+    /// [`debug::format_profile`](crate::debug::format_profile).
+    pub fn profile(&self) -> Vec<SiteProfile> {
+        self.handle
+            .inner
+            .debug
+            .as_ref()
+            .map_or_else(Vec::new, |d| d.profile())
+    }
+
+    /// The live tasks (id, name, state, spawn site, polls, busy time, age); empty unless debug
+    /// mode is on. Other threads read the same table through [`Remote::tasks`].
+    pub fn tasks(&self) -> Vec<TaskSnapshot> {
+        self.handle.tasks()
     }
 }
 
@@ -839,7 +1099,7 @@ impl Handle {
     }
 
     #[track_caller]
-    fn schedule_timer(&self, deadline: u64, now: u64, f: Box<dyn FnOnce()>) -> CallbackHandle {
+    fn schedule_timer(&self, deadline: u64, now: u64, f: Box<dyn Callback>) -> CallbackHandle {
         let inner = &self.inner;
         if inner.closed.get() {
             return CallbackHandle::closed();
@@ -964,6 +1224,42 @@ impl Handle {
     /// Whether the loop has been dropped (it then accepts no work).
     pub fn is_closed(&self) -> bool {
         self.inner.closed.get()
+    }
+
+    /// Changes debug mode's slow-callback threshold, also while the loop runs. No effect when
+    /// debug mode is off.
+    pub fn set_slow_callback_duration(&self, d: Duration) {
+        if let Some(dbg) = &self.inner.debug {
+            dbg.set_slow(d);
+        }
+    }
+
+    /// Changes the watchdog's blocked-loop threshold. No effect when debug mode is off.
+    pub fn set_blocked_threshold(&self, d: Duration) {
+        if let Some(dbg) = &self.inner.debug {
+            dbg.set_blocked(d);
+        }
+    }
+
+    /// Replaces where debug reports go (see [`Builder::on_slow`]). No effect when debug mode
+    /// is off.
+    pub fn set_on_slow(&self, f: impl Fn(&Report) + Send + Sync + 'static) {
+        if let Some(dbg) = &self.inner.debug {
+            dbg.shared.set_hook(Some(Arc::new(f)));
+        }
+    }
+
+    /// Whether debug mode is on.
+    pub fn debug_enabled(&self) -> bool {
+        self.inner.debug.is_some()
+    }
+
+    /// The live tasks (see [`EventLoop::tasks`]).
+    pub fn tasks(&self) -> Vec<TaskSnapshot> {
+        self.inner
+            .debug
+            .as_ref()
+            .map_or_else(Vec::new, |d| d.shared.snapshot())
     }
 
     /// Sets where panics from callbacks and tasks go. The default prints the

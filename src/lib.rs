@@ -25,6 +25,7 @@
 
 mod async_fd;
 mod clock;
+pub mod debug;
 mod error;
 mod event_loop;
 pub mod net;

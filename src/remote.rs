@@ -18,12 +18,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use crate::debug::{DebugShared, TaskSnapshot};
 use crate::error::{JoinError, LoopClosed};
+use crate::event_loop::Callback;
 use crate::task::RemoteTask;
 use crate::Handle;
 
 /// A callback sent from another thread, with the site that sent it.
-pub(crate) type RemoteCall = (Box<dyn FnOnce() + Send>, &'static Location<'static>);
+pub(crate) type RemoteCall = (Box<dyn Callback + Send>, &'static Location<'static>);
 
 pub(crate) enum RemoteItem {
     Call(RemoteCall),
@@ -43,15 +45,18 @@ pub(crate) struct Shared {
     waker: mio::Waker,
     /// Set by the waker of the future that `run_until_complete` drives.
     pub(crate) main_woken: AtomicBool,
+    /// Debug mode's thread-safe half (the task table), when debug mode is on.
+    pub(crate) debug: Option<Arc<DebugShared>>,
 }
 
 impl Shared {
-    pub(crate) fn new(waker: mio::Waker) -> Shared {
+    pub(crate) fn new(waker: mio::Waker, debug: Option<Arc<DebugShared>>) -> Shared {
         Shared {
             queue: Mutex::new(Queue::default()),
             notified: AtomicBool::new(false),
             waker,
             main_woken: AtomicBool::new(false),
+            debug,
         }
     }
 
@@ -186,6 +191,15 @@ impl Remote {
     /// Whether the loop has been dropped or shut down.
     pub fn is_closed(&self) -> bool {
         self.shared.is_closed()
+    }
+
+    /// The loop's task table, read from this thread even while the loop is blocked; empty
+    /// unless debug mode is on.
+    pub fn tasks(&self) -> Vec<TaskSnapshot> {
+        self.shared
+            .debug
+            .as_ref()
+            .map_or_else(Vec::new, |d| d.snapshot())
     }
 }
 

@@ -65,6 +65,8 @@ pub(crate) const FAILED: u8 = 32;
 pub(crate) trait Scheduler {
     /// Puts a task on the ready queue (called on the loop thread with the scheduled bit set).
     fn push_task(&self, task: TaskRef);
+    /// A `JoinHandle` of a panicked task was dropped without taking the error (debug lint).
+    fn unretrieved_panic(&self, site: &'static Location<'static>, slot: u32);
 }
 
 thread_local! {
@@ -132,6 +134,8 @@ struct Vtable {
     drop_stage: unsafe fn(NonNull<Header>),
     /// Frees the cell.
     dealloc: unsafe fn(NonNull<Header>),
+    /// The future's type, for debug reports.
+    type_name: fn() -> &'static str,
 }
 
 enum Stage<F: Future> {
@@ -209,6 +213,18 @@ impl TaskRef {
     #[inline]
     fn set_state(&self, s: u8) {
         self.header().state.set(s);
+    }
+
+    /// The future's type name.
+    pub(crate) fn type_name(&self) -> &'static str {
+        (self.header().vtable.type_name)()
+    }
+
+    /// How many wakers for this task exist (on any thread). Zero for a pending, unscheduled
+    /// task means nothing can ever wake it.
+    pub(crate) fn waker_count(&self) -> usize {
+        // Local references hold one unit between them.
+        self.header().refs.load(Ordering::Acquire) - 1
     }
 
     /// Marks a new task as queued and returns the queue's reference.
@@ -438,6 +454,7 @@ fn vtable<F: Future + 'static>() -> &'static Vtable {
         take_output: take_output::<F>,
         drop_stage: drop_stage::<F>,
         dealloc: dealloc::<F>,
+        type_name: std::any::type_name::<F>,
     }
 }
 
@@ -599,6 +616,16 @@ impl<T> Drop for JoinHandle<T> {
         if let Some(task) = self.task.take() {
             let state = task.state();
             task.set_state(state | DETACHED);
+            if state & (COMPLETE | FAILED) == COMPLETE | FAILED {
+                let h = task.header();
+                RUNNING_LOOP.with(|c| {
+                    let (shared, sched) = c.get();
+                    if let (true, Some(sched)) = (shared == Arc::as_ptr(&h.shared), sched) {
+                        // SAFETY: the enter guard keeps the scheduler alive while installed.
+                        unsafe { sched.as_ref() }.unretrieved_panic(h.site, h.slot.get());
+                    }
+                });
+            }
             if state & COMPLETE != 0 {
                 // SAFETY: loop thread; the task is complete and the handle was its only reader.
                 unsafe { (task.header().vtable.drop_stage)(task.ptr) };

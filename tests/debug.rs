@@ -1,0 +1,477 @@
+//! Debug mode: slow-callback reports, the watchdog, stats, profile, task table, lints.
+//! Time is the manual clock's everywhere except for the watchdog, which watches real time.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use solo::debug::{ReportKind, TaskState};
+use solo::{CallbackKind, EventLoop, Handle, ManualClock};
+
+type Reports = Arc<Mutex<Vec<solo::debug::Report>>>;
+
+fn debug_loop() -> (EventLoop, ManualClock, Reports) {
+    let clock = ManualClock::new();
+    let reports: Reports = Arc::default();
+    let r = reports.clone();
+    let el = EventLoop::builder()
+        .clock(clock.clone())
+        .debug(true)
+        .on_slow(move |rep| r.lock().unwrap().push(rep.clone()))
+        .build()
+        .unwrap();
+    (el, clock, reports)
+}
+
+fn run_once(el: &EventLoop) {
+    el.stop();
+    el.run_forever().unwrap();
+}
+
+fn taken(reports: &Reports) -> Vec<solo::debug::Report> {
+    std::mem::take(&mut *reports.lock().unwrap())
+}
+
+#[test]
+fn a_slow_callback_is_reported_with_its_site_and_type() {
+    let (el, clock, reports) = debug_loop();
+    let h = el.handle();
+    let c = clock.clone();
+    let line = line!() + 1;
+    h.call_soon(move || c.advance(Duration::from_millis(150)));
+    h.call_soon(|| {}); // fast: not reported
+    run_once(&el);
+    let reps = taken(&reports);
+    assert_eq!(reps.len(), 1, "{reps:?}");
+    let r = &reps[0];
+    assert_eq!(r.kind, ReportKind::SlowCallback);
+    assert_eq!(r.callback, CallbackKind::Soon);
+    assert_eq!((r.site.file(), r.site.line()), (file!(), line));
+    assert_eq!(r.duration, Duration::from_millis(150));
+    let text = r.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "solo: slow callback (scheduled at {}:{line}:7) took 0.150 s; move blocking work to run_in_executor [",
+            file!()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("{{closure}}"), "closure type named: {text}");
+}
+
+#[test]
+fn a_slow_task_poll_names_the_task_and_its_spawn_site() {
+    let (el, clock, reports) = debug_loop();
+    let h = el.handle();
+    let c = clock.clone();
+    let line = line!() + 1;
+    let t = h.spawn_named("fetch", async move {
+        c.advance(Duration::from_millis(102));
+    });
+    el.run_until_complete(t).unwrap().unwrap();
+    let reps = taken(&reports);
+    assert_eq!(reps.len(), 1, "{reps:?}");
+    assert_eq!(
+        reps[0].to_string(),
+        format!(
+            "solo: slow task \"fetch\" (spawned at {}:{line}:15) took 0.102 s in one poll; move blocking work to run_in_executor",
+            file!()
+        )
+    );
+}
+
+#[test]
+fn every_kind_of_callback_is_timed() {
+    let (el, clock, reports) = debug_loop();
+    let h = el.handle();
+    let slow = move |c: &ManualClock| c.advance(Duration::from_millis(200));
+    let c = clock.clone();
+    h.call_later(Duration::from_millis(1), move || slow(&c));
+    let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+    std::io::Write::write_all(&mut b, b"x").unwrap();
+    let (c, h2, fd) = (
+        clock.clone(),
+        h.clone(),
+        std::os::fd::AsRawFd::as_raw_fd(&a),
+    );
+    h.add_reader(&a, move || {
+        slow(&c);
+        h2.remove_reader(&fd);
+    })
+    .unwrap();
+    let c = clock.clone();
+    h.add_writer(&b, {
+        let h = h.clone();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&b);
+        move || {
+            slow(&c);
+            h.remove_writer(&fd);
+        }
+    })
+    .unwrap();
+    let c = Arc::new(clock.clone());
+    h.remote()
+        .call_soon_threadsafe(move || c.advance(Duration::from_millis(200)))
+        .unwrap();
+    let c = clock.clone();
+    el.run_until_complete(async move {
+        solo::time::sleep(Duration::from_millis(5)).await;
+        c.advance(Duration::from_millis(200)); // the main future
+    })
+    .unwrap();
+    let mut kinds: Vec<String> = taken(&reports)
+        .iter()
+        .filter(|r| r.kind == ReportKind::SlowCallback)
+        .map(|r| r.callback.to_string())
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "main future",
+            "reader callback",
+            "threadsafe callback",
+            "timer callback",
+            "writer callback"
+        ]
+    );
+}
+
+#[test]
+fn the_threshold_can_change_while_the_loop_runs() {
+    let (el, clock, reports) = debug_loop();
+    let h = el.handle();
+    let (c, h2) = (clock.clone(), h.clone());
+    h.call_soon(move || {
+        h2.set_slow_callback_duration(Duration::from_millis(10));
+        c.advance(Duration::from_millis(20));
+    });
+    run_once(&el);
+    assert_eq!(taken(&reports).len(), 1);
+    h.set_slow_callback_duration(Duration::from_secs(1));
+    let c = clock.clone();
+    h.call_soon(move || c.advance(Duration::from_millis(500)));
+    run_once(&el);
+    assert!(taken(&reports).is_empty());
+}
+
+#[test]
+fn many_small_callbacks_make_a_slow_iteration_with_top_three() {
+    let (el, clock, reports) = debug_loop();
+    let h = el.handle();
+    for ms in [10u64, 40, 30, 20, 35] {
+        let c = clock.clone();
+        h.call_soon(move || c.advance(Duration::from_millis(ms)));
+    }
+    run_once(&el);
+    let reps = taken(&reports);
+    assert_eq!(reps.len(), 1, "{reps:?}");
+    let r = &reps[0];
+    assert_eq!(r.kind, ReportKind::SlowIteration);
+    assert_eq!(r.duration, Duration::from_millis(135));
+    let top: Vec<u128> = r.top.iter().map(|c| c.duration.as_millis()).collect();
+    assert_eq!(top, [40, 35, 30]);
+    assert!(r
+        .to_string()
+        .starts_with("solo: slow iteration took 0.135 s; top: callback"));
+}
+
+#[test]
+fn stats_count_iterations_callbacks_polls_and_busy_time() {
+    let (el, clock, _reports) = debug_loop();
+    let h = el.handle();
+    assert!(EventLoop::new().unwrap().stats().is_none() || std::env::var("SOLO_DEBUG").is_ok());
+    let c = clock.clone();
+    h.call_soon(move || c.advance(Duration::from_millis(3)));
+    h.call_soon(|| {});
+    let t = h.spawn(async { 1 });
+    // A timer due at 10 ms that runs late: a callback holds the loop until 60 ms.
+    h.call_later(Duration::from_millis(10), || {});
+    let c = clock.clone();
+    h.call_soon(move || c.advance(Duration::from_millis(60)));
+    el.run_until_complete(t).unwrap().unwrap();
+    run_once(&el);
+    let s = el.stats().unwrap();
+    assert!(s.iterations >= 2, "{s:?}");
+    assert_eq!(s.callbacks, 4);
+    assert_eq!(s.task_polls, 3, "the task once, the main future twice");
+    assert_eq!(s.busy, Duration::from_millis(63));
+    assert_eq!(s.timers_fired, 1);
+    assert_eq!(
+        s.timer_lag_max,
+        Duration::from_millis(53),
+        "due at 10 ms, run at 63 ms"
+    );
+    let slowest = s.slowest.clone().unwrap();
+    assert_eq!(slowest.duration, Duration::from_millis(60));
+    assert!(
+        s.busy_ratio() > 0.99,
+        "manual clock: no time passes in poll"
+    );
+    // What was queued behind the 3 ms callback waited 3 ms for it.
+    assert_eq!(s.queue_delay_max, Duration::from_millis(3), "{s:?}");
+}
+
+#[test]
+fn readiness_to_dispatch_time_is_measured_for_readers() {
+    let (el, clock, _reports) = debug_loop();
+    let h = el.handle();
+    let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+    std::io::Write::write_all(&mut b, b"x").unwrap();
+    let (h2, fd) = (h.clone(), std::os::fd::AsRawFd::as_raw_fd(&a));
+    h.add_reader(&a, move || {
+        h2.remove_reader(&fd);
+    })
+    .unwrap();
+    // The reader's event arrives in the same poll; a callback ahead of it delays it 7 ms.
+    let c = clock.clone();
+    h.call_soon(move || c.advance(Duration::from_millis(7)));
+    run_once(&el);
+    run_once(&el);
+    let s = el.stats().unwrap();
+    assert_eq!(s.io_dispatch_max, Duration::from_millis(7), "{s:?}");
+}
+
+#[test]
+fn profile_aggregates_by_site_sorted_by_total_time() {
+    let (el, clock, _reports) = debug_loop();
+    let h = el.handle();
+    let mut lines = Vec::new();
+    for i in 0..3u64 {
+        let c = clock.clone();
+        lines.push(line!() + 1);
+        h.call_soon(move || c.advance(Duration::from_millis(i + 1)));
+    }
+    let c = clock.clone();
+    let heavy = line!() + 1;
+    h.call_soon(move || c.advance(Duration::from_millis(50)));
+    run_once(&el);
+    let p = el.profile();
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert_eq!(p[0].site.line(), heavy);
+    assert_eq!((p[0].count, p[0].total), (1, Duration::from_millis(50)));
+    assert_eq!(p[1].site.line(), lines[0]);
+    assert_eq!(
+        (p[1].count, p[1].total, p[1].max),
+        (3, Duration::from_millis(6), Duration::from_millis(3))
+    );
+    let text = solo::debug::format_profile(&p);
+    assert!(text
+        .lines()
+        .nth(1)
+        .unwrap()
+        .contains(&format!("{}:{heavy}", file!())));
+}
+
+#[test]
+fn task_table_shows_live_tasks_and_their_states() {
+    let (el, _clock, _reports) = debug_loop();
+    let h = el.handle();
+    let waiting = h.spawn_named("sleeper", solo::time::sleep(Duration::from_secs(60)));
+    let seen = Rc::new(Cell::new(None));
+    let s = seen.clone();
+    let runner = h.spawn_named("runner", async move {
+        let me = Handle::current()
+            .tasks()
+            .into_iter()
+            .find(|t| t.name.as_deref() == Some("runner"))
+            .unwrap();
+        s.set(Some(me.state));
+    });
+    el.run_until_complete(runner).unwrap().unwrap();
+    assert_eq!(seen.get(), Some(TaskState::Running));
+    let table = el.tasks();
+    assert_eq!(table.len(), 1);
+    let t = &table[0];
+    assert_eq!(t.name.as_deref(), Some("sleeper"));
+    assert_eq!(t.state, TaskState::Waiting);
+    assert_eq!(t.polls, 1);
+    assert_eq!(t.site.file(), file!());
+    let text = solo::debug::format_task_table(&table);
+    assert!(
+        text.contains("sleeper") && text.contains("waiting"),
+        "{text}"
+    );
+    waiting.cancel();
+    run_once(&el);
+    assert!(el.tasks().is_empty());
+}
+
+#[test]
+fn lost_waker_is_reported_once() {
+    let (el, _clock, reports) = debug_loop();
+    let h = el.handle();
+    let line = line!() + 1;
+    let t = h.spawn_named("forgetful", std::future::poll_fn(|_cx| Poll::<()>::Pending));
+    run_once(&el);
+    run_once(&el);
+    let reps = taken(&reports);
+    assert_eq!(reps.len(), 1, "{reps:?}");
+    assert_eq!(reps[0].kind, ReportKind::LostWaker);
+    assert_eq!(reps[0].site.line(), line);
+    assert!(reps[0].to_string().contains("\"forgetful\""));
+    // A task that keeps its waker is not reported.
+    let stash = Rc::new(std::cell::RefCell::new(None));
+    let s = stash.clone();
+    let _keeps = h.spawn(std::future::poll_fn(move |cx| {
+        *s.borrow_mut() = Some(cx.waker().clone());
+        Poll::<()>::Pending
+    }));
+    run_once(&el);
+    assert!(taken(&reports).is_empty());
+    drop(t);
+}
+
+#[test]
+fn pending_at_drop_and_unretrieved_panic_are_reported() {
+    let (el, _clock, reports) = debug_loop();
+    let h = el.handle();
+    h.set_exception_handler(|_| {});
+    let pending_line = line!() + 1;
+    let _p = h.spawn_named("stuck", std::future::pending::<()>());
+    let panic_line = line!() + 1;
+    drop(h.spawn(async { panic!("nobody looks") }));
+    let retrieved = h.spawn(async { panic!("looked at") });
+    let dropped_later = h.spawn(async { panic!("dropped after") });
+    run_once(&el);
+    assert!(el.run_until_complete(retrieved).unwrap().is_err());
+    el.run_until_complete(async move { drop(dropped_later) })
+        .unwrap();
+    drop(el);
+    let reps = taken(&reports);
+    let kinds: Vec<(ReportKind, u32)> = reps.iter().map(|r| (r.kind, r.site.line())).collect();
+    assert!(
+        kinds.contains(&(ReportKind::UnretrievedPanic, panic_line)),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&(ReportKind::UnretrievedPanic, panic_line + 2)),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&(ReportKind::PendingAtDrop, pending_line)),
+        "{kinds:?}"
+    );
+    // `pending()` never keeps its waker, so it is also a lost waker.
+    assert!(
+        kinds.contains(&(ReportKind::LostWaker, pending_line)),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.len(),
+        4,
+        "the retrieved panic is not reported: {kinds:?}"
+    );
+}
+
+#[test]
+fn debug_mode_from_the_environment() {
+    // Other tests in this binary set debug explicitly, so the variable affects only this one.
+    std::env::set_var("SOLO_DEBUG", "1");
+    let el = EventLoop::new().unwrap();
+    std::env::remove_var("SOLO_DEBUG");
+    assert!(el.handle().debug_enabled());
+    assert!(el.stats().is_some());
+    let off = EventLoop::builder().debug(false).build().unwrap();
+    assert!(off.stats().is_none());
+}
+
+/// The watchdog, against real time: a task blocks the loop for 1.5 s; the report must arrive
+/// while the sleep is still running, name the task and its spawn site, and carry the task table.
+#[test]
+fn the_watchdog_reports_a_blocked_loop_before_the_callback_returns() {
+    let reports: Arc<Mutex<Vec<(Instant, solo::debug::Report)>>> = Arc::default();
+    let r = reports.clone();
+    let el = EventLoop::builder()
+        .debug(true)
+        .on_slow(move |rep| r.lock().unwrap().push((Instant::now(), rep.clone())))
+        .build()
+        .unwrap();
+    let h = el.handle();
+    let line = line!() + 1;
+    let t = h.spawn_named("blocker", async {
+        std::thread::sleep(Duration::from_millis(1500));
+        Instant::now()
+    });
+    let start = Instant::now();
+    let ended = el.run_until_complete(t).unwrap().unwrap();
+    let reps = reports.lock().unwrap();
+    let blocked: Vec<_> = reps
+        .iter()
+        .filter(|(_, r)| r.kind == ReportKind::Blocked)
+        .collect();
+    assert_eq!(
+        blocked.len(),
+        1,
+        "one report at ~1 s (the next would be at 2 s)"
+    );
+    let (at, r) = blocked[0];
+    assert!(*at < ended, "reported while blocked");
+    assert!(
+        *at - start >= Duration::from_millis(900),
+        "not before the threshold"
+    );
+    assert_eq!(r.callback, CallbackKind::Task);
+    assert_eq!(r.name.as_deref(), Some("blocker"));
+    assert_eq!(r.site.line(), line);
+    assert!(r.duration >= Duration::from_secs(1));
+    let table = r.task_table.as_deref().unwrap();
+    assert!(
+        table.contains("blocker") && table.contains("running"),
+        "{table}"
+    );
+    // After it returns, the slow-callback report follows too.
+    assert!(reps.iter().any(|(_, r)| r.kind == ReportKind::SlowCallback));
+}
+
+#[test]
+fn the_watchdog_backs_off_and_is_quiet_when_idle() {
+    let reports: Arc<Mutex<Vec<solo::debug::Report>>> = Arc::default();
+    let r = reports.clone();
+    let el = EventLoop::builder()
+        .debug(true)
+        .blocked_threshold(Duration::from_millis(200))
+        .on_slow(move |rep| r.lock().unwrap().push(rep.clone()))
+        .build()
+        .unwrap();
+    let h = el.handle();
+    h.call_soon(|| std::thread::sleep(Duration::from_millis(1000)));
+    run_once(&el);
+    let blocked: Vec<Duration> = reports
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.kind == ReportKind::Blocked)
+        .map(|r| r.duration)
+        .collect();
+    // At ~200 ms, ~400 ms, ~800 ms: three reports, growing.
+    assert_eq!(blocked.len(), 3, "{blocked:?}");
+    assert!(blocked.windows(2).all(|w| w[1] > w[0]));
+    reports.lock().unwrap().clear();
+    // Idle in poll for 600 ms: nothing to report.
+    el.run_until_complete(solo::time::sleep(Duration::from_millis(600)))
+        .unwrap();
+    assert!(reports.lock().unwrap().is_empty());
+}
+
+#[test]
+fn the_task_table_is_readable_from_another_thread_while_the_loop_is_blocked() {
+    let el = EventLoop::builder().debug(true).build().unwrap();
+    let h = el.handle();
+    let remote = h.remote();
+    let reader = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(150));
+        remote.tasks()
+    });
+    let t = h.spawn_named("hog", async {
+        std::thread::sleep(Duration::from_millis(400));
+    });
+    h.set_on_slow(|_| {});
+    el.run_until_complete(t).unwrap().unwrap();
+    let seen = reader.join().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].name.as_deref(), Some("hog"));
+    assert_eq!(seen[0].state, TaskState::Running);
+}
