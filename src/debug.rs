@@ -411,7 +411,6 @@ impl DebugShared {
         *self.hook.write().unwrap_or_else(|e| e.into_inner()) = hook;
     }
 
-    #[allow(dead_code)] // used by the executor pool
     pub(crate) fn set_executor_probe(&self, probe: ExecutorProbe) {
         *self.executor.write().unwrap_or_else(|e| e.into_inner()) = Some(probe);
     }

@@ -46,8 +46,10 @@ use crate::debug::{
     self, Debug, Report, ReportKind, SiteProfile, Stats, TaskSnapshot, TaskState, What,
 };
 use crate::error::RunError;
+use crate::executor::{self, Blocking, Executor, ThreadPool};
 use crate::reactor::{Dir, IoAction, Reactor};
 use crate::remote::{Remote, RemoteCall, RemoteItem, Shared};
+use crate::signal::Signals;
 use crate::task::{self, JoinHandle, RunResult, Scheduler, TaskRef};
 use crate::timer::{Fired, TimerKey, Wheel};
 
@@ -203,6 +205,8 @@ pub(crate) struct Inner {
     scratch: RefCell<Scratch>,
     /// Debug mode's state; `None` when it is off (the hot paths test only this).
     pub(crate) debug: Option<Box<Debug>>,
+    executor: ThreadPool,
+    signals: RefCell<Signals>,
 }
 
 impl Scheduler for Inner {
@@ -452,12 +456,8 @@ impl Inner {
             }
             Runnable::Io(token, dir) => {
                 let taken = self.reactor.borrow_mut().take_callback(token, dir);
-                let Some((mut f, gen, site, fd)) = taken else {
+                let Some((mut f, gen, site, fd, kind)) = taken else {
                     return; // removed since the event arrived
-                };
-                let kind = match dir {
-                    Dir::Read => CallbackKind::Reader,
-                    Dir::Write => CallbackKind::Writer,
                 };
                 let what = || What {
                     kind,
@@ -697,6 +697,8 @@ impl Inner {
         }
         self.task_names.borrow_mut().clear();
         self.cancelled_soon.borrow_mut().clear();
+        // Idle pool threads exit now; a running job cannot be interrupted and finishes alone.
+        self.executor.shutdown(Instant::now());
         *self.exception_handler.borrow_mut() = None;
         if let Some(d) = &self.debug {
             d.shutdown();
@@ -738,6 +740,8 @@ pub struct Builder {
     slow: Option<Duration>,
     blocked: Option<Duration>,
     hook: Option<debug::Hook>,
+    executor_threads: Option<usize>,
+    executor_idle: Option<Duration>,
 }
 
 impl fmt::Debug for Builder {
@@ -793,7 +797,20 @@ impl Builder {
         self
     }
 
-    /// Creates the loop: a mio `Poll`, its cross-thread `Waker`, and empty queues.
+    /// The most threads `run_in_executor`'s pool may run (default `min(32, cores + 4)`).
+    pub fn executor_threads(mut self, n: usize) -> Builder {
+        self.executor_threads = Some(n);
+        self
+    }
+
+    /// How long an idle pool thread waits for work before it exits (default 10 s).
+    pub fn executor_idle_timeout(mut self, d: Duration) -> Builder {
+        self.executor_idle = Some(d);
+        self
+    }
+
+    /// Creates the loop: a mio `Poll`, its cross-thread `Waker`, and empty queues. No thread
+    /// is started, except the watchdog in debug mode.
     pub fn build(self) -> io::Result<EventLoop> {
         let (reactor, waker) = Reactor::new()?;
         let debug = self.debug.unwrap_or_else(debug::env_debug).then(|| {
@@ -804,6 +821,15 @@ impl Builder {
             }))
         });
         let debug_shared = debug.as_ref().map(|d| d.shared.clone());
+        let executor = ThreadPool::new(
+            self.executor_threads
+                .unwrap_or_else(executor::default_threads),
+            self.executor_idle.unwrap_or(executor::DEFAULT_IDLE_TIMEOUT),
+        );
+        if let Some(d) = &debug {
+            let pool = executor.clone();
+            d.shared.set_executor_probe(Arc::new(move || pool.load()));
+        }
         let inner = Rc::new(Inner {
             shared: Arc::new(Shared::new(waker, debug_shared)),
             clock: Clock::new(self.clock),
@@ -824,6 +850,8 @@ impl Builder {
             exception_handler: RefCell::new(None),
             scratch: RefCell::new(Scratch::default()),
             debug,
+            executor,
+            signals: RefCell::new(Signals::default()),
         });
         Ok(EventLoop {
             handle: Handle { inner },
@@ -942,6 +970,69 @@ impl EventLoop {
         self.handle.time()
     }
 
+    /// Shuts the loop down gracefully and reports what did not finish:
+    ///
+    /// 1. other threads can no longer queue callbacks or spawn (task wake-ups still arrive);
+    /// 2. the loop runs until every task has finished, for at most `grace` (loop clock);
+    /// 3. the tasks still alive are cancelled: their futures are dropped, so their destructors
+    ///    run, exactly once;
+    /// 4. the `run_in_executor` pool is told to stop, and its running jobs get what is left of
+    ///    `grace` (real time) to finish — a blocking job cannot be interrupted;
+    /// 5. the loop is dropped (pending callbacks, timers and registrations with it).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let el = solo::EventLoop::new().unwrap();
+    /// let h = el.handle();
+    /// h.spawn(async { solo::time::sleep(Duration::from_millis(5)).await });
+    /// h.spawn_named("forever", std::future::pending::<()>());
+    /// let report = el.shutdown(Duration::from_millis(50));
+    /// assert_eq!(report.cancelled.len(), 1);
+    /// assert_eq!(report.cancelled[0].name.as_deref(), Some("forever"));
+    /// ```
+    pub fn shutdown(self, grace: Duration) -> ShutdownReport {
+        let inner = &self.handle.inner;
+        let real_deadline = Instant::now() + grace;
+        inner.shared.refuse_calls();
+        if let Ok(_guard) = inner.start_running() {
+            let expired = Rc::new(Cell::new(false));
+            let e = expired.clone();
+            let timer = self.handle.call_later(grace, move || e.set(true));
+            while !inner.tasks.borrow().is_empty() && !expired.get() {
+                inner.run_once();
+                inner.stopping.set(false);
+            }
+            timer.cancel();
+        }
+        let alive: Vec<TaskRef> = inner.tasks.borrow_mut().drain().collect();
+        let mut cancelled = Vec::new();
+        {
+            let _enter = if task::running_loop_id().is_null() {
+                Some(task::enter(&inner.shared, &**inner))
+            } else {
+                None
+            };
+            for t in &alive {
+                let slot = t.header().slot.get();
+                cancelled.push(CancelledTask {
+                    site: t.header().site,
+                    name: inner.task_names.borrow().get(&slot).map(|n| n.to_string()),
+                });
+                if let Some(d) = &inner.debug {
+                    d.task_gone(slot);
+                }
+                t.abort_on_loop_drop();
+            }
+        }
+        drop(alive);
+        let executor_unfinished = inner.executor.shutdown(real_deadline);
+        drop(self);
+        ShutdownReport {
+            cancelled,
+            executor_unfinished,
+        }
+    }
+
     /// Loop health figures; `None` unless debug mode is on.
     pub fn stats(&self) -> Option<Stats> {
         self.handle.inner.debug.as_ref().map(|d| d.stats())
@@ -975,6 +1066,72 @@ impl fmt::Debug for EventLoop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.handle.inner.fmt(f)
     }
+}
+
+/// A task that [`EventLoop::shutdown`] had to cancel.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct CancelledTask {
+    /// Where it was spawned.
+    pub site: &'static Location<'static>,
+    /// Its name, for named tasks.
+    pub name: Option<String>,
+}
+
+/// What [`EventLoop::shutdown`] could not finish cleanly.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Tasks still running at the end of the grace period, cancelled (futures dropped).
+    pub cancelled: Vec<CancelledTask>,
+    /// `run_in_executor` jobs still queued or running when the grace period ran out.
+    pub executor_unfinished: usize,
+}
+
+impl ShutdownReport {
+    /// Whether everything finished within the grace period.
+    pub fn is_clean(&self) -> bool {
+        self.cancelled.is_empty() && self.executor_unfinished == 0
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_clean() {
+            return f.write_str("solo: shutdown complete, everything finished");
+        }
+        write!(
+            f,
+            "solo: shutdown cancelled {} task(s); {} executor job(s) unfinished",
+            self.cancelled.len(),
+            self.executor_unfinished
+        )?;
+        for t in &self.cancelled {
+            match &t.name {
+                Some(n) => write!(f, "\n  task {n:?} spawned at {}", t.site)?,
+                None => write!(f, "\n  task spawned at {}", t.site)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `future` on a new loop and shuts the loop down cleanly afterwards, like `asyncio.run`:
+/// tasks still running are cancelled (their destructors run), the thread pool is stopped.
+///
+/// ```
+/// let v = solo::run(async {
+///     let t = solo::Handle::current().spawn(async { 20 });
+///     t.await.unwrap() + 1
+/// }).unwrap();
+/// assert_eq!(v, 21);
+/// ```
+#[track_caller]
+pub fn run<F: Future>(future: F) -> io::Result<F::Output> {
+    let el = EventLoop::new()?;
+    let out = el.run_until_complete(future).map_err(io::Error::other)?;
+    el.shutdown(Duration::ZERO);
+    Ok(out)
 }
 
 // ---- the waker of the future driven by run_until_complete ----
@@ -1134,6 +1291,21 @@ impl Handle {
 
     #[track_caller]
     fn add_io(&self, fd: i32, dir: Dir, f: Box<dyn FnMut()>) -> io::Result<()> {
+        let kind = match dir {
+            Dir::Read => CallbackKind::Reader,
+            Dir::Write => CallbackKind::Writer,
+        };
+        self.add_io_kind(fd, dir, f, kind)
+    }
+
+    #[track_caller]
+    fn add_io_kind(
+        &self,
+        fd: i32,
+        dir: Dir,
+        f: Box<dyn FnMut()>,
+        kind: CallbackKind,
+    ) -> io::Result<()> {
         if self.inner.closed.get() {
             return Err(io::Error::other("the event loop is closed"));
         }
@@ -1141,7 +1313,98 @@ impl Handle {
         self.inner
             .reactor
             .borrow_mut()
-            .set_callback(fd, dir, f, site)
+            .set_callback(fd, dir, f, site, kind)
+    }
+
+    /// Calls `f` on the loop thread, as an ordinary callback, when the process receives
+    /// `signal` (a `libc::SIG*` number). Deliveries between two iterations are coalesced into
+    /// one call. Replaces an existing handler for the same signal.
+    ///
+    /// Errors for SIGKILL, SIGSTOP, the fault signals (SIGSEGV, SIGILL, SIGFPE) and numbers
+    /// out of range, and on a closed loop.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// let el = solo::EventLoop::new().unwrap();
+    /// let h = el.handle();
+    /// let got = Rc::new(Cell::new(false));
+    /// let (g, h2) = (got.clone(), h.clone());
+    /// h.add_signal_handler(libc::SIGUSR2, move || { g.set(true); h2.stop(); }).unwrap();
+    /// // SAFETY: sending a signal to ourselves.
+    /// unsafe { libc::kill(libc::getpid(), libc::SIGUSR2) };
+    /// el.run_forever().unwrap();
+    /// assert!(got.get());
+    /// assert!(h.remove_signal_handler(libc::SIGUSR2));
+    /// assert!(h.add_signal_handler(libc::SIGKILL, || {}).is_err());
+    /// ```
+    #[track_caller]
+    pub fn add_signal_handler(&self, signal: i32, mut f: impl FnMut() + 'static) -> io::Result<()> {
+        if self.inner.closed.get() {
+            return Err(io::Error::other("the event loop is closed"));
+        }
+        let (fd, drain_end) = {
+            let mut signals = self.inner.signals.borrow_mut();
+            let read = signals.watch(signal)?;
+            (read.as_raw_fd(), read.try_clone()?)
+        };
+        let cb = Box::new(move || {
+            crate::signal::drain(&drain_end);
+            f();
+        });
+        self.add_io_kind(fd, Dir::Read, cb, CallbackKind::Signal)
+    }
+
+    /// Removes the handler for `signal`; returns whether there was one. The signal is then
+    /// ignored rather than restored (signal-hook cannot put the old disposition back).
+    pub fn remove_signal_handler(&self, signal: i32) -> bool {
+        let read = self.inner.signals.borrow_mut().unwatch(signal);
+        match read {
+            Some(read) => {
+                let (_, f) = self
+                    .inner
+                    .reactor
+                    .borrow_mut()
+                    .remove_callback(read.as_raw_fd(), Dir::Read);
+                drop(f);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Runs the blocking `f` on the loop's thread pool and returns a future of its result,
+    /// which completes on the loop. A panic in `f` becomes a [`JoinError`](crate::JoinError).
+    /// Dropping the future does not interrupt `f`.
+    ///
+    /// ```
+    /// let el = solo::EventLoop::new().unwrap();
+    /// let h = el.handle();
+    /// let got = el.run_until_complete(h.run_in_executor(|| {
+    ///     std::thread::sleep(std::time::Duration::from_millis(10)); // fine: not on the loop
+    ///     "done"
+    /// })).unwrap();
+    /// assert_eq!(got.unwrap(), "done");
+    /// ```
+    pub fn run_in_executor<T, F>(&self, f: F) -> Blocking<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        executor::submit(&self.inner.executor, f)
+    }
+
+    /// Like [`run_in_executor`](Handle::run_in_executor), on an executor of your choice.
+    pub fn run_in_executor_on<T, F>(&self, executor: &dyn Executor, f: F) -> Blocking<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        executor::submit(executor, f)
+    }
+
+    /// The loop's default thread pool.
+    pub fn executor(&self) -> &ThreadPool {
+        &self.inner.executor
     }
 
     /// Stops watching `fd` for reading. Returns whether a reader was registered. Safe to call

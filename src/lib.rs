@@ -28,9 +28,12 @@ mod clock;
 pub mod debug;
 mod error;
 mod event_loop;
+mod executor;
+pub mod fs;
 pub mod net;
 mod reactor;
 mod remote;
+mod signal;
 mod task;
 pub mod time;
 mod timer;
@@ -39,8 +42,11 @@ pub use async_fd::Async;
 pub use clock::ManualClock;
 pub use error::{JoinError, LoopClosed, RunError};
 pub use event_loop::{
-    Builder, CallbackHandle, CallbackKind, EventLoop, ExceptionContext, Handle,
-    POLL_EVERY_ITERATIONS, POLL_EVERY_NS,
+    run, Builder, CallbackHandle, CallbackKind, CancelledTask, EventLoop, ExceptionContext, Handle,
+    ShutdownReport, POLL_EVERY_ITERATIONS, POLL_EVERY_NS,
+};
+pub use executor::{
+    default_threads, run_in_executor, Blocking, Executor, Job, ThreadPool, DEFAULT_IDLE_TIMEOUT,
 };
 pub use remote::{Remote, RemoteJoinHandle};
 pub use task::JoinHandle;

@@ -38,11 +38,14 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Token};
 use slab::Slab;
 
+use crate::CallbackKind;
+
 /// A reader or writer callback.
 pub(crate) type IoFn = Box<dyn FnMut()>;
 
-/// A callback taken out to run: itself, its generation, its registration site, its fd.
-pub(crate) type TakenCallback = (IoFn, u64, &'static Location<'static>, RawFd);
+/// A callback taken out to run: itself, its generation, its registration site, its fd, and
+/// what it is (reader, writer, signal handler).
+pub(crate) type TakenCallback = (IoFn, u64, &'static Location<'static>, RawFd, CallbackKind);
 
 /// The token of the loop's cross-thread waker.
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
@@ -74,6 +77,7 @@ impl Dir {
 pub(crate) struct IoCallback {
     f: Option<Box<dyn FnMut()>>,
     pub(crate) site: &'static Location<'static>,
+    kind: CallbackKind,
     /// Bumped by every add/remove, so a callback that finishes running knows whether it was
     /// replaced or removed meanwhile.
     gen: u64,
@@ -86,6 +90,7 @@ impl IoCallback {
         IoCallback {
             f: None,
             site: Location::caller(),
+            kind: CallbackKind::Reader,
             gen: 0,
             running: false,
         }
@@ -233,6 +238,7 @@ impl Reactor {
         dir: Dir,
         f: Box<dyn FnMut()>,
         site: &'static Location<'static>,
+        kind: CallbackKind,
     ) -> io::Result<()> {
         if fd < 0 {
             return Err(io::Error::new(
@@ -288,6 +294,7 @@ impl Reactor {
         };
         slot.f = Some(f);
         slot.site = site;
+        slot.kind = kind;
         slot.gen += 1;
         slot.running = false;
         Ok(())
@@ -351,7 +358,7 @@ impl Reactor {
         };
         let f = slot.f.take()?;
         slot.running = true;
-        Some((f, slot.gen, slot.site, fd))
+        Some((f, slot.gen, slot.site, fd, slot.kind))
     }
 
     /// Puts a callback back after it ran (unless it was removed or replaced meanwhile) and

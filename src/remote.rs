@@ -35,6 +35,9 @@ pub(crate) enum RemoteItem {
 #[derive(Default)]
 struct Queue {
     closed: bool,
+    /// Shutting down: callbacks and spawns from other threads are refused, task wake-ups are
+    /// still taken (in-flight work may be waiting for one).
+    refuse_calls: bool,
     items: Vec<RemoteItem>,
 }
 
@@ -69,7 +72,7 @@ impl Shared {
     fn push(&self, item: RemoteItem) -> Result<(), RemoteItem> {
         {
             let mut q = self.lock();
-            if q.closed {
+            if q.closed || (q.refuse_calls && matches!(item, RemoteItem::Call(_))) {
                 return Err(item);
             }
             q.items.push(item);
@@ -105,6 +108,11 @@ impl Shared {
         std::mem::swap(&mut self.lock().items, out);
     }
 
+    /// Refuses further callbacks and spawns (shutdown has begun).
+    pub(crate) fn refuse_calls(&self) {
+        self.lock().refuse_calls = true;
+    }
+
     /// Refuses all further pushes and returns what was queued.
     pub(crate) fn close(&self) -> Vec<RemoteItem> {
         let mut q = self.lock();
@@ -113,7 +121,8 @@ impl Shared {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.lock().closed
+        let q = self.lock();
+        q.closed || q.refuse_calls
     }
 }
 
