@@ -668,7 +668,8 @@ impl Inner {
         };
         if let Some(d) = &self.debug {
             for t in self.tasks.borrow().iter().map(|(_, t)| t) {
-                if t.state() & task::COMPLETE == 0 {
+                // A cancelled task is not "still pending": its drop was asked for.
+                if t.state() & (task::COMPLETE | task::CANCEL) == 0 {
                     let slot = t.header().slot.get();
                     d.shared.emit(&debug::lint(
                         ReportKind::PendingAtDrop,
