@@ -24,11 +24,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     el.run_forever()?;
 
     println!("== timers: call_later / call_at, cancellable");
-    let m = ms.clone();
+    let m = ms;
     h.call_later(Duration::from_millis(20), move || {
         println!("   {} call_later(20 ms) fired", m())
     });
-    let m = ms.clone();
+    let m = ms;
     h.call_at(h.time() + Duration::from_millis(10), move || {
         println!("   {} call_at(now + 10 ms) fired", m())
     });
