@@ -1,0 +1,407 @@
+//! The quick comparison table: every workload, solo and tokio (current_thread, enable_all)
+//! alternately in one process, median ns per operation, and the ratio tokio/solo (above 1 means
+//! solo is faster).
+//!
+//!     cargo bench --bench versus                 # the table (under two minutes)
+//!     cargo bench --bench versus -- --csv out.csv
+//!     cargo bench --bench versus -- --quick      # fewer rounds, for a smoke test
+//!
+//! CSV columns: `workload,solo_ns_per_op,tokio_ns_per_op,ratio`. The `call_soon_*` rows have no
+//! tokio figure (tokio has no callback API); the `floor_*` rows are the raw floors. The
+//! `memory_*` rows are bytes, not nanoseconds.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::*;
+
+/// Counts live heap bytes, for the memory rows.
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+struct Row {
+    name: String,
+    solo: f64,
+    other: Option<f64>,
+    unit: &'static str,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn ns_per_op(ops: usize, f: &mut dyn FnMut()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_nanos() as f64 / ops as f64
+}
+
+/// Runs both sides alternately `rounds` times after one warm-up each; medians.
+fn duel(
+    name: &str,
+    ops: usize,
+    rounds: usize,
+    solo: &mut dyn FnMut(),
+    other: &mut dyn FnMut(),
+) -> Row {
+    solo();
+    other();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        a.push(ns_per_op(ops, solo));
+        b.push(ns_per_op(ops, other));
+    }
+    let row = Row {
+        name: name.into(),
+        solo: median(a),
+        other: Some(median(b)),
+        unit: "ns/op",
+    };
+    print_row(&row);
+    row
+}
+
+fn solo_only(name: &str, ops: usize, rounds: usize, f: &mut dyn FnMut()) -> Row {
+    f();
+    let v: Vec<f64> = (0..rounds).map(|_| ns_per_op(ops, f)).collect();
+    let row = Row {
+        name: name.into(),
+        solo: median(v),
+        other: None,
+        unit: "ns/op",
+    };
+    print_row(&row);
+    row
+}
+
+fn print_row(r: &Row) {
+    match r.other {
+        Some(o) => println!(
+            "{:<24} {:>12.1} {:>12.1} {:>8.2}x  {}",
+            r.name,
+            r.solo,
+            o,
+            o / r.solo,
+            r.unit
+        ),
+        None => println!(
+            "{:<24} {:>12.1} {:>12} {:>9}  {}",
+            r.name, r.solo, "-", "-", r.unit
+        ),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let csv = args
+        .iter()
+        .position(|a| a == "--csv")
+        .and_then(|i| args.get(i + 1).cloned());
+    let r = |n: usize| if quick { 1.max(n / 5) } else { n };
+
+    let el = solo::EventLoop::new().unwrap();
+    let rt = tokio_rt();
+    let started = Instant::now();
+    println!(
+        "{:<24} {:>12} {:>12} {:>9}  unit",
+        "workload", "solo", "tokio", "tokio/solo"
+    );
+    let mut rows = Vec::new();
+
+    for n in [1_000, 10_000] {
+        let rounds = if n == 1_000 { r(40) } else { r(10) };
+        rows.push(duel(
+            &format!("spawn_many_{n}"),
+            n,
+            rounds,
+            &mut || solo_spawn_many(&el, n),
+            &mut || tokio_spawn_many(&rt, n),
+        ));
+    }
+    let ex = async_executor::LocalExecutor::new();
+    for n in [1_000, 10_000] {
+        let rounds = if n == 1_000 { r(40) } else { r(10) };
+        let smol = duel(
+            &format!("spawn_many_{n}_smol"),
+            n,
+            rounds,
+            &mut || solo_spawn_many(&el, n),
+            &mut || smol_spawn_many(&ex, n),
+        );
+        drop(smol); // printed for reference; the CSV compares with tokio only
+    }
+    rows.push(duel(
+        "chained_spawn",
+        1_000,
+        r(40),
+        &mut || solo_chained_spawn(&el, 1_000),
+        &mut || tokio_chained_spawn(&rt, 1_000),
+    ));
+    rows.push(duel(
+        "yield_many",
+        200 * 1_000,
+        r(10),
+        &mut || solo_yield_many(&el, 200, 1_000),
+        &mut || tokio_yield_many(&rt, 200, 1_000),
+    ));
+    rows.push(duel(
+        "ping_pong",
+        1_000,
+        r(30),
+        &mut || solo_ping_pong(&el, 1_000),
+        &mut || tokio_ping_pong(&rt, 1_000),
+    ));
+    rows.push(solo_only("call_soon_chain", 1_000_000, r(5), &mut || {
+        solo_call_soon_chain(&el, 1_000_000)
+    }));
+    rows.push(solo_only("call_soon_batch", 1_000_000, r(5), &mut || {
+        solo_call_soon_batch(&el, 1_000_000)
+    }));
+    rows.push(solo_only(
+        "floor_boxed_closure",
+        1_000_000,
+        r(5),
+        &mut || floor_boxed_closures(1_000_000),
+    ));
+    rows.push(duel(
+        "timers_fire",
+        100_000,
+        r(3),
+        &mut || solo_timers_fire(&el, 100_000),
+        &mut || tokio_timers_fire(&rt, 100_000),
+    ));
+    rows.push(duel(
+        "timeout",
+        100_000,
+        r(10),
+        &mut || solo_timeout(&el, 100_000),
+        &mut || tokio_timeout(&rt, 100_000),
+    ));
+    rows.push(duel(
+        "pending_timers",
+        1_000_000,
+        r(3),
+        &mut || solo_pending_timers(&el, 1_000_000),
+        &mut || tokio_pending_timers(&rt, 1_000_000),
+    ));
+
+    let solo_addr = spawn_solo_echo();
+    let tokio_addr = spawn_tokio_echo();
+    for (conns, rounds) in [(1usize, 4_000usize), (10, 800), (100, 80)] {
+        let ops = conns * rounds;
+        let mut a = || {
+            echo_client(solo_addr, conns, rounds);
+        };
+        let mut b = || {
+            echo_client(tokio_addr, conns, rounds);
+        };
+        rows.push(duel(
+            &format!("tcp_echo_{conns}"),
+            ops,
+            r(5),
+            &mut a,
+            &mut b,
+        ));
+    }
+
+    rows.extend(memory_rows(&el, &rt));
+    for r in rows.iter().filter(|r| r.unit == "bytes") {
+        print_row(r);
+    }
+
+    // The raw floors of the machine, for reading the table.
+    rows.push(solo_only("floor_epoll_wait_0", 100_000, r(5), &mut || {
+        floor_epoll_wait(100_000)
+    }));
+    rows.push(solo_only("floor_loopback_rw", 100_000, r(5), &mut || {
+        floor_loopback(100_000)
+    }));
+    println!("total time: {:.1} s", started.elapsed().as_secs_f64());
+
+    if let Some(path) = csv {
+        let mut out = String::from("workload,solo_ns_per_op,tokio_ns_per_op,ratio\n");
+        for r in &rows {
+            match r.other {
+                Some(o) => out.push_str(&format!(
+                    "{},{:.1},{:.1},{:.3}\n",
+                    r.name,
+                    r.solo,
+                    o,
+                    o / r.solo
+                )),
+                None => out.push_str(&format!("{},{:.1},,\n", r.name, r.solo)),
+            }
+        }
+        std::fs::write(&path, out).unwrap();
+        println!("wrote {path}");
+    }
+}
+
+fn memory_rows(el: &solo::EventLoop, rt: &tokio::runtime::Runtime) -> Vec<Row> {
+    const N: usize = 10_000;
+    // Idle tasks: spawned, polled once, pending.
+    let h = el.handle();
+    let before = live();
+    let tasks: Vec<_> = (0..N)
+        .map(|_| h.spawn(std::future::pending::<()>()))
+        .collect();
+    el.stop();
+    el.run_forever().unwrap();
+    let solo_task = (live() - before) as f64 / N as f64;
+    for t in &tasks {
+        t.cancel();
+    }
+    el.stop();
+    el.run_forever().unwrap();
+    drop(tasks);
+    let tokio_task = rt.block_on(async {
+        let before = live();
+        let tasks: Vec<_> = (0..N)
+            .map(|_| tokio::spawn(std::future::pending::<()>()))
+            .collect();
+        tokio::task::yield_now().await;
+        let per = (live() - before) as f64 / N as f64;
+        for t in &tasks {
+            t.abort();
+        }
+        per
+    });
+
+    // Pending timers: a boxed sleep each, polled once (so registered).
+    const T: usize = 100_000;
+    let solo_timer = el
+        .run_until_complete(async {
+            let before = live();
+            let mut v: Vec<_> = (0..T)
+                .map(|i| Box::pin(solo::time::sleep(Duration::from_secs(60 + i as u64))))
+                .collect();
+            std::future::poll_fn(|cx| {
+                for s in v.iter_mut() {
+                    let _ = std::future::Future::poll(s.as_mut(), cx);
+                }
+                std::task::Poll::Ready(())
+            })
+            .await;
+            (live() - before) as f64 / T as f64
+        })
+        .unwrap();
+    let tokio_timer = rt.block_on(async {
+        let before = live();
+        let mut v: Vec<_> = (0..T)
+            .map(|i| Box::pin(tokio::time::sleep(Duration::from_secs(60 + i as u64))))
+            .collect();
+        std::future::poll_fn(|cx| {
+            for s in v.iter_mut() {
+                let _ = std::future::Future::poll(s.as_mut(), cx);
+            }
+            std::task::Poll::Ready(())
+        })
+        .await;
+        (live() - before) as f64 / T as f64
+    });
+
+    // Idle connections: accepted and registered on the server side, held.
+    const C: usize = 1_000;
+    let solo_conn = el
+        .run_until_complete(async {
+            let l = solo::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            let clients: Vec<_> = (0..C)
+                .map(|_| std::net::TcpStream::connect(addr).unwrap())
+                .collect();
+            let before = live();
+            let mut held = Vec::with_capacity(C);
+            let vec_bytes = live() - before;
+            for _ in 0..C {
+                held.push(l.accept().await.unwrap().0);
+            }
+            let per = (live() - before - vec_bytes) as f64 / C as f64;
+            drop((held, clients));
+            per
+        })
+        .unwrap();
+    let tokio_conn = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let clients: Vec<_> = (0..C)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let before = live();
+        let mut held = Vec::with_capacity(C);
+        let vec_bytes = live() - before;
+        for _ in 0..C {
+            held.push(l.accept().await.unwrap().0);
+        }
+        let per = (live() - before - vec_bytes) as f64 / C as f64;
+        drop((held, clients));
+        per
+    });
+    let row = |name: &str, s: f64, t: f64| Row {
+        name: name.into(),
+        solo: s,
+        other: Some(t),
+        unit: "bytes",
+    };
+    vec![
+        row("memory_per_task", solo_task, tokio_task),
+        row("memory_per_timer", solo_timer, tokio_timer),
+        row("memory_per_connection", solo_conn, tokio_conn),
+    ]
+}
+
+/// `epoll_wait` with a zero timeout on an empty epoll set.
+fn floor_epoll_wait(n: usize) {
+    // SAFETY: plain syscalls on an epoll fd we create and close; the event buffer is local.
+    unsafe {
+        let ep = libc::epoll_create1(0);
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 8];
+        for _ in 0..n {
+            libc::epoll_wait(ep, evs.as_mut_ptr(), 8, 0);
+        }
+        libc::close(ep);
+    }
+}
+
+/// A 1 KiB `write` and `read` on a loopback TCP connection, in one thread.
+fn floor_loopback(n: usize) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (mut b, _) = l.accept().unwrap();
+    a.set_nodelay(true).unwrap();
+    let msg = [1u8; 1024];
+    let mut buf = [0u8; 1024];
+    for _ in 0..n {
+        std::io::Write::write_all(&mut a, &msg).unwrap();
+        std::io::Read::read_exact(&mut b, &mut buf).unwrap();
+    }
+}
