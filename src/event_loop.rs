@@ -12,7 +12,9 @@
 //!    would be non-blocking, and it is *skipped* unless [`POLL_EVERY_ITERATIONS`] iterations or
 //!    [`POLL_EVERY_NS`] of loop time have passed since the last one: a chain of a million
 //!    `call_soon`s pays for a few thousand syscalls, not a million, and I/O is still never
-//!    starved for longer than that bound.
+//!    starved for longer than that bound. (The time is read at every iteration while timers
+//!    are pending, and otherwise at least every [`CLOCK_CHECK_EVERY`] iterations, because a
+//!    clock read costs as much as a short callback.)
 //! 3. **Take work from other threads**: callbacks from `call_soon_threadsafe`, tasks woken by
 //!    wakers on other threads.
 //! 4. **Expire timers.** Due timers are queued in deadline order (sleeping tasks are woken).
@@ -55,8 +57,10 @@ use crate::timer::{Fired, TimerKey, Wheel};
 
 /// While work is queued, poll for I/O at least every this many iterations...
 pub const POLL_EVERY_ITERATIONS: u32 = 128;
-/// ...and at least every this many nanoseconds of loop time (1 ms).
+/// ...and at least every this many nanoseconds of loop time (1 ms)...
 pub const POLL_EVERY_NS: u64 = 1_000_000;
+/// ...where a busy loop with no timers checks the time at least every this many iterations.
+pub const CLOCK_CHECK_EVERY: u32 = 8;
 
 /// What kind of callback is running, for reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -201,6 +205,8 @@ pub(crate) struct Inner {
     closed: Cell<bool>,
     iters_since_poll: Cell<u32>,
     last_poll: Cell<u64>,
+    /// The last clock reading (loop ns): a lower bound of the current time, free to read.
+    pub(crate) now: Cell<u64>,
     exception_handler: RefCell<Option<ExceptionHandler>>,
     scratch: RefCell<Scratch>,
     /// Debug mode's state; `None` when it is off (the hot paths test only this).
@@ -229,6 +235,12 @@ impl Scheduler for Inner {
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Inner>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with the loop running on this thread (if any), without cloning its handle.
+#[inline]
+pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Rc<Inner>>) -> R) -> R {
+    CURRENT.with(|c| f(c.borrow().as_ref()))
 }
 
 /// Marks the loop as running on this thread; undoes it on drop, also during a panic.
@@ -265,6 +277,14 @@ impl Inner {
             prev,
             _enter: enter,
         })
+    }
+
+    /// Reads the clock and remembers the reading as the loop's current time.
+    #[inline]
+    pub(crate) fn read_clock(&self) -> u64 {
+        let now = self.clock.now();
+        self.now.set(now);
+        now
     }
 
     #[inline]
@@ -310,13 +330,25 @@ impl Inner {
         let scratch = &mut *scratch;
 
         // 1. How long may we block?
-        let mut now = self.clock.now();
         let has_work = !self.ready.borrow().is_empty();
         let busy = has_work
             || self.stopping.get()
             || self.shared.has_pending()
             || self.shared.main_woken.load(Ordering::Acquire);
         let next_timer = self.timers.borrow().next_deadline();
+        // Reading the clock costs about as much as a short callback. A busy loop with no timers
+        // only needs it for the poll-interval bound, so it reads it every CLOCK_CHECK_EVERY
+        // iterations; every other iteration reads it now.
+        let iters = self.iters_since_poll.get();
+        let mut now = if next_timer.is_some()
+            || !has_work
+            || iters % CLOCK_CHECK_EVERY == 0
+            || self.debug.is_some()
+        {
+            self.read_clock()
+        } else {
+            self.now.get()
+        };
         let timeout = if busy {
             Some(Duration::ZERO)
         } else {
@@ -359,7 +391,7 @@ impl Inner {
             for w in scratch.wakers.drain(..) {
                 w.wake();
             }
-            now = self.clock.now();
+            now = self.read_clock();
             self.iters_since_poll.set(0);
             self.last_poll.set(now);
         } else {
@@ -388,7 +420,7 @@ impl Inner {
         {
             if let Some(t) = next_timer {
                 self.clock.jump_to(t);
-                now = self.clock.now();
+                now = self.read_clock();
             }
         }
 
@@ -848,6 +880,7 @@ impl Builder {
             // The first iteration always polls.
             iters_since_poll: Cell::new(POLL_EVERY_ITERATIONS),
             last_poll: Cell::new(0),
+            now: Cell::new(0),
             exception_handler: RefCell::new(None),
             scratch: RefCell::new(Scratch::default()),
             debug,

@@ -43,7 +43,7 @@ pub use clock::ManualClock;
 pub use error::{JoinError, LoopClosed, RunError};
 pub use event_loop::{
     run, Builder, CallbackHandle, CallbackKind, CancelledTask, EventLoop, ExceptionContext, Handle,
-    ShutdownReport, POLL_EVERY_ITERATIONS, POLL_EVERY_NS,
+    ShutdownReport, CLOCK_CHECK_EVERY, POLL_EVERY_ITERATIONS, POLL_EVERY_NS,
 };
 pub use executor::{
     default_threads, run_in_executor, Blocking, Executor, Job, ThreadPool, DEFAULT_IDLE_TIMEOUT,

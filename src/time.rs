@@ -23,7 +23,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::event_loop::TimerPayload;
+use crate::event_loop::{with_current, Inner, TimerPayload};
 use crate::timer::TimerKey;
 use crate::Handle;
 
@@ -42,8 +42,9 @@ use crate::Handle;
 /// outside any loop (say, before `run_until_complete`), it counts from its first poll, because
 /// only then does it know which loop's clock to read.
 pub fn sleep(duration: Duration) -> Sleep {
-    match Handle::try_current() {
-        Some(h) => Sleep::new(h.time() + duration),
+    let now = with_current(|inner| inner.map(|i| i.clock.nanos_to_instant(i.read_clock())));
+    match now {
+        Some(now) => Sleep::new(now + duration),
         None => Sleep {
             deadline: Deadline::AfterFirstPoll(duration),
             registered: None,
@@ -72,6 +73,10 @@ enum Deadline {
 
 fn now() -> Instant {
     Handle::try_current().map_or_else(Instant::now, |h| h.time())
+}
+
+fn loop_id(inner: &Inner) -> usize {
+    std::sync::Arc::as_ptr(&inner.shared) as usize
 }
 
 impl Sleep {
@@ -104,59 +109,58 @@ impl Sleep {
 
     fn cancel_timer(&mut self) {
         if let Some((id, key)) = self.registered.take() {
-            if let Some(h) = Handle::try_current() {
-                if loop_id(&h) == id {
-                    let payload = h.inner.timers.borrow_mut().remove(key);
+            with_current(|inner| {
+                if let Some(inner) = inner.filter(|i| loop_id(i) == id) {
+                    let payload = inner.timers.borrow_mut().remove(key);
                     drop(payload);
                 }
-            }
+            });
         }
     }
-}
-
-fn loop_id(h: &Handle) -> usize {
-    std::sync::Arc::as_ptr(&h.inner.shared) as usize
 }
 
 impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let h = Handle::try_current()
-            .expect("solo::time::Sleep polled outside a running solo event loop");
-        let inner = &h.inner;
-        let now = inner.clock.now();
-        if let Deadline::AfterFirstPoll(d) = self.deadline {
-            self.deadline = Deadline::At(inner.clock.nanos_to_instant(now) + d);
-        }
-        let deadline = inner.clock.instant_to_nanos(self.deadline());
-        if deadline <= now {
-            self.cancel_timer();
-            return Poll::Ready(());
-        }
-        let id = loop_id(&h);
-        if let Some((rid, key)) = self.registered {
-            if rid == id {
-                let mut timers = inner.timers.borrow_mut();
-                if let Some(TimerPayload::Wake(w)) = timers.get(key) {
-                    if !w.will_wake(cx.waker()) {
-                        timers.remove(key);
-                        let key =
-                            timers.insert(deadline, now, TimerPayload::Wake(cx.waker().clone()));
-                        drop(timers);
-                        self.registered = Some((id, key));
+        with_current(|inner| {
+            let inner = inner.expect("solo::time::Sleep polled outside a running solo event loop");
+            let id = loop_id(inner);
+            if let Some((rid, key)) = self.registered {
+                if rid == id {
+                    let mut timers = inner.timers.borrow_mut();
+                    if let Some(TimerPayload::Wake(w)) = timers.get_mut(key) {
+                        if !w.will_wake(cx.waker()) {
+                            *w = cx.waker().clone();
+                        }
+                        return Poll::Pending;
                     }
-                    return Poll::Pending;
+                    // The timer fired: the wheel fires only once the clock is past the deadline.
+                    drop(timers);
+                    self.registered = None;
+                    return Poll::Ready(());
                 }
+                // Registered on another loop: register afresh on this one.
             }
-        }
-        let key =
-            inner
-                .timers
-                .borrow_mut()
-                .insert(deadline, now, TimerPayload::Wake(cx.waker().clone()));
-        self.registered = Some((id, key));
-        Poll::Pending
+            if let Deadline::AfterFirstPoll(d) = self.deadline {
+                let now = inner.read_clock();
+                self.deadline = Deadline::At(inner.clock.nanos_to_instant(now) + d);
+            }
+            let deadline = inner.clock.instant_to_nanos(self.deadline());
+            // The last clock reading is a lower bound of the time: if the deadline is behind it,
+            // it has passed. Otherwise the wheel decides, with no clock read here.
+            let now = inner.now.get();
+            if deadline <= now {
+                return Poll::Ready(());
+            }
+            let key = inner.timers.borrow_mut().insert(
+                deadline,
+                now,
+                TimerPayload::Wake(cx.waker().clone()),
+            );
+            self.registered = Some((id, key));
+            Poll::Pending
+        })
     }
 }
 

@@ -186,6 +186,14 @@ impl<T> Wheel<T> {
         }
     }
 
+    /// The value of a pending timer, mutably.
+    pub(crate) fn get_mut(&mut self, key: TimerKey) -> Option<&mut T> {
+        match self.entries.get_mut(key.index as usize) {
+            Some(e) if e.seq == key.seq => Some(&mut e.value),
+            _ => None,
+        }
+    }
+
     /// Removes a timer, pending or fired, and returns its value; `None` if it is already gone.
     pub(crate) fn remove(&mut self, key: TimerKey) -> Option<T> {
         match self.entries.get(key.index as usize) {
