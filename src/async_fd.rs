@@ -229,6 +229,35 @@ impl<T: AsRawFd> Async<T> {
         r
     }
 
+    /// A read into uninitialized memory (for hyper's buffers), with the same readiness rules
+    /// as [`poll_read_stream`](Async::poll_read_stream). Returns how many bytes the kernel
+    /// wrote, which are then initialized.
+    #[cfg(feature = "hyper")]
+    pub(crate) fn poll_read_uninit(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [std::mem::MaybeUninit<u8>],
+    ) -> Poll<io::Result<usize>> {
+        let fd = self.as_raw_fd();
+        let want = buf.len();
+        let r = self.poll_with(Dir::Read, cx, &mut |_io: &T| {
+            // SAFETY: the pointer is valid for `want` bytes of writes (it comes from a live
+            // `&mut [MaybeUninit<u8>]` of that length), and read(2) writes at most `want`.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), want) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        if let Poll::Ready(Ok(n)) = r {
+            if n > 0 && n < want {
+                self.clear(Dir::Read);
+            }
+        }
+        r
+    }
+
     pub(crate) fn poll_write_stream(
         &self,
         cx: &mut Context<'_>,

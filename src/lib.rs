@@ -30,6 +30,8 @@ mod error;
 mod event_loop;
 mod executor;
 pub mod fs;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 pub mod net;
 mod reactor;
 mod remote;
