@@ -5,6 +5,7 @@
 //!     cargo bench --bench versus                 # the table (under two minutes)
 //!     cargo bench --bench versus -- --csv out.csv
 //!     cargo bench --bench versus -- --quick      # fewer rounds, for a smoke test
+//!     cargo bench --bench versus -- --only timeout   # workloads whose name contains this
 //!
 //! CSV columns: `workload,solo_ns_per_op,tokio_ns_per_op,ratio`. The `call_soon_*` rows have no
 //! tokio figure (tokio has no callback API); the `floor_*` rows are the raw floors. The
@@ -91,6 +92,14 @@ fn duel(
 }
 
 fn solo_only(name: &str, ops: usize, rounds: usize, f: &mut dyn FnMut()) -> Row {
+    if skipped(name) {
+        return Row {
+            name: name.into(),
+            solo: f64::NAN,
+            other: None,
+            unit: "skipped",
+        };
+    }
     f();
     let v: Vec<f64> = (0..rounds).map(|_| ns_per_op(ops, f)).collect();
     let row = Row {
@@ -101,6 +110,15 @@ fn solo_only(name: &str, ops: usize, rounds: usize, f: &mut dyn FnMut()) -> Row 
     };
     print_row(&row);
     row
+}
+
+/// `--only SUBSTRING` runs only the matching workloads.
+fn skipped(name: &str) -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--only") {
+        Some(i) => args.get(i + 1).is_some_and(|f| !name.contains(f.as_str())),
+        None => false,
+    }
 }
 
 fn print_row(r: &Row) {
@@ -234,7 +252,9 @@ fn main() {
         ));
     }
 
-    rows.extend(memory_rows(&el, &rt));
+    if !skipped("memory") {
+        rows.extend(memory_rows());
+    }
     for r in rows.iter().filter(|r| r.unit == "bytes") {
         print_row(r);
     }
@@ -250,7 +270,7 @@ fn main() {
 
     if let Some(path) = csv {
         let mut out = String::from("workload,solo_ns_per_op,tokio_ns_per_op,ratio\n");
-        for r in &rows {
+        for r in rows.iter().filter(|r| r.unit != "skipped") {
             match r.other {
                 Some(o) => out.push_str(&format!(
                     "{},{:.1},{:.1},{:.3}\n",
@@ -267,44 +287,65 @@ fn main() {
     }
 }
 
-fn memory_rows(el: &solo::EventLoop, rt: &tokio::runtime::Runtime) -> Vec<Row> {
+/// Live heap bytes per object, each measured on a fresh loop and a fresh runtime, so that memory
+/// freed late by earlier workloads does not count, and the growth of internal tables (slabs,
+/// queues) does: that is part of what each object costs.
+fn memory_rows() -> Vec<Row> {
     const N: usize = 10_000;
-    // Idle tasks: spawned, polled once, pending.
-    let h = el.handle();
-    let before = live();
-    let tasks: Vec<_> = (0..N)
-        .map(|_| h.spawn(std::future::pending::<()>()))
-        .collect();
-    el.stop();
-    el.run_forever().unwrap();
-    let solo_task = (live() - before) as f64 / N as f64;
-    for t in &tasks {
-        t.cancel();
-    }
-    el.stop();
-    el.run_forever().unwrap();
-    drop(tasks);
-    let tokio_task = rt.block_on(async {
+    const T: usize = 100_000;
+    const C: usize = 1_000;
+    let once = |f: &mut dyn FnMut() -> f64| f();
+    let fresh = || (solo::EventLoop::new().unwrap(), tokio_rt());
+    let (el, rt) = fresh();
+    let (el, rt) = (&el, &rt);
+
+    // Idle tasks: spawned, polled once, pending; handles kept in a Vec made beforehand.
+    let solo_task = once(&mut || {
+        let h = el.handle();
+        let mut tasks = Vec::with_capacity(N);
         let before = live();
-        let tasks: Vec<_> = (0..N)
-            .map(|_| tokio::spawn(std::future::pending::<()>()))
-            .collect();
-        tokio::task::yield_now().await;
+        for _ in 0..N {
+            tasks.push(h.spawn(std::future::pending::<()>()));
+        }
+        el.stop();
+        el.run_forever().unwrap();
         let per = (live() - before) as f64 / N as f64;
         for t in &tasks {
-            t.abort();
+            t.cancel();
         }
+        el.stop();
+        el.run_forever().unwrap();
         per
     });
-
-    // Pending timers: a boxed sleep each, polled once (so registered).
-    const T: usize = 100_000;
-    let solo_timer = el
-        .run_until_complete(async {
+    let tokio_task = once(&mut || {
+        rt.block_on(async {
+            let mut tasks = Vec::with_capacity(N);
             let before = live();
-            let mut v: Vec<_> = (0..T)
-                .map(|i| Box::pin(solo::time::sleep(Duration::from_secs(60 + i as u64))))
-                .collect();
+            for _ in 0..N {
+                tasks.push(tokio::spawn(std::future::pending::<()>()));
+            }
+            tokio::task::yield_now().await;
+            let per = (live() - before) as f64 / N as f64;
+            for t in &tasks {
+                t.abort();
+            }
+            tokio::task::yield_now().await;
+            per
+        })
+    });
+
+    let (el, rt) = fresh();
+    let (el, rt) = (&el, &rt);
+    // Pending timers: a boxed sleep each, polled once (so registered).
+    let solo_timer = once(&mut || {
+        el.run_until_complete(async {
+            let mut v = Vec::with_capacity(T);
+            let before = live();
+            for i in 0..T {
+                v.push(Box::pin(solo::time::sleep(Duration::from_secs(
+                    60 + i as u64,
+                ))));
+            }
             std::future::poll_fn(|cx| {
                 for s in v.iter_mut() {
                     let _ = std::future::Future::poll(s.as_mut(), cx);
@@ -314,53 +355,61 @@ fn memory_rows(el: &solo::EventLoop, rt: &tokio::runtime::Runtime) -> Vec<Row> {
             .await;
             (live() - before) as f64 / T as f64
         })
-        .unwrap();
-    let tokio_timer = rt.block_on(async {
-        let before = live();
-        let mut v: Vec<_> = (0..T)
-            .map(|i| Box::pin(tokio::time::sleep(Duration::from_secs(60 + i as u64))))
-            .collect();
-        std::future::poll_fn(|cx| {
-            for s in v.iter_mut() {
-                let _ = std::future::Future::poll(s.as_mut(), cx);
+        .unwrap()
+    });
+    let tokio_timer = once(&mut || {
+        rt.block_on(async {
+            let mut v = Vec::with_capacity(T);
+            let before = live();
+            for i in 0..T {
+                v.push(Box::pin(tokio::time::sleep(Duration::from_secs(
+                    60 + i as u64,
+                ))));
             }
-            std::task::Poll::Ready(())
+            std::future::poll_fn(|cx| {
+                for s in v.iter_mut() {
+                    let _ = std::future::Future::poll(s.as_mut(), cx);
+                }
+                std::task::Poll::Ready(())
+            })
+            .await;
+            (live() - before) as f64 / T as f64
         })
-        .await;
-        (live() - before) as f64 / T as f64
     });
 
+    let (el, rt) = fresh();
+    let (el, rt) = (&el, &rt);
     // Idle connections: accepted and registered on the server side, held.
-    const C: usize = 1_000;
-    let solo_conn = el
-        .run_until_complete(async {
+    let solo_conn = once(&mut || {
+        el.run_until_complete(async {
             let l = solo::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = l.local_addr().unwrap();
             let clients = std::thread::spawn(move || connect_many(addr, C));
-            let before = live();
             let mut held = Vec::with_capacity(C);
-            let vec_bytes = live() - before;
+            let before = live();
             for _ in 0..C {
                 held.push(l.accept().await.unwrap().0);
             }
-            let per = (live() - before - vec_bytes) as f64 / C as f64;
+            let per = (live() - before) as f64 / C as f64;
             drop((held, clients.join().unwrap()));
             per
         })
-        .unwrap();
-    let tokio_conn = rt.block_on(async {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let clients = std::thread::spawn(move || connect_many(addr, C));
-        let before = live();
-        let mut held = Vec::with_capacity(C);
-        let vec_bytes = live() - before;
-        for _ in 0..C {
-            held.push(l.accept().await.unwrap().0);
-        }
-        let per = (live() - before - vec_bytes) as f64 / C as f64;
-        drop((held, clients.join().unwrap()));
-        per
+        .unwrap()
+    });
+    let tokio_conn = once(&mut || {
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            let clients = std::thread::spawn(move || connect_many(addr, C));
+            let mut held = Vec::with_capacity(C);
+            let before = live();
+            for _ in 0..C {
+                held.push(l.accept().await.unwrap().0);
+            }
+            let per = (live() - before) as f64 / C as f64;
+            drop((held, clients.join().unwrap()));
+            per
+        })
     });
     let row = |name: &str, s: f64, t: f64| Row {
         name: name.into(),

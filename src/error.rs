@@ -17,9 +17,10 @@ pub struct JoinError {
     repr: Repr,
 }
 
+// Boxed twice so that a `JoinError` is one pointer wide: it sits in every task's cell.
 enum Repr {
     Cancelled,
-    Panicked(Box<dyn Any + Send + 'static>),
+    Panicked(Box<Box<dyn Any + Send + 'static>>),
 }
 
 impl JoinError {
@@ -31,7 +32,7 @@ impl JoinError {
 
     pub(crate) fn panicked(payload: Box<dyn Any + Send + 'static>) -> JoinError {
         JoinError {
-            repr: Repr::Panicked(payload),
+            repr: Repr::Panicked(Box::new(payload)),
         }
     }
 
@@ -50,7 +51,7 @@ impl JoinError {
     /// the task was cancelled instead.
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
         match self.repr {
-            Repr::Panicked(p) => Ok(p),
+            Repr::Panicked(p) => Ok(*p),
             Repr::Cancelled => Err(self),
         }
     }
@@ -60,7 +61,7 @@ impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
             Repr::Cancelled => f.write_str("task was cancelled"),
-            Repr::Panicked(p) => write!(f, "task panicked: {}", crate::task::panic_message(&**p)),
+            Repr::Panicked(p) => write!(f, "task panicked: {}", crate::task::panic_message(&***p)),
         }
     }
 }

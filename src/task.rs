@@ -46,7 +46,7 @@ use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::ptr::NonNull;
-use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
@@ -115,7 +115,9 @@ pub(crate) struct Header {
     local: Cell<u32>,
     /// Index in the loop's task registry.
     pub(crate) slot: Cell<u32>,
-    refs: AtomicUsize,
+    /// Wakers, plus one for all local references together. 32 bits keep the header small;
+    /// `waker_clone` aborts long before it could overflow.
+    refs: AtomicU32,
     vtable: &'static Vtable,
     shared: Arc<Shared>,
     /// Where the task was spawned, for debug reports.
@@ -181,7 +183,7 @@ impl TaskRef {
                 state: Cell::new(0),
                 local: Cell::new(2),
                 slot: Cell::new(u32::MAX),
-                refs: AtomicUsize::new(1),
+                refs: AtomicU32::new(1),
                 vtable: vtable::<F>(),
                 shared,
                 site,
@@ -224,7 +226,7 @@ impl TaskRef {
     /// task means nothing can ever wake it.
     pub(crate) fn waker_count(&self) -> usize {
         // Local references hold one unit between them.
-        self.header().refs.load(Ordering::Acquire) - 1
+        self.header().refs.load(Ordering::Acquire) as usize - 1
     }
 
     /// Marks a new task as queued and returns the queue's reference.
@@ -425,7 +427,10 @@ fn raw_waker(ptr: NonNull<Header>) -> RawWaker {
 unsafe fn waker_clone(data: *const ()) -> RawWaker {
     // SAFETY: a waker's data is a live header pointer; the clone takes its own unit.
     let h = unsafe { &*(data as *const Header) };
-    h.refs.fetch_add(1, Ordering::Relaxed);
+    if h.refs.fetch_add(1, Ordering::Relaxed) > u32::MAX / 2 {
+        // Billions of live wakers for one task: a leak. Abort as `Arc` does on overflow.
+        std::process::abort();
+    }
     RawWaker::new(data, &WAKER_VTABLE)
 }
 
@@ -768,5 +773,20 @@ mod tests {
             .unwrap();
         assert!(p.unwrap_err().is_panic());
         assert!(c.unwrap_err().is_cancelled());
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// The memory budget per task (BENCHMARKS.md): a 56-byte header, and a stage no wider than
+    /// the future or its `Result<Output, JoinError>` plus a tag.
+    #[test]
+    fn task_cells_stay_small() {
+        assert_eq!(std::mem::size_of::<super::Header>(), 56);
+        assert_eq!(
+            std::mem::size_of::<super::TaskCell<std::future::Pending<()>>>(),
+            72
+        );
+        assert_eq!(std::mem::size_of::<crate::JoinError>(), 8);
     }
 }
