@@ -576,6 +576,8 @@ impl Debug {
     }
 
     /// Publishes the call about to run, for the watchdog.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn publish(&self, w: &What) {
         let s = self.seq.get() + 1;
         self.seq.set(s);
@@ -591,11 +593,15 @@ impl Debug {
     }
 
     /// The call returned.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn unpublish(&self) {
         self.shared.started.store(0, Ordering::Release);
     }
 
     /// Records a finished call that took `ns`; returns a report if it was slow.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn record(&self, w: &What, ns: u64, name: impl FnOnce() -> Option<String>) {
         let mut acc = self.acc.borrow_mut();
         if matches!(w.kind, CallbackKind::Task | CallbackKind::Main) {
@@ -648,6 +654,8 @@ impl Debug {
     }
 
     /// Starts an iteration's accounting.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn begin_iteration(&self) {
         let mut it = self.iter.borrow_mut();
         it.sum_ns = 0;
@@ -658,6 +666,8 @@ impl Debug {
 
     /// Ends an iteration: reports it if its callbacks added up past the threshold while none of
     /// them alone did.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn end_iteration(&self) {
         let slow = self.slow_ns.get();
         let it = self.iter.borrow();
@@ -687,10 +697,14 @@ impl Debug {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn record_poll_time(&self, ns: u64) {
         self.acc.borrow_mut().poll_ns += ns;
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn record_timer_lag(&self, ns: u64) {
         let mut a = self.acc.borrow_mut();
         a.timers += 1;
@@ -698,6 +712,8 @@ impl Debug {
         a.lag_max = a.lag_max.max(ns);
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn record_queue_delay(&self, ns: u64, io: bool) {
         let mut a = self.acc.borrow_mut();
         if io {
@@ -757,6 +773,8 @@ impl Debug {
 
     // ---- the task table ----
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn task_spawned(
         &self,
         slot: u32,
@@ -780,12 +798,16 @@ impl Debug {
         );
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn task_state(&self, slot: u32, state: TaskState) {
         if let Some(t) = lock(&self.shared.tasks).get_mut(&slot) {
             t.state = state;
         }
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn task_polled(&self, slot: u32, ns: u64, state: TaskState) {
         if let Some(t) = lock(&self.shared.tasks).get_mut(&slot) {
             t.polls += 1;
@@ -794,6 +816,8 @@ impl Debug {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn task_gone(&self, slot: u32) {
         lock(&self.shared.tasks).remove(&slot);
     }

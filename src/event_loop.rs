@@ -144,16 +144,32 @@ impl fmt::Display for ExceptionContext<'_> {
 
 type ExceptionHandler = Rc<dyn Fn(&ExceptionContext<'_>)>;
 
-/// A one-shot callback that can also name its type (for debug reports), at no cost per call:
-/// the name is a constant in the trait object's vtable.
+/// A one-shot callback that knows where it was scheduled and can name its type (for debug
+/// reports). The site lives in the callback's own box, which is allocated anyway, so a
+/// ready-queue entry stays 32 bytes; the type name is a constant in the vtable.
 pub(crate) trait Callback {
-    fn call(self: Box<Self>);
+    /// Runs the callback, catching a panic (one indirect call, with the panic guard inside).
+    fn call(self: Box<Self>) -> Result<(), CallbackPanic>;
+    fn site(&self) -> &'static Location<'static>;
     fn type_name(&self) -> &'static str;
 }
 
-impl<F: FnOnce()> Callback for F {
-    fn call(self: Box<Self>) {
-        (*self)()
+/// A panic caught in a callback, and where the callback was scheduled.
+pub(crate) type CallbackPanic = (Box<dyn std::any::Any + Send>, &'static Location<'static>);
+
+/// A closure and its scheduling site.
+pub(crate) struct Sited<F> {
+    pub(crate) site: &'static Location<'static>,
+    pub(crate) f: F,
+}
+
+impl<F: FnOnce()> Callback for Sited<F> {
+    fn call(self: Box<Self>) -> Result<(), CallbackPanic> {
+        let Sited { site, f } = *self;
+        catch_unwind(AssertUnwindSafe(f)).map_err(|p| (p, site))
+    }
+    fn site(&self) -> &'static Location<'static> {
+        self.site
     }
     fn type_name(&self) -> &'static str {
         std::any::type_name::<F>()
@@ -162,13 +178,13 @@ impl<F: FnOnce()> Callback for F {
 
 /// A timer's payload: a callback to run, or a task to wake.
 pub(crate) enum TimerPayload {
-    Call(Box<dyn Callback>, &'static Location<'static>),
+    Call(Box<dyn Callback>),
     Wake(Waker),
 }
 
-/// One entry of the ready queue.
+/// One entry of the ready queue (32 bytes; `size_tests` pins it).
 pub(crate) enum Runnable {
-    Soon(u64, Box<dyn Callback>, &'static Location<'static>),
+    Soon(u64, Box<dyn Callback>),
     /// A fired timer and its deadline (for debug mode's lag figure).
     Timer(TimerKey, u64),
     Io(usize, Dir),
@@ -287,9 +303,20 @@ impl Inner {
         now
     }
 
+    // Debug mode costs the hot paths one test of `self.debug` each; everything else it does is
+    // in the `#[cold]` functions below, kept out of line so the hot code stays small.
+
     #[inline]
     fn push(&self, r: Runnable) {
         self.ready.borrow_mut().push_back(r);
+        if self.debug.is_some() {
+            self.debug_enqueued();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn debug_enqueued(&self) {
         if let Some(d) = &self.debug {
             d.ready_times.borrow_mut().push_back(self.clock.now());
         }
@@ -299,18 +326,34 @@ impl Inner {
     #[inline]
     fn pop(&self) -> Option<Runnable> {
         let r = self.ready.borrow_mut().pop_front()?;
-        if let Some(d) = &self.debug {
-            if let Some(t) = d.ready_times.borrow_mut().pop_front() {
-                let waited = self.clock.now().saturating_sub(t);
-                d.record_queue_delay(waited, matches!(r, Runnable::Io(..)));
-            }
+        if self.debug.is_some() {
+            self.debug_dequeued(matches!(r, Runnable::Io(..)));
         }
         Some(r)
     }
 
+    #[cold]
+    #[inline(never)]
+    fn debug_dequeued(&self, io: bool) {
+        if let Some(d) = &self.debug {
+            if let Some(t) = d.ready_times.borrow_mut().pop_front() {
+                d.record_queue_delay(self.clock.now().saturating_sub(t), io);
+            }
+        }
+    }
+
     /// Runs `f` (user code), timing it in debug mode.
-    #[inline]
+    #[inline(always)]
     fn timed<R>(&self, what: impl FnOnce() -> What, f: impl FnOnce() -> R) -> R {
+        if self.debug.is_none() {
+            return f();
+        }
+        self.timed_debug(what, f)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn timed_debug<R>(&self, what: impl FnOnce() -> What, f: impl FnOnce() -> R) -> R {
         let Some(d) = &self.debug else {
             return f();
         };
@@ -464,16 +507,17 @@ impl Inner {
     }
 
     /// Runs one ready-queue entry: the single place where user code is called from the queue.
+    #[inline]
     fn run_entry(&self, r: Runnable) {
         match r {
-            Runnable::Soon(id, f, site) => {
+            Runnable::Soon(id, f) => {
                 self.soon_popped.set(id + 1);
                 if !self.cancelled_soon.borrow().is_empty()
                     && self.cancelled_soon.borrow_mut().remove(&id)
                 {
                     return;
                 }
-                self.call(CallbackKind::Soon, site, f);
+                self.call(CallbackKind::Soon, f);
             }
             Runnable::Timer(key, deadline) => {
                 let payload = self.timers.borrow_mut().remove(key);
@@ -481,7 +525,7 @@ impl Inner {
                     d.record_timer_lag(self.clock.now().saturating_sub(deadline));
                 }
                 match payload {
-                    Some(TimerPayload::Call(f, site)) => self.call(CallbackKind::Timer, site, f),
+                    Some(TimerPayload::Call(f)) => self.call(CallbackKind::Timer, f),
                     Some(TimerPayload::Wake(w)) => w.wake(),
                     None => {} // cancelled after it fired, before it ran
                 }
@@ -516,7 +560,7 @@ impl Inner {
                 }
             }
             Runnable::Task(t) => self.run_task(t),
-            Runnable::Remote((f, site)) => self.call(CallbackKind::Remote, site, f),
+            Runnable::Remote(f) => self.call(CallbackKind::Remote, f),
         }
     }
 
@@ -526,7 +570,19 @@ impl Inner {
         let site = t.header().site;
         let result = match &self.debug {
             None => t.run(),
-            Some(d) => {
+            Some(_) => self.run_task_debug(t, slot, site),
+        };
+        self.task_finished(result, slot, site);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn run_task_debug(&self, t: TaskRef, slot: u32, site: &'static Location<'static>) -> RunResult {
+        let Some(d) = &self.debug else {
+            return t.run();
+        };
+        {
+            {
                 d.task_state(slot, TaskState::Running);
                 let type_name = t.type_name();
                 let t0 = self.clock.now();
@@ -560,7 +616,11 @@ impl Inner {
                 }
                 r
             }
-        };
+        }
+    }
+
+    #[inline]
+    fn task_finished(&self, result: RunResult, slot: u32, site: &'static Location<'static>) {
         match result {
             RunResult::Pending => {}
             RunResult::Done => self.retire(slot),
@@ -578,20 +638,28 @@ impl Inner {
     }
 
     /// Calls a one-shot callback, catching its panic.
-    fn call(
-        &self,
-        kind: CallbackKind,
-        site: &'static Location<'static>,
-        f: Box<dyn Callback + '_>,
-    ) {
-        let what = || What {
+    #[inline]
+    fn call(&self, kind: CallbackKind, f: Box<dyn Callback + '_>) {
+        if self.debug.is_some() {
+            return self.call_debug(kind, f);
+        }
+        if let Err((p, site)) = f.call() {
+            self.report_panic(kind, site, None, &*p);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn call_debug(&self, kind: CallbackKind, f: Box<dyn Callback + '_>) {
+        let site = f.site();
+        let type_name = Some(f.type_name());
+        let what = move || What {
             kind,
             site,
-            type_name: Some(f.type_name()),
+            type_name,
             task: None,
         };
-        let what = what();
-        if let Err(p) = self.timed(|| what, || catch_unwind(AssertUnwindSafe(|| f.call()))) {
+        if let Err((p, site)) = self.timed(what, || f.call()) {
             self.report_panic(kind, site, None, &*p);
         }
     }
@@ -1262,7 +1330,8 @@ impl Handle {
         }
         let id = inner.soon_pushed.get();
         inner.soon_pushed.set(id + 1);
-        inner.push(Runnable::Soon(id, Box::new(f), Location::caller()));
+        let site = Location::caller();
+        inner.push(Runnable::Soon(id, Box::new(Sited { site, f })));
         CallbackHandle {
             inner: Rc::downgrade(inner),
             which: Which::Soon(id),
@@ -1274,11 +1343,11 @@ impl Handle {
     #[track_caller]
     pub fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> CallbackHandle {
         let now = self.inner.clock.now();
-        self.schedule_timer(
-            now.saturating_add(duration_to_nanos(delay)),
-            now,
-            Box::new(f),
-        )
+        let f = Box::new(Sited {
+            site: Location::caller(),
+            f,
+        });
+        self.schedule_timer(now.saturating_add(duration_to_nanos(delay)), now, f)
     }
 
     /// Schedules `f` to run at `when` on the loop clock; a past `when` runs on the next
@@ -1286,7 +1355,11 @@ impl Handle {
     #[track_caller]
     pub fn call_at(&self, when: Instant, f: impl FnOnce() + 'static) -> CallbackHandle {
         let now = self.inner.clock.now();
-        self.schedule_timer(self.inner.clock.instant_to_nanos(when), now, Box::new(f))
+        let f = Box::new(Sited {
+            site: Location::caller(),
+            f,
+        });
+        self.schedule_timer(self.inner.clock.instant_to_nanos(when), now, f)
     }
 
     #[track_caller]
@@ -1295,11 +1368,10 @@ impl Handle {
         if inner.closed.get() {
             return CallbackHandle::closed();
         }
-        let key = inner.timers.borrow_mut().insert(
-            deadline,
-            now,
-            TimerPayload::Call(f, Location::caller()),
-        );
+        let key = inner
+            .timers
+            .borrow_mut()
+            .insert(deadline, now, TimerPayload::Call(f));
         CallbackHandle {
             inner: Rc::downgrade(inner),
             which: Which::Timer(key),
@@ -1665,5 +1737,13 @@ impl fmt::Debug for CallbackHandle {
         f.debug_struct("CallbackHandle")
             .field("cancelled", &self.cancelled.get())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn ready_queue_entries_stay_small() {
+        assert_eq!(std::mem::size_of::<super::Runnable>(), 32);
     }
 }

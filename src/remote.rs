@@ -20,12 +20,12 @@ use std::task::{Context, Poll, Waker};
 
 use crate::debug::{DebugShared, TaskSnapshot};
 use crate::error::{JoinError, LoopClosed};
-use crate::event_loop::Callback;
+use crate::event_loop::{Callback, Sited};
 use crate::task::RemoteTask;
 use crate::Handle;
 
-/// A callback sent from another thread, with the site that sent it.
-pub(crate) type RemoteCall = (Box<dyn Callback + Send>, &'static Location<'static>);
+/// A callback sent from another thread (it carries the site that sent it).
+pub(crate) type RemoteCall = Box<dyn Callback + Send>;
 
 pub(crate) enum RemoteItem {
     Call(RemoteCall),
@@ -162,7 +162,7 @@ impl Remote {
     ) -> Result<(), LoopClosed> {
         let site = Location::caller();
         self.shared
-            .push(RemoteItem::Call((Box::new(f), site)))
+            .push(RemoteItem::Call(Box::new(Sited { site, f })))
             .map_err(|_| LoopClosed)
     }
 
