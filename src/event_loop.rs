@@ -373,11 +373,11 @@ impl Inner {
         let scratch = &mut *scratch;
 
         // 1. How long may we block?
-        let has_work = !self.ready.borrow().is_empty();
-        let busy = has_work
-            || self.stopping.get()
-            || self.shared.has_pending()
+        // Work: queued entries, or the `run_until_complete` future woken (it is polled between
+        // iterations rather than from the queue).
+        let has_work = !self.ready.borrow().is_empty()
             || self.shared.main_woken.load(Ordering::Acquire);
+        let busy = has_work || self.stopping.get() || self.shared.has_pending();
         let next_timer = self.timers.borrow().next_deadline();
         // Reading the clock costs about as much as a short callback. A busy loop with no timers
         // only needs it for the poll-interval bound, so it reads it every CLOCK_CHECK_EVERY
