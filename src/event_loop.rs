@@ -324,9 +324,9 @@ impl Inner {
 
     /// Takes the next ready entry (and, in debug mode, records how long it waited).
     #[inline]
-    fn pop(&self) -> Option<Runnable> {
+    fn pop<const DEBUG: bool>(&self) -> Option<Runnable> {
         let r = self.ready.borrow_mut().pop_front()?;
-        if self.debug.is_some() {
+        if DEBUG {
             self.debug_dequeued(matches!(r, Runnable::Io(..)));
         }
         Some(r)
@@ -375,8 +375,8 @@ impl Inner {
         // 1. How long may we block?
         // Work: queued entries, or the `run_until_complete` future woken (it is polled between
         // iterations rather than from the queue).
-        let has_work = !self.ready.borrow().is_empty()
-            || self.shared.main_woken.load(Ordering::Acquire);
+        let has_work =
+            !self.ready.borrow().is_empty() || self.shared.main_woken.load(Ordering::Acquire);
         let busy = has_work || self.stopping.get() || self.shared.has_pending();
         let next_timer = self.timers.borrow().next_deadline();
         // Reading the clock costs about as much as a short callback. A busy loop with no timers
@@ -495,20 +495,31 @@ impl Inner {
 
         // 5. Run exactly what is ready now; what it schedules runs next iteration.
         let n = self.ready.borrow().len();
+        if self.debug.is_none() {
+            self.run_batch::<false>(n);
+        } else {
+            self.run_batch::<true>(n);
+            if let Some(d) = &self.debug {
+                d.end_iteration();
+            }
+        }
+    }
+
+    /// Runs `n` entries from the ready queue. Debug mode is decided once per batch (the const
+    /// parameter), so with it off no entry pays for it.
+    #[inline]
+    fn run_batch<const DEBUG: bool>(&self, n: usize) {
         for _ in 0..n {
-            let Some(r) = self.pop() else {
+            let Some(r) = self.pop::<DEBUG>() else {
                 break;
             };
-            self.run_entry(r);
-        }
-        if let Some(d) = &self.debug {
-            d.end_iteration();
+            self.run_entry::<DEBUG>(r);
         }
     }
 
     /// Runs one ready-queue entry: the single place where user code is called from the queue.
     #[inline]
-    fn run_entry(&self, r: Runnable) {
+    fn run_entry<const DEBUG: bool>(&self, r: Runnable) {
         match r {
             Runnable::Soon(id, f) => {
                 self.soon_popped.set(id + 1);
@@ -517,15 +528,17 @@ impl Inner {
                 {
                     return;
                 }
-                self.call(CallbackKind::Soon, f);
+                self.call::<DEBUG>(CallbackKind::Soon, f);
             }
             Runnable::Timer(key, deadline) => {
                 let payload = self.timers.borrow_mut().remove(key);
-                if let (Some(d), Some(_)) = (&self.debug, &payload) {
-                    d.record_timer_lag(self.clock.now().saturating_sub(deadline));
+                if DEBUG && payload.is_some() {
+                    if let Some(d) = &self.debug {
+                        d.record_timer_lag(self.clock.now().saturating_sub(deadline));
+                    }
                 }
                 match payload {
-                    Some(TimerPayload::Call(f)) => self.call(CallbackKind::Timer, f),
+                    Some(TimerPayload::Call(f)) => self.call::<DEBUG>(CallbackKind::Timer, f),
                     Some(TimerPayload::Wake(w)) => w.wake(),
                     None => {} // cancelled after it fired, before it ran
                 }
@@ -541,7 +554,13 @@ impl Inner {
                     type_name: None,
                     task: None,
                 };
-                if let Err(p) = self.timed(what, || catch_unwind(AssertUnwindSafe(&mut f))) {
+                let mut run = || catch_unwind(AssertUnwindSafe(&mut f));
+                let result = if DEBUG {
+                    self.timed_debug(what, run)
+                } else {
+                    run()
+                };
+                if let Err(p) = result {
                     self.report_panic(kind, site, None, &*p);
                 }
                 let (left, rearmed) = self
@@ -559,18 +578,20 @@ impl Inner {
                     );
                 }
             }
-            Runnable::Task(t) => self.run_task(t),
-            Runnable::Remote(f) => self.call(CallbackKind::Remote, f),
+            Runnable::Task(t) => self.run_task::<DEBUG>(t),
+            Runnable::Remote(f) => self.call::<DEBUG>(CallbackKind::Remote, f),
         }
     }
 
     /// Polls a task (or drops it, if cancelled) and retires it when it finishes.
-    fn run_task(&self, t: TaskRef) {
+    #[inline]
+    fn run_task<const DEBUG: bool>(&self, t: TaskRef) {
         let slot = t.header().slot.get();
         let site = t.header().site;
-        let result = match &self.debug {
-            None => t.run(),
-            Some(_) => self.run_task_debug(t, slot, site),
+        let result = if DEBUG {
+            self.run_task_debug(t, slot, site)
+        } else {
+            t.run()
         };
         self.task_finished(result, slot, site);
     }
@@ -639,8 +660,8 @@ impl Inner {
 
     /// Calls a one-shot callback, catching its panic.
     #[inline]
-    fn call(&self, kind: CallbackKind, f: Box<dyn Callback + '_>) {
-        if self.debug.is_some() {
+    fn call<const DEBUG: bool>(&self, kind: CallbackKind, f: Box<dyn Callback + '_>) {
+        if DEBUG {
             return self.call_debug(kind, f);
         }
         if let Err((p, site)) = f.call() {
