@@ -210,6 +210,8 @@ pub(crate) struct Inner {
     pub(crate) reactor: RefCell<Reactor>,
     tasks: RefCell<Slab<TaskRef>>,
     task_names: RefCell<HashMap<u32, Rc<str>>>,
+    /// Some task has a name or debug mode is on: retiring a task has more to do.
+    task_extras: Cell<bool>,
     /// `call_soon` ids: how many were queued and how many were taken off the queue. An id is
     /// pending iff `popped <= id < pushed`, because `call_soon` entries leave the queue in order.
     soon_pushed: Cell<u64>,
@@ -234,8 +236,8 @@ pub(crate) struct Inner {
 impl Scheduler for Inner {
     #[inline]
     fn push_task(&self, task: TaskRef) {
-        if let Some(d) = &self.debug {
-            d.task_state(task.header().slot.get(), TaskState::Scheduled);
+        if self.debug.is_some() {
+            self.debug_task_state(task.header().slot.get(), TaskState::Scheduled);
         }
         self.push(Runnable::Task(task));
     }
@@ -311,6 +313,22 @@ impl Inner {
         self.ready.borrow_mut().push_back(r);
         if self.debug.is_some() {
             self.debug_enqueued();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn debug_task_state(&self, slot: u32, state: TaskState) {
+        if let Some(d) = &self.debug {
+            d.task_state(slot, state);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn debug_spawned(&self, slot: u32, site: &'static Location<'static>, name: Option<&str>) {
+        if let Some(d) = &self.debug {
+            d.task_spawned(slot, site, name);
         }
     }
 
@@ -688,13 +706,20 @@ impl Inner {
     /// Removes a finished task from the registry.
     fn retire(&self, slot: u32) {
         let t = self.tasks.borrow_mut().try_remove(slot as usize);
-        if !self.task_names.borrow().is_empty() {
-            self.task_names.borrow_mut().remove(&slot);
+        if self.task_extras.get() {
+            self.retire_extras(slot);
         }
+        drop(t);
+    }
+
+    /// The rare part of retiring a task: its name, its debug-mode row.
+    #[cold]
+    #[inline(never)]
+    fn retire_extras(&self, slot: u32) {
+        self.task_names.borrow_mut().remove(&slot);
         if let Some(d) = &self.debug {
             d.task_gone(slot);
         }
-        drop(t);
     }
 
     fn report_panic(
@@ -764,11 +789,12 @@ impl Inner {
             self.push(Runnable::Task(queued));
             slot
         };
-        if let Some(d) = &self.debug {
-            d.task_spawned(slot, site, name.as_deref());
+        if self.debug.is_some() {
+            self.debug_spawned(slot, site, name.as_deref());
         }
         if let Some(n) = name {
             self.task_names.borrow_mut().insert(slot, n);
+            self.task_extras.set(true);
         }
         join
     }
@@ -960,6 +986,7 @@ impl Builder {
             reactor: RefCell::new(reactor),
             tasks: RefCell::new(Slab::new()),
             task_names: RefCell::new(HashMap::new()),
+            task_extras: Cell::new(debug.is_some()),
             soon_pushed: Cell::new(0),
             soon_popped: Cell::new(0),
             cancelled_soon: RefCell::new(HashSet::new()),
