@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What debug mode costs, measured against solo with debug mode compiled out.
 #
-#     bash benches/debug_cost/run.sh
+#     bash tools/debug_cost/run.sh
 #
 # It copies the crate to a temporary folder, removes debug mode from the copy's hot paths (every
 # `self.debug` test becomes a constant), and runs the call_soon chain (1,000,000) and spawn
