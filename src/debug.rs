@@ -932,3 +932,34 @@ impl fmt::Debug for Debug {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs under Miri in CI: the watchdog slot, written here and read as the watchdog does.
+    #[test]
+    fn miri_watchdog_slot_round_trip() {
+        let d = Debug::new(Config {
+            slow: DEFAULT_SLOW_CALLBACK,
+            blocked: Duration::from_secs(3600),
+            hook: Some(Arc::new(|_| {})),
+        });
+        assert!(d.shared.read_slot().is_none(), "nothing published yet");
+        let site = Location::caller();
+        d.publish(&What {
+            kind: CallbackKind::Timer,
+            site,
+            type_name: None,
+            task: Some(7),
+        });
+        let (_, started, kind, got_site, task) = d.shared.read_slot().unwrap();
+        assert!(started > 0);
+        assert_eq!(kind, CallbackKind::Timer);
+        assert_eq!(got_site, site);
+        assert_eq!(task, 7);
+        d.unpublish();
+        assert!(d.shared.read_slot().is_none());
+        d.shutdown();
+    }
+}

@@ -318,3 +318,29 @@ impl<T> fmt::Debug for RemoteJoinHandle<T> {
         f.write_str("RemoteJoinHandle")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::EventLoop;
+
+    /// Runs under Miri in CI: the `Forward` pin projection, the oneshot, a wake from a thread.
+    #[test]
+    fn miri_remote_spawn_forwards_output_and_panics() {
+        let el = EventLoop::new().unwrap();
+        el.handle().set_exception_handler(|_| {});
+        let remote = el.handle().remote();
+        let (ok, bad) = std::thread::spawn(move || {
+            (
+                remote.spawn(async { String::from("done") }),
+                remote.spawn(async { panic!("remote boom") }),
+            )
+        })
+        .join()
+        .unwrap();
+        let (ok, bad) = el
+            .run_until_complete(async move { (ok.await, bad.await) })
+            .unwrap();
+        assert_eq!(ok.unwrap(), "done");
+        assert!(bad.unwrap_err().is_panic());
+    }
+}

@@ -296,3 +296,34 @@ impl Interval {
         self.period
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EventLoop, ManualClock};
+
+    /// Runs under Miri in CI: the `Timeout` pin projection and sleeps on a manual clock.
+    #[test]
+    fn miri_timeout_and_sleep_on_a_manual_clock() {
+        let clock = ManualClock::new();
+        let el = EventLoop::builder().clock(clock.clone()).build().unwrap();
+        let (a, b) = el
+            .run_until_complete(async {
+                let a = timeout(Duration::from_millis(5), std::future::pending::<()>()).await;
+                let b = timeout(Duration::from_secs(1), async {
+                    sleep(Duration::from_millis(2)).await;
+                    7
+                })
+                .await;
+                (a, b)
+            })
+            .unwrap();
+        assert_eq!(a, Err(Elapsed));
+        assert_eq!(b, Ok(7));
+        assert_eq!(
+            clock.elapsed(),
+            Duration::from_millis(7),
+            "5 ms timeout, then a 2 ms sleep"
+        );
+    }
+}
