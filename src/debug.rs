@@ -111,6 +111,8 @@ pub struct Report {
     /// For `Blocked`: the task table at that moment, as printed by
     /// [`format_task_table`].
     pub task_table: Option<String>,
+    /// For `Blocked`: the loop thread's stack at that moment, innermost frame first (Linux).
+    pub backtrace: Option<String>,
 }
 
 fn secs(d: Duration) -> String {
@@ -174,6 +176,9 @@ impl fmt::Display for Report {
                 )?;
                 if let Some(t) = &self.task_table {
                     write!(f, "\n{t}")?;
+                }
+                if let Some(b) = &self.backtrace {
+                    write!(f, "  loop thread stack:\n{b}")?;
                 }
                 Ok(())
             }
@@ -373,6 +378,8 @@ pub(crate) struct DebugShared {
     stop: Mutex<bool>,
     wake: Condvar,
     executor: RwLock<Option<ExecutorProbe>>,
+    /// The thread running the loop (a pthread id), 0 when it is not running.
+    pub(crate) loop_thread: AtomicU64,
 }
 
 const KINDS: [CallbackKind; 8] = [
@@ -546,6 +553,7 @@ impl Debug {
             stop: Mutex::new(false),
             wake: Condvar::new(),
             executor: RwLock::new(None),
+            loop_thread: AtomicU64::new(0),
         });
         let wd = shared.clone();
         let watchdog = std::thread::Builder::new()
@@ -649,6 +657,7 @@ impl Debug {
                 duration: Duration::from_nanos(ns),
                 top: Vec::new(),
                 task_table: None,
+                backtrace: None,
             });
         }
     }
@@ -691,6 +700,7 @@ impl Debug {
                     })
                     .collect(),
                 task_table: None,
+                backtrace: None,
             };
             drop(it);
             self.shared.emit(&report);
@@ -867,6 +877,7 @@ pub(crate) fn lint(
         duration: Duration::ZERO,
         top: Vec::new(),
         task_table: None,
+        backtrace: None,
     }
 }
 
@@ -908,7 +919,12 @@ fn watchdog(sh: Arc<DebugShared>) {
                 .and_then(|t| t.name.clone())
         };
         let table = format_task_table(&sh.snapshot());
-        // Only report if the same call is still running (it may have returned meanwhile).
+        let backtrace = crate::stack::capture(
+            sh.loop_thread.load(Ordering::Acquire),
+            Duration::from_millis(250),
+        );
+        // Only report if the same call is still running (it may have returned meanwhile, and
+        // then the stack would show something else).
         if sh.seq.load(Ordering::Acquire) == seq && sh.started.load(Ordering::Acquire) != 0 {
             sh.emit(&Report {
                 kind: ReportKind::Blocked,
@@ -919,6 +935,7 @@ fn watchdog(sh: Arc<DebugShared>) {
                 duration: Duration::from_nanos(running),
                 top: Vec::new(),
                 task_table: Some(table),
+                backtrace,
             });
         }
         stop = lock(&sh.stop);

@@ -270,6 +270,9 @@ struct RunGuard<'a> {
 
 impl Drop for RunGuard<'_> {
     fn drop(&mut self) {
+        if let Some(d) = &self.inner.debug {
+            d.shared.loop_thread.store(0, Ordering::Release);
+        }
         self.inner.running.set(false);
         self.inner.stopping.set(false);
         CURRENT.with(|c| *c.borrow_mut() = self.prev.take());
@@ -288,6 +291,10 @@ impl Inner {
             return Err(RunError::AnotherLoopRunning);
         }
         self.running.set(true);
+        if let Some(d) = &self.debug {
+            let me = crate::stack::current_thread();
+            d.shared.loop_thread.store(me, Ordering::Release);
+        }
         let enter = task::enter(&self.shared, &**self);
         let prev = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
         Ok(RunGuard {

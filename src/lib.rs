@@ -36,6 +36,7 @@ pub mod net;
 mod reactor;
 mod remote;
 mod signal;
+mod stack;
 mod task;
 pub mod time;
 mod timer;

@@ -422,6 +422,10 @@ fn the_watchdog_reports_a_blocked_loop_before_the_callback_returns() {
         table.contains("blocker") && table.contains("running"),
         "{table}"
     );
+    // The loop thread's stack, taken while it sleeps: the sleep is on it.
+    let stack = r.backtrace.as_deref().expect("a stack on Linux");
+    assert!(stack.contains("sleep"), "{stack}");
+    assert!(r.to_string().contains("loop thread stack:"));
     // After it returns, the slow-callback report follows too.
     assert!(reps.iter().any(|(_, r)| r.kind == ReportKind::SlowCallback));
 }

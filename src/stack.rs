@@ -1,0 +1,131 @@
+//! The loop thread's stack, captured from the watchdog while the loop is blocked.
+//!
+//! One thread cannot walk another's stack directly. The watchdog therefore sends the loop
+//! thread a signal (a real-time signal reserved for this, `SIGRTMAX - 3`), and the handler, which
+//! runs on the loop thread wherever it is stuck, records the return addresses of its frames into
+//! a static buffer. The watchdog waits briefly for the buffer and then resolves the addresses to
+//! function names and lines on its own thread, where allocating and taking locks is fine.
+//!
+//! The handler does only what a signal handler may: it walks the stack with the unwinder
+//! (`backtrace::trace_unsynchronized`, as sampling profilers do) and stores integers into
+//! atomics. The signal is installed with `SA_RESTART` (signal-hook's default), so a blocking
+//! syscall it interrupts is restarted. Captures are serialized by a mutex, since the buffer is
+//! process-wide; several debug-mode loops take turns.
+//!
+//! This exists on Linux only, and only in debug mode: nothing is installed otherwise.
+
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant};
+
+const MAX_FRAMES: usize = 48;
+static FRAMES: [AtomicUsize; MAX_FRAMES] = [const { AtomicUsize::new(0) }; MAX_FRAMES];
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+/// 0: idle; 1: a capture is requested; 2: the handler has filled the buffer.
+static STATE: AtomicU8 = AtomicU8::new(0);
+static INSTALL: Once = Once::new();
+static INSTALLED: AtomicU8 = AtomicU8::new(0);
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn signal() -> i32 {
+    libc::SIGRTMAX() - 3
+}
+
+/// Runs in the signal handler, on the loop thread: async-signal-safe work only.
+fn on_signal() {
+    if STATE.load(Ordering::Acquire) != 1 {
+        return; // not ours, or late
+    }
+    let mut n = 0;
+    // SAFETY: `trace_unsynchronized` requires that no other unsynchronized trace runs at the
+    // same time in this process: captures are serialized by ONE_AT_A_TIME and only the thread
+    // that receives this signal runs the handler's capture (STATE is 1 for one capture).
+    unsafe {
+        backtrace::trace_unsynchronized(|frame| {
+            FRAMES[n].store(frame.ip() as usize, Ordering::Relaxed);
+            n += 1;
+            n < MAX_FRAMES
+        });
+    }
+    COUNT.store(n, Ordering::Relaxed);
+    STATE.store(2, Ordering::Release);
+}
+
+fn install() -> bool {
+    INSTALL.call_once(|| {
+        // SAFETY: the action (`on_signal`) is async-signal-safe: it walks the stack and stores
+        // integers into atomics; it allocates nothing and takes no lock.
+        let ok = unsafe { signal_hook::low_level::register(signal(), on_signal) }.is_ok();
+        INSTALLED.store(ok as u8, Ordering::Release);
+    });
+    INSTALLED.load(Ordering::Acquire) == 1
+}
+
+/// The current thread's id, for [`capture`] from another thread.
+pub(crate) fn current_thread() -> u64 {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as u64 }
+}
+
+/// Captures the stack of `thread` (a value from [`current_thread`]) and returns it formatted,
+/// innermost frame first, without the frames of the capture itself. `None` if it could not be
+/// taken within `wait`.
+pub(crate) fn capture(thread: u64, wait: Duration) -> Option<String> {
+    if thread == 0 || !install() {
+        return None;
+    }
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    STATE.store(1, Ordering::Release);
+    // SAFETY: `thread` is the loop thread's pthread_t, recorded while it runs the loop; the
+    // loop clears it before the thread can exit, and we only signal while a call is published.
+    let sent = unsafe { libc::pthread_kill(thread as libc::pthread_t, signal()) } == 0;
+    let deadline = Instant::now() + wait;
+    while sent && STATE.load(Ordering::Acquire) != 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if STATE.swap(0, Ordering::AcqRel) != 2 {
+        return None;
+    }
+    let n = COUNT.load(Ordering::Relaxed);
+    let frames: Vec<(String, String)> = FRAMES
+        .iter()
+        .take(n)
+        .map(|slot| {
+            let ip = slot.load(Ordering::Relaxed);
+            let mut line = None;
+            backtrace::resolve(ip as *mut std::ffi::c_void, |sym| {
+                if line.is_none() {
+                    let name = sym.name().map(|n| format!("{n:#}"));
+                    let place = match (sym.filename(), sym.lineno()) {
+                        (Some(f), Some(l)) => format!(" at {}:{l}", f.display()),
+                        _ => String::new(),
+                    };
+                    line = name.map(|n| (n, place));
+                }
+            });
+            line.unwrap_or_else(|| (format!("{ip:#x}"), String::new()))
+        })
+        .filter(|(name, _)| name != "0x0")
+        .collect();
+    // Skip the capture's own frames: the handler, signal-hook's dispatch, the trampoline.
+    let first = frames
+        .iter()
+        .rposition(|(name, _)| {
+            name.contains("stack::on_signal")
+                || name.contains("signal_hook")
+                || name.contains("restore_rt")
+                || name.contains("sigreturn")
+        })
+        .map_or(0, |i| i + 1);
+    // The trampoline itself often has no symbol.
+    let first = first
+        + frames[first..]
+            .iter()
+            .take_while(|(name, _)| name.starts_with("0x"))
+            .count();
+    let mut out = String::new();
+    for (name, place) in &frames[first..] {
+        out.push_str(&format!("    {name}{place}\n"));
+    }
+    Some(out)
+}
