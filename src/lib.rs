@@ -52,4 +52,4 @@ pub use executor::{
     default_threads, run_in_executor, Blocking, Executor, Job, ThreadPool, DEFAULT_IDLE_TIMEOUT,
 };
 pub use remote::{Remote, RemoteJoinHandle};
-pub use task::JoinHandle;
+pub use task::{yield_now, JoinHandle};

@@ -23,6 +23,21 @@ use futures_io::{AsyncRead, AsyncWrite};
 use crate::reactor::Dir;
 use crate::Async;
 
+/// Tries `op` on each address `addr` resolves to; the first success, or the last error.
+fn each_addr<T>(
+    addr: impl ToSocketAddrs,
+    mut op: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut last = None;
+    for a in resolve(addr)? {
+        match op(a) {
+            Ok(v) => return Ok(v),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("resolve returns at least one address"))
+}
+
 fn resolve(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
     if addrs.is_empty() {
@@ -54,14 +69,8 @@ pub struct TcpListener {
 impl TcpListener {
     /// Binds to `addr` (the first address that works), with `SO_REUSEADDR` as mio sets it.
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
-        let mut last = None;
-        for a in resolve(addr)? {
-            match mio::net::TcpListener::bind(a) {
-                Ok(l) => return Ok(TcpListener { io: Async::new(l)? }),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.expect("at least one address"))
+        let l = each_addr(addr, mio::net::TcpListener::bind)?;
+        Ok(TcpListener { io: Async::new(l)? })
     }
 
     /// Wraps a bound, listening std socket.
@@ -113,12 +122,13 @@ impl TcpStream {
     pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
         let mut last = None;
         for a in resolve(addr)? {
+            // Not `each_addr`: each attempt is awaited.
             match TcpStream::connect_one(a).await {
                 Ok(s) => return Ok(s),
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.expect("at least one address"))
+        Err(last.expect("resolve returns at least one address"))
     }
 
     async fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
@@ -324,26 +334,13 @@ pub struct UdpSocket {
 impl UdpSocket {
     /// Binds to `addr`.
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
-        let mut last = None;
-        for a in resolve(addr)? {
-            match mio::net::UdpSocket::bind(a) {
-                Ok(s) => return Ok(UdpSocket { io: Async::new(s)? }),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.expect("at least one address"))
+        let s = each_addr(addr, mio::net::UdpSocket::bind)?;
+        Ok(UdpSocket { io: Async::new(s)? })
     }
 
     /// Sets the default peer for `send`/`recv`, and filters incoming datagrams to it.
     pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
-        let mut last = None;
-        for a in resolve(addr)? {
-            match self.io.get_ref().connect(a) {
-                Ok(()) => return Ok(()),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.expect("at least one address"))
+        each_addr(addr, |a| self.io.get_ref().connect(a))
     }
 
     /// Sends a datagram to the connected peer.

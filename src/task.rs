@@ -647,6 +647,31 @@ impl<T> fmt::Debug for JoinHandle<T> {
     }
 }
 
+/// Yields to the loop once: the task is put at the back of the ready queue and runs again in
+/// the next iteration, after everything that was ready before it.
+///
+/// ```
+/// let el = solo::EventLoop::new().unwrap();
+/// el.run_until_complete(async {
+///     for _ in 0..3 {
+///         solo::yield_now().await; // let other tasks, timers and I/O run
+///     }
+/// }).unwrap();
+/// ```
+pub async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
+
 /// The payload of a caught panic as text, for reports.
 pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
     if let Some(s) = payload.downcast_ref::<&'static str>() {
@@ -667,18 +692,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::task::{Poll, Waker};
 
-    fn yield_once() -> impl std::future::Future<Output = ()> {
-        let mut done = false;
-        std::future::poll_fn(move |cx| {
-            if done {
-                Poll::Ready(())
-            } else {
-                done = true;
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-        })
-    }
+    use crate::yield_now as yield_once;
 
     #[test]
     fn miri_spawn_poll_join_and_detach() {

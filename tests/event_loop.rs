@@ -809,6 +809,36 @@ fn a_handle_outliving_its_loop_refuses_work_cleanly() {
     assert!(jh.is_finished());
 }
 
+/// The names of this process's threads (Linux).
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn the_loop_starts_no_thread_of_its_own() {
+    // Debug mode (watchdog) and run_in_executor (pool) are the only ways solo starts threads;
+    // neither is used in this test binary. Timers, I/O, tasks and remotes need none.
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let (a, mut b) = UnixStream::pair().unwrap();
+    b.write_all(b"x").unwrap();
+    let h2 = h.clone();
+    h.add_reader(&a, move || h2.stop()).unwrap();
+    h.call_later(Duration::from_millis(1), || {});
+    let t = h.spawn(solo::time::sleep(Duration::from_millis(2)));
+    el.run_forever().unwrap();
+    el.run_until_complete(t).unwrap().unwrap();
+    let names = thread_names();
+    assert!(
+        names.iter().all(|n| !n.starts_with("solo-")),
+        "solo started threads: {names:?}"
+    );
+}
+
 // Integration with the futures ecosystem.
 #[test]
 fn local_spawn_ext_works() {
@@ -872,7 +902,7 @@ fn many_tasks_spawning_and_yielding() {
         let h2 = h.clone();
         handles.push(h.spawn(async move {
             for _ in 0..10 {
-                yield_now().await;
+                solo::yield_now().await;
             }
             let inner = h2.spawn(async move { i });
             let v = inner.await.unwrap();
@@ -886,18 +916,4 @@ fn many_tasks_spawning_and_yielding() {
     })
     .unwrap();
     assert_eq!(total.get(), (0..100).sum::<u64>());
-}
-
-async fn yield_now() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    })
-    .await
 }

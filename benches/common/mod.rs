@@ -119,7 +119,7 @@ pub fn solo_yield_many(el: &solo::EventLoop, tasks: usize, yields: usize) {
             .map(|_| {
                 h.spawn(async move {
                     for _ in 0..yields {
-                        yield_once().await;
+                        solo::yield_now().await;
                     }
                 })
             })
