@@ -826,8 +826,12 @@ fn the_loop_starts_no_thread_of_its_own() {
     let h = el.handle();
     let (a, mut b) = UnixStream::pair().unwrap();
     b.write_all(b"x").unwrap();
-    let h2 = h.clone();
-    h.add_reader(&a, move || h2.stop()).unwrap();
+    let (h2, fd) = (h.clone(), std::os::fd::AsRawFd::as_raw_fd(&a));
+    h.add_reader(&a, move || {
+        h2.remove_reader(&fd);
+        h2.stop();
+    })
+    .unwrap();
     h.call_later(Duration::from_millis(1), || {});
     let t = h.spawn(solo::time::sleep(Duration::from_millis(2)));
     el.run_forever().unwrap();
