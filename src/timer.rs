@@ -209,6 +209,9 @@ impl<T> Wheel<T> {
     /// For a timer on level 0 that is its tick; for higher levels it is the start of the next
     /// occupied slot, when that slot cascades (so the loop may wake up without firing anything).
     pub(crate) fn next_deadline(&self) -> Option<u64> {
+        if self.entries.is_empty() {
+            return None; // the common case of a loop with no timers, answered at once
+        }
         if self.due.head != NIL {
             return Some(0);
         }
