@@ -1471,10 +1471,13 @@ impl Handle {
             return Err(io::Error::other("the event loop is closed"));
         }
         let site = Location::caller();
-        self.inner
+        let replaced = self
+            .inner
             .reactor
             .borrow_mut()
-            .set_callback(fd, dir, f, site, kind)
+            .set_callback(fd, dir, f, site, kind)?;
+        drop(replaced); // after the borrow: its destructor is user code
+        Ok(())
     }
 
     /// Calls `f` on the loop thread, as an ordinary callback, when the process receives

@@ -232,6 +232,7 @@ impl Reactor {
     // ---- callbacks: add_reader / add_writer ----
 
     /// Sets the reader or writer callback of `fd`, registering or re-arming it with mio.
+    /// Returns the callback it replaced, for the caller to drop after the borrow ends.
     pub(crate) fn set_callback(
         &mut self,
         fd: RawFd,
@@ -239,7 +240,7 @@ impl Reactor {
         f: Box<dyn FnMut()>,
         site: &'static Location<'static>,
         kind: CallbackKind,
-    ) -> io::Result<()> {
+    ) -> io::Result<Option<IoFn>> {
         if fd < 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -292,12 +293,12 @@ impl Reactor {
             Dir::Read => reader,
             Dir::Write => writer,
         };
-        slot.f = Some(f);
+        let old = slot.f.replace(f);
         slot.site = site;
         slot.kind = kind;
         slot.gen += 1;
         slot.running = false;
-        Ok(())
+        Ok(old)
     }
 
     /// Removes the reader or writer callback of `fd`; true if there was one. Returns the removed
@@ -364,26 +365,28 @@ impl Reactor {
     /// Puts a callback back after it ran (unless it was removed or replaced meanwhile) and
     /// re-arms the fd for level-triggered semantics. An error means the fd was closed while
     /// registered: the registration is dropped and the error is returned for reporting.
+    /// Callbacks that are no longer registered are handed back, for the caller to drop after
+    /// the reactor's borrow ends (their destructors are user code).
     pub(crate) fn restore_callback(
         &mut self,
         token: usize,
         dir: Dir,
         f: Box<dyn FnMut()>,
         gen: u64,
-    ) -> (Option<IoFn>, io::Result<()>) {
+    ) -> (Vec<IoFn>, io::Result<()>) {
         let Some(src) = self.sources.get_mut(token) else {
-            return (Some(f), Ok(()));
+            return (vec![f], Ok(()));
         };
         let fd = src.fd;
         let Kind::Callbacks { reader, writer } = &mut src.kind else {
-            return (Some(f), Ok(()));
+            return (vec![f], Ok(()));
         };
         let slot = match dir {
             Dir::Read => &mut *reader,
             Dir::Write => &mut *writer,
         };
         if slot.gen != gen {
-            return (Some(f), Ok(()));
+            return (vec![f], Ok(()));
         }
         slot.running = false;
         slot.f = Some(f);
@@ -393,17 +396,15 @@ impl Reactor {
             .registry()
             .reregister(&mut SourceFd(&fd), Token(token), interest)
         {
-            Ok(()) => (None, Ok(())),
+            Ok(()) => (Vec::new(), Ok(())),
             Err(e) => {
                 let Kind::Callbacks { reader, writer } = &mut self.sources[token].kind else {
                     unreachable!()
                 };
-                let r = reader.f.take();
-                let w = writer.f.take();
+                let left = reader.f.take().into_iter().chain(writer.f.take()).collect();
                 self.sources.remove(token);
                 self.by_fd.remove(&fd);
-                drop((r, w)); // plain closures; dropped after the borrow in practice is not needed
-                (None, Err(annotate(e, fd)))
+                (left, Err(annotate(e, fd)))
             }
         }
     }

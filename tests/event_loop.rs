@@ -445,6 +445,53 @@ fn add_reader_replaces_and_remove_inside_the_callback_is_safe() {
     assert!(!h.remove_reader(&a));
 }
 
+/// Runs user code when dropped: here, code that touches the loop's registrations.
+struct OnDrop<F: FnMut()>(F);
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
+
+#[test]
+fn a_replaced_or_orphaned_callback_is_dropped_outside_the_reactor() {
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let dropped = Rc::new(Cell::new(0));
+    let (h2, d2) = (h.clone(), dropped.clone());
+    let guard = OnDrop(move || {
+        // Re-entering the reactor from a destructor must not panic.
+        h2.remove_writer(&-1);
+        d2.set(d2.get() + 1);
+    });
+    h.add_reader(&a, move || {
+        let _ = &guard;
+    })
+    .unwrap();
+    h.add_reader(&a, || {}).unwrap(); // replaces: the old closure (and guard) drop here
+    assert_eq!(dropped.get(), 1);
+    // An fd closed while registered: its callbacks are dropped after the reactor is released.
+    let (h3, d3) = (h.clone(), dropped.clone());
+    let guard = OnDrop(move || {
+        h3.remove_writer(&-1);
+        d3.set(d3.get() + 1);
+    });
+    let c = a.try_clone().unwrap();
+    let keep = Rc::new(RefCell::new(Some(c)));
+    let k = keep.clone();
+    h.set_exception_handler(|_| {});
+    h.add_reader(&a, move || {
+        let _ = &guard;
+        drop(k.borrow_mut().take());
+    })
+    .unwrap();
+    drop(a);
+    b.write_all(b"x").unwrap();
+    run_once(&el);
+    assert_eq!(dropped.get(), 2);
+}
+
 #[test]
 fn writer_is_called_when_writable_and_reader_writer_share_an_fd() {
     let el = EventLoop::new().unwrap();
