@@ -160,8 +160,24 @@ fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
+/// A RESP length: optional '-', then at most 18 ASCII digits (no UTF-8 check, no `str::parse`:
+/// this runs several times per request).
 fn parse_len(digits: &[u8]) -> Option<i64> {
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    let (negative, digits) = match digits.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, digits),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + i64::from(c - b'0');
+    }
+    Some(if negative { -n } else { n })
 }
 
 /// Parses one request at the start of `buf`, putting argument ranges in `args`.
