@@ -74,6 +74,14 @@ fn the_pool_bound_holds_under_a_thousand_jobs() {
 }
 
 #[test]
+fn the_default_pool_is_sized_like_asyncios() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(solo::default_threads(), 32.min(cores + 4));
+    let el = EventLoop::new().unwrap();
+    assert_eq!(el.handle().executor().max_threads(), solo::default_threads());
+}
+
+#[test]
 fn threads_start_lazily_and_idle_threads_exit() {
     let el = EventLoop::builder()
         .executor_idle_timeout(Duration::from_millis(50))
