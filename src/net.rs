@@ -66,10 +66,32 @@ pub struct TcpListener {
     io: Async<mio::net::TcpListener>,
 }
 
+/// The listen backlog of `bind`: tokio's and the kernel's usual `somaxconn` floor. std and mio
+/// use 128, which a burst of connects overflows: the kernel then drops SYNs and clients wait a
+/// second to retry.
+pub const DEFAULT_BACKLOG: i32 = 1024;
+
+/// Sets the listen backlog of a listening socket (calling `listen` again updates it).
+fn set_backlog(fd: RawFd, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen(2) on an fd we own; no pointers involved.
+    if unsafe { libc::listen(fd, backlog) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 impl TcpListener {
-    /// Binds to `addr` (the first address that works), with `SO_REUSEADDR` as mio sets it.
+    /// Binds to `addr` (the first address that works), with `SO_REUSEADDR` and a listen backlog
+    /// of [`DEFAULT_BACKLOG`].
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        TcpListener::bind_with_backlog(addr, DEFAULT_BACKLOG)
+    }
+
+    /// Like [`bind`](TcpListener::bind), with the listen backlog of your choice (the kernel
+    /// caps it at `net.core.somaxconn`).
+    pub fn bind_with_backlog(addr: impl ToSocketAddrs, backlog: i32) -> io::Result<TcpListener> {
         let l = each_addr(addr, mio::net::TcpListener::bind)?;
+        set_backlog(l.as_raw_fd(), backlog)?;
         Ok(TcpListener { io: Async::new(l)? })
     }
 
@@ -381,11 +403,11 @@ pub struct UnixListener {
 }
 
 impl UnixListener {
-    /// Binds to a filesystem path.
+    /// Binds to a filesystem path, with a listen backlog of [`DEFAULT_BACKLOG`].
     pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixListener> {
-        Ok(UnixListener {
-            io: Async::new(mio::net::UnixListener::bind(path)?)?,
-        })
+        let l = mio::net::UnixListener::bind(path)?;
+        set_backlog(l.as_raw_fd(), DEFAULT_BACKLOG)?;
+        Ok(UnixListener { io: Async::new(l)? })
     }
 
     /// Waits for a connection.

@@ -78,7 +78,10 @@ fn the_default_pool_is_sized_like_asyncios() {
     let cores = std::thread::available_parallelism().unwrap().get();
     assert_eq!(solo::default_threads(), 32.min(cores + 4));
     let el = EventLoop::new().unwrap();
-    assert_eq!(el.handle().executor().max_threads(), solo::default_threads());
+    assert_eq!(
+        el.handle().executor().max_threads(),
+        solo::default_threads()
+    );
 }
 
 #[test]
