@@ -145,39 +145,38 @@ enum Parsed {
     Error(String),
 }
 
-fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while let Some(p) = buf.get(i..)?.iter().position(|&b| b == b'\r') {
-        let cr = i + p;
-        if buf.get(cr + 1) == Some(&b'\n') {
-            return Some(cr);
-        }
-        if cr + 1 >= buf.len() {
-            return None;
-        }
-        i = cr + 1;
-    }
-    None
+/// What [`line_int`] found.
+enum Line {
+    /// The integer and the index just past its CRLF.
+    Int(i64, usize),
+    Incomplete,
+    Invalid,
 }
 
-/// A RESP length: optional '-', then at most 18 ASCII digits (no UTF-8 check, no `str::parse`:
-/// this runs several times per request).
-fn parse_len(digits: &[u8]) -> Option<i64> {
-    let (negative, digits) = match digits.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, digits),
-    };
-    if digits.is_empty() || digits.len() > 18 {
-        return None;
-    }
+/// Reads a RESP length line at `buf[pos..]`: an optional '-', 1 to 18 digits, CRLF. One pass, no
+/// UTF-8 check, no `str::parse`: this runs for every argument of every request.
+fn line_int(buf: &[u8], mut pos: usize) -> Line {
+    let negative = buf.get(pos) == Some(&b'-');
+    pos += usize::from(negative);
+    let digits = pos;
     let mut n: i64 = 0;
-    for &c in digits {
-        if !c.is_ascii_digit() {
-            return None;
+    loop {
+        match buf.get(pos) {
+            None => return Line::Incomplete,
+            Some(&c) if c.is_ascii_digit() && pos - digits < 18 => {
+                n = n * 10 + i64::from(c - b'0');
+                pos += 1;
+            }
+            Some(&b'\r') if pos > digits => {
+                return match buf.get(pos + 1) {
+                    None => Line::Incomplete,
+                    Some(&b'\n') => Line::Int(if negative { -n } else { n }, pos + 2),
+                    Some(_) => Line::Invalid,
+                };
+            }
+            Some(_) => return Line::Invalid,
         }
-        n = n * 10 + i64::from(c - b'0');
     }
-    Some(if negative { -n } else { n })
 }
 
 /// Parses one request at the start of `buf`, putting argument ranges in `args`.
@@ -214,18 +213,11 @@ fn parse(buf: &[u8], args: &mut Vec<Range<usize>>) -> Parsed {
         }
         return Parsed::Request(nl + 1);
     }
-    let Some(cr) = find_crlf(buf, 1) else {
-        return if buf.len() > MAX_LINE {
-            Parsed::Error("too big multibulk header".into())
-        } else {
-            Parsed::Incomplete
-        };
-    };
-    let n = match parse_len(&buf[1..cr]) {
-        Some(n) if n <= MAX_ARGS as i64 => n,
+    let (n, mut pos) = match line_int(buf, 1) {
+        Line::Int(n, next) if n <= MAX_ARGS as i64 => (n, next),
+        Line::Incomplete => return Parsed::Incomplete,
         _ => return Parsed::Error("invalid multibulk length".into()),
     };
-    let mut pos = cr + 2;
     for _ in 0..n.max(0) {
         if pos >= buf.len() {
             return Parsed::Incomplete;
@@ -233,18 +225,11 @@ fn parse(buf: &[u8], args: &mut Vec<Range<usize>>) -> Parsed {
         if buf[pos] != b'$' {
             return Parsed::Error(format!("expected '$', got '{}'", buf[pos].escape_ascii()));
         }
-        let Some(cr) = find_crlf(buf, pos + 1) else {
-            return if buf.len() - pos > MAX_LINE {
-                Parsed::Error("too big bulk header".into())
-            } else {
-                Parsed::Incomplete
-            };
-        };
-        let len = match parse_len(&buf[pos + 1..cr]) {
-            Some(l) if (0..=MAX_BULK as i64).contains(&l) => l as usize,
+        let (len, start) = match line_int(buf, pos + 1) {
+            Line::Int(l, next) if (0..=MAX_BULK as i64).contains(&l) => (l as usize, next),
+            Line::Incomplete => return Parsed::Incomplete,
             _ => return Parsed::Error("invalid bulk length".into()),
         };
-        let start = cr + 2;
         let end = start + len;
         if buf.len() < end + 2 {
             return Parsed::Incomplete;
