@@ -122,14 +122,16 @@ pub(crate) struct Header {
     shared: Arc<Shared>,
     /// Where the task was spawned, for debug reports.
     pub(crate) site: &'static Location<'static>,
-    join_waker: UnsafeCell<Option<Waker>>,
 }
 
 struct Vtable {
-    /// Polls the future; on `Done`/`Panicked` the output or panic is stored.
-    poll: unsafe fn(NonNull<Header>, &mut Context<'_>) -> RunResult,
-    /// Drops the future and stores a cancellation error.
-    cancel: unsafe fn(NonNull<Header>),
+    /// Polls the future; on `Done`/`Panicked` the output or panic is stored and the join waker
+    /// (if any) is moved into the last argument.
+    poll: unsafe fn(NonNull<Header>, &mut Context<'_>, &mut Option<Waker>) -> RunResult,
+    /// Stores the waker of the task awaiting the `JoinHandle` (while the future runs).
+    set_join_waker: unsafe fn(NonNull<Header>, &Waker),
+    /// Drops the future and stores a cancellation error; returns the join waker.
+    cancel: unsafe fn(NonNull<Header>) -> Option<Waker>,
     /// Moves the output into `*dst`, a `Poll<Result<T, JoinError>>`.
     take_output: unsafe fn(NonNull<Header>, *mut ()),
     /// Drops whatever the stage holds (on the loop thread).
@@ -141,7 +143,9 @@ struct Vtable {
 }
 
 enum Stage<F: Future> {
-    Running(F),
+    /// The future, and the waker of whoever awaits the `JoinHandle`. The waker lives here, not in
+    /// the header, because it is only needed while the future runs: the output takes its place.
+    Running(F, Option<Waker>),
     Finished(Result<F::Output, JoinError>),
     Consumed,
 }
@@ -187,9 +191,8 @@ impl TaskRef {
                 vtable: vtable::<F>(),
                 shared,
                 site,
-                join_waker: UnsafeCell::new(None),
             },
-            stage: UnsafeCell::new(Stage::Running(future)),
+            stage: UnsafeCell::new(Stage::Running(future, None)),
         });
         let ptr = NonNull::from(Box::leak(cell)).cast::<Header>();
         (
@@ -248,8 +251,8 @@ impl TaskRef {
             self.set_state(state | COMPLETE);
             // SAFETY: on the loop thread, the task is not running (state had no RUNNING bit:
             // only this function sets it), and it is not complete, so the stage holds the future.
-            unsafe { (self.header().vtable.cancel)(h) };
-            self.finish();
+            let join = unsafe { (self.header().vtable.cancel)(h) };
+            self.finish(join);
             return RunResult::Done;
         }
         self.set_state(state | RUNNING);
@@ -257,29 +260,28 @@ impl TaskRef {
         // from being released. Clones made by the future are counted as usual.
         let waker = ManuallyDrop::new(unsafe { Waker::from_raw(raw_waker(h)) });
         let mut cx = Context::from_waker(&waker);
+        let mut join = None;
         // SAFETY: the stage holds the future (not complete), we are on the loop thread and the
-        // RUNNING bit rules out re-entrant polls.
-        let result = unsafe { (self.header().vtable.poll)(h, &mut cx) };
+        // RUNNING bit rules out re-entrant polls (and keeps JoinHandle::poll off the stage).
+        let result = unsafe { (self.header().vtable.poll)(h, &mut cx, &mut join) };
         let state = self.state() & !RUNNING;
         if let RunResult::Pending = result {
             self.set_state(state);
         } else {
             self.set_state(state | COMPLETE);
-            self.finish();
+            self.finish(join);
         }
         result
     }
 
     /// After completion: wake the joiner, or drop the output if nobody will take it.
-    fn finish(&self) {
+    fn finish(&self, join: Option<Waker>) {
         let h = self.header();
         if h.state.get() & DETACHED != 0 {
             // SAFETY: on the loop thread; the join handle is gone, so nobody else reads the stage.
             unsafe { (h.vtable.drop_stage)(self.ptr) };
         }
-        // SAFETY: the join waker is only touched on the loop thread, never re-entrantly.
-        let waker = unsafe { (*h.join_waker.get()).take() };
-        if let Some(w) = waker {
+        if let Some(w) = join {
             w.wake();
         }
     }
@@ -290,8 +292,8 @@ impl TaskRef {
         if state & COMPLETE == 0 {
             self.set_state(state | COMPLETE | CANCEL);
             // SAFETY: loop thread; the task is not running (the loop is being dropped, not run).
-            unsafe { (self.header().vtable.cancel)(self.ptr) };
-            self.finish();
+            let join = unsafe { (self.header().vtable.cancel)(self.ptr) };
+            self.finish(join);
         }
     }
 
@@ -455,6 +457,7 @@ unsafe fn waker_drop(data: *const ()) {
 fn vtable<F: Future + 'static>() -> &'static Vtable {
     &Vtable {
         poll: poll::<F>,
+        set_join_waker: set_join_waker::<F>,
         cancel: cancel::<F>,
         take_output: take_output::<F>,
         drop_stage: drop_stage::<F>,
@@ -470,12 +473,16 @@ fn set_stage<F: Future>(stage: &mut Stage<F>, new: Stage<F>) {
     let _ = catch_unwind(AssertUnwindSafe(move || drop(old)));
 }
 
-unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> RunResult {
+unsafe fn poll<F: Future>(
+    ptr: NonNull<Header>,
+    cx: &mut Context<'_>,
+    join_out: &mut Option<Waker>,
+) -> RunResult {
     // SAFETY: (caller) loop thread, not running, stage holds the future.
     let cell = unsafe { ptr.cast::<TaskCell<F>>().as_ref() };
     // SAFETY: the stage is accessed only on the loop thread and not re-entrantly.
     let stage = unsafe { &mut *cell.stage.get() };
-    let Stage::Running(fut) = stage else {
+    let Stage::Running(fut, _) = stage else {
         unreachable!("polled a finished task")
     };
     // SAFETY: the future is never moved: it stays in the heap cell until it is dropped in place.
@@ -483,6 +490,7 @@ unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> RunResu
     match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
         Ok(Poll::Pending) => RunResult::Pending,
         Ok(Poll::Ready(v)) => {
+            *join_out = take_join(stage);
             set_stage(stage, Stage::Finished(Ok(v)));
             RunResult::Done
         }
@@ -490,18 +498,42 @@ unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> RunResu
             let h = &cell.header;
             h.state.set(h.state.get() | FAILED);
             let msg = format!("panicked: {}", panic_message(&*payload));
+            *join_out = take_join(stage);
             set_stage(stage, Stage::Finished(Err(JoinError::panicked(payload))));
             RunResult::Panicked(msg)
         }
     }
 }
 
-unsafe fn cancel<F: Future>(ptr: NonNull<Header>) {
+unsafe fn cancel<F: Future>(ptr: NonNull<Header>) -> Option<Waker> {
     // SAFETY: (caller) loop thread, not running.
     let cell = unsafe { ptr.cast::<TaskCell<F>>().as_ref() };
     // SAFETY: as above; no other borrow of the stage is live.
     let stage = unsafe { &mut *cell.stage.get() };
+    let join = take_join(stage);
     set_stage(stage, Stage::Finished(Err(JoinError::cancelled())));
+    join
+}
+
+/// The join waker of a running stage (none once finished).
+fn take_join<F: Future>(stage: &mut Stage<F>) -> Option<Waker> {
+    match stage {
+        Stage::Running(_, join) => join.take(),
+        _ => None,
+    }
+}
+
+unsafe fn set_join_waker<F: Future>(ptr: NonNull<Header>, waker: &Waker) {
+    // SAFETY: (caller) loop thread, task neither complete nor running, so no other reference
+    // into the stage exists.
+    let cell = unsafe { ptr.cast::<TaskCell<F>>().as_ref() };
+    // SAFETY: see above.
+    if let Stage::Running(_, join) = unsafe { &mut *cell.stage.get() } {
+        match join {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *join = Some(waker.clone()),
+        }
+    }
 }
 
 unsafe fn take_output<F: Future>(ptr: NonNull<Header>, dst: *mut ()) {
@@ -533,7 +565,7 @@ unsafe fn dealloc<F: Future>(ptr: NonNull<Header>) {
     debug_assert!(!matches!(
         // SAFETY: we own the cell.
         unsafe { &*cell.stage.get() },
-        Stage::Running(_) | Stage::Finished(Ok(_))
+        Stage::Running(..) | Stage::Finished(Ok(_))
     ));
     drop(cell);
 }
@@ -597,12 +629,14 @@ impl<T> Future for JoinHandle<T> {
             return Poll::Ready(Err(JoinError::cancelled()));
         };
         let h = task.header();
-        if task.state() & COMPLETE == 0 {
-            // SAFETY: the join waker is only touched on the loop thread (JoinHandle is !Send).
-            let slot = unsafe { &mut *h.join_waker.get() };
-            match slot {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => *slot = Some(cx.waker().clone()),
+        let state = task.state();
+        if state & COMPLETE == 0 {
+            // A running task polling its own JoinHandle (waiting for itself, which can never
+            // end): its stage is borrowed by its own poll, so leave it alone.
+            if state & RUNNING == 0 {
+                // SAFETY: loop thread (JoinHandle is !Send); the task is neither complete (its
+                // stage holds the future and the join slot) nor running (nothing borrows it).
+                unsafe { (h.vtable.set_join_waker)(task.ptr, cx.waker()) };
             }
             return Poll::Pending;
         }
@@ -772,6 +806,35 @@ mod tests {
     }
 
     #[test]
+    fn miri_join_wakers_and_a_task_awaiting_itself() {
+        let el = EventLoop::new().unwrap();
+        let h = el.handle();
+        // A joiner that waits before the task finishes (the join waker is stored and used).
+        let slow = h.spawn(async {
+            yield_once().await;
+            yield_once().await;
+            5
+        });
+        let joiner = h.spawn(async move { slow.await.unwrap() + 1 });
+        // A task that polls its own JoinHandle: pending forever, without touching its own stage.
+        let slot: Rc<std::cell::RefCell<Option<crate::JoinHandle<()>>>> = Rc::default();
+        let s = slot.clone();
+        let me = h.spawn(async move {
+            let own = s.borrow_mut().take().unwrap();
+            let mut own = std::pin::pin!(own);
+            let _ = futures_poll_once(own.as_mut()).await;
+        });
+        *slot.borrow_mut() = Some(me);
+        assert_eq!(el.run_until_complete(joiner).unwrap().unwrap(), 6);
+    }
+
+    /// Polls a future once and reports whether it was ready.
+    async fn futures_poll_once<F: std::future::Future + Unpin>(mut f: F) -> bool {
+        std::future::poll_fn(move |cx| Poll::Ready(std::pin::Pin::new(&mut f).poll(cx).is_ready()))
+            .await
+    }
+
+    #[test]
     fn miri_cancel_panic_and_join_error() {
         let el = EventLoop::new().unwrap();
         let h = el.handle();
@@ -792,14 +855,14 @@ mod tests {
 
 #[cfg(test)]
 mod size_tests {
-    /// The memory budget per task (BENCHMARKS.md): a 56-byte header, and a stage no wider than
-    /// the future or its `Result<Output, JoinError>` plus a tag.
+    /// The memory budget per task (BENCHMARKS.md): a 40-byte header, and a stage no wider than
+    /// the future and the join waker, or the `Result<Output, JoinError>`, plus a tag.
     #[test]
     fn task_cells_stay_small() {
-        assert_eq!(std::mem::size_of::<super::Header>(), 56);
+        assert_eq!(std::mem::size_of::<super::Header>(), 40);
         assert_eq!(
             std::mem::size_of::<super::TaskCell<std::future::Pending<()>>>(),
-            72
+            64
         );
         assert_eq!(std::mem::size_of::<crate::JoinError>(), 8);
     }
