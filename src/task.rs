@@ -3,7 +3,8 @@
 //! # The idea
 //!
 //! A spawned future lives in a heap *cell*: a [`Header`] followed by the future's *stage* (the
-//! future itself, then its output, then nothing). Everything about a task is reached through a
+//! future itself and the waker of whoever awaits its `JoinHandle`, then its output, then
+//! nothing). Everything about a task is reached through a
 //! pointer to the header; a per-type vtable knows how to poll, read and free the rest.
 //!
 //! Who points at a cell:
