@@ -18,8 +18,8 @@ use std::ops::Range;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures::{AsyncReadExt, AsyncWriteExt};
-use solo::net::{TcpListener, TcpStream};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use solo::net::TcpListener;
 use solo::Handle;
 
 /// Largest bulk string accepted (Redis's default proto-max-bulk-len).
@@ -58,8 +58,10 @@ impl std::hash::Hasher for Fnv {
 
 type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
 
+/// The key space, shared by every connection of one server.
 #[derive(Default)]
-struct Store {
+#[allow(missing_debug_implementations)] // holds user data; printing it is not useful
+pub struct Store {
     map: FastMap<Vec<u8>, Value>,
     with_ttl: usize,
 }
@@ -127,7 +129,10 @@ pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
     });
     let result = loop {
         match listener.accept().await {
-            Ok((conn, _)) => drop(Handle::current().spawn(client(conn, store.clone()))),
+            Ok((conn, _)) => {
+                let _ = conn.set_nodelay(true);
+                drop(Handle::current().spawn(client(conn, store.clone())));
+            }
             Err(e) => break Err(e),
         }
     };
@@ -298,8 +303,9 @@ enum After {
     Close,
 }
 
+/// The loop's time (the real clock when run on another runtime, as `kv_tokio` does).
 fn now() -> Instant {
-    Handle::current().time()
+    Handle::try_current().map_or_else(Instant::now, |h| h.time())
 }
 
 /// Executes one request; appends the reply to `out`.
@@ -440,8 +446,8 @@ fn execute(store: &mut Store, args: &[&[u8]], out: &mut Vec<u8>) -> After {
     After::Continue
 }
 
-async fn client(mut conn: TcpStream, store: Rc<RefCell<Store>>) {
-    let _ = conn.set_nodelay(true);
+/// Serves one connection: any futures-io stream (`kv_tokio` passes tokio's, through `compat`).
+pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(mut conn: S, store: Rc<RefCell<Store>>) {
     // Bytes buf[start..end] are received but not yet parsed.
     let mut buf = vec![0u8; 16 * 1024];
     let (mut start, mut end) = (0, 0);
