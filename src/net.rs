@@ -212,27 +212,23 @@ impl TcpStream {
     }
 }
 
-#[cfg(feature = "hyper")]
-impl crate::hyper::UninitRead for TcpStream {
-    fn poll_read_uninit(
-        &self,
-        cx: &mut Context<'_>,
-        buf: &mut [std::mem::MaybeUninit<u8>],
-    ) -> Poll<io::Result<usize>> {
-        self.io.poll_read_uninit(cx, buf)
-    }
+/// hyper reads straight into its uninitialized buffers through these streams' `Async`.
+macro_rules! uninit_read {
+    ($($t:ty),*) => {$(
+        #[cfg(feature = "hyper")]
+        impl crate::hyper::UninitRead for $t {
+            fn poll_read_uninit(
+                &self,
+                cx: &mut Context<'_>,
+                buf: &mut [std::mem::MaybeUninit<u8>],
+            ) -> Poll<io::Result<usize>> {
+                self.io.poll_read_uninit(cx, buf)
+            }
+        }
+    )*};
 }
 
-#[cfg(feature = "hyper")]
-impl crate::hyper::UninitRead for UnixStream {
-    fn poll_read_uninit(
-        &self,
-        cx: &mut Context<'_>,
-        buf: &mut [std::mem::MaybeUninit<u8>],
-    ) -> Poll<io::Result<usize>> {
-        self.io.poll_read_uninit(cx, buf)
-    }
-}
+uninit_read!(TcpStream, UnixStream);
 
 impl AsRawFd for TcpStream {
     fn as_raw_fd(&self) -> RawFd {
