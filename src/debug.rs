@@ -332,6 +332,11 @@ pub struct Stats {
     pub executor_queued: usize,
     /// Pool threads running a job right now.
     pub executor_busy: usize,
+    /// Polls that blocked: the loop went to sleep waiting for I/O or a timer.
+    pub sleeps: u64,
+    /// Polls that found events while spinning, i.e. sleeps avoided by
+    /// [`Builder::spin_before_sleep`](crate::Builder::spin_before_sleep).
+    pub spin_hits: u64,
 }
 
 impl Stats {
@@ -761,6 +766,8 @@ impl Debug {
             io_dispatch_mean: mean(a.io_sum, a.io),
             executor_queued,
             executor_busy,
+            sleeps: 0,
+            spin_hits: 0,
         }
     }
 

@@ -14,7 +14,9 @@
 //!    `call_soon`s pays for a few thousand syscalls, not a million, and I/O is still never
 //!    starved for longer than that bound. (The time is read at every iteration while timers
 //!    are pending, and otherwise at least every [`CLOCK_CHECK_EVERY`] iterations, because a
-//!    clock read costs as much as a short callback.)
+//!    clock read costs as much as a short callback.) With
+//!    [`Builder::spin_before_sleep`], a wait that may block first polls without blocking for
+//!    a while (see the reactor's "Spinning before sleeping").
 //! 3. **Take work from other threads**: callbacks from `call_soon_threadsafe`, tasks woken by
 //!    wakers on other threads.
 //! 4. **Expire timers.** Due timers are queued in deadline order (sleeping tasks are woken).
@@ -49,7 +51,7 @@ use crate::debug::{
 };
 use crate::error::RunError;
 use crate::executor::{self, Blocking, Executor, ThreadPool};
-use crate::reactor::{Dir, IoAction, Reactor};
+use crate::reactor::{env_spin, Dir, IoAction, Reactor};
 use crate::remote::{Remote, RemoteCall, RemoteItem, Shared};
 use crate::signal::Signals;
 use crate::task::{self, JoinHandle, RunResult, Scheduler, TaskRef};
@@ -439,6 +441,7 @@ impl Inner {
             d.begin_iteration();
         }
         if must_poll {
+            // Spins first if the builder asked for it, then blocks for what is left of `timeout`.
             let polled = self.reactor.borrow_mut().poll(timeout);
             if let Some(d) = &self.debug {
                 d.record_poll_time(self.clock.now().saturating_sub(now));
@@ -897,6 +900,7 @@ pub struct Builder {
     hook: Option<debug::Hook>,
     executor_threads: Option<usize>,
     executor_idle: Option<Duration>,
+    spin: Option<Duration>,
 }
 
 impl fmt::Debug for Builder {
@@ -906,6 +910,7 @@ impl fmt::Debug for Builder {
             .field("debug", &self.debug)
             .field("slow", &self.slow)
             .field("blocked", &self.blocked)
+            .field("spin", &self.spin)
             .finish_non_exhaustive()
     }
 }
@@ -964,10 +969,46 @@ impl Builder {
         self
     }
 
+    /// Before the loop sleeps waiting for I/O or a timer, it polls without blocking for up to
+    /// `d` (default zero: it sleeps at once). When not called, the environment decides:
+    /// `SOLO_SPIN_US=100` spins for 100 µs, without recompiling.
+    ///
+    /// Why: a sleeping loop has to be woken, and the wake is paid by whoever makes its fd ready,
+    /// often a peer process on another CPU (an inter-processor interrupt; on a virtual machine,
+    /// an exit to the hypervisor). A server that handles a batch faster than the next one
+    /// arrives sleeps between every two batches; with a spin longer than the gap between
+    /// arrivals it never sleeps under steady traffic, like a saturated server, and its peers
+    /// run faster. The same idea as glommio's `spin_before_park` and Linux's `busy_poll`.
+    ///
+    /// The price is CPU: with sparse traffic the loop burns up to `d` per wake-up; once
+    /// traffic stops it spins once and sleeps. Timers are not delayed (the spin ends at the
+    /// next deadline) and nothing is lost: events that arrive while spinning are handled in
+    /// the same iteration. [`Stats::sleeps`] and [`Stats::spin_hits`] show the effect. See
+    /// BENCHMARKS.md for what it does to `examples/kv.rs` under `redis-benchmark`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let el = solo::EventLoop::builder()
+    ///     .spin_before_sleep(Duration::from_micros(100))
+    ///     .build()
+    ///     .unwrap();
+    /// let n = el.run_until_complete(async {
+    ///     solo::time::sleep(Duration::from_millis(1)).await;
+    ///     7
+    /// });
+    /// assert_eq!(n.unwrap(), 7);
+    /// ```
+    pub fn spin_before_sleep(mut self, d: Duration) -> Builder {
+        self.spin = Some(d);
+        self
+    }
+
     /// Creates the loop: a mio `Poll`, its cross-thread `Waker`, and empty queues. No thread
     /// is started, except the watchdog in debug mode.
     pub fn build(self) -> io::Result<EventLoop> {
-        let (reactor, waker) = Reactor::new()?;
+        let spin = self.spin.unwrap_or_else(env_spin);
+        let (reactor, waker) = Reactor::new(spin)?;
         let debug = self.debug.unwrap_or_else(debug::env_debug).then(|| {
             Box::new(Debug::new(debug::Config {
                 slow: self.slow.unwrap_or(debug::DEFAULT_SLOW_CALLBACK),
@@ -1192,7 +1233,15 @@ impl EventLoop {
 
     /// Loop health figures; `None` unless debug mode is on.
     pub fn stats(&self) -> Option<Stats> {
-        self.handle.inner.debug.as_ref().map(|d| d.stats())
+        let inner = &self.handle.inner;
+        inner.debug.as_ref().map(|d| {
+            let reactor = inner.reactor.borrow();
+            Stats {
+                sleeps: reactor.sleeps,
+                spin_hits: reactor.spin_hits,
+                ..d.stats()
+            }
+        })
     }
 
     /// Time spent per scheduling/spawn site, most first; empty unless debug mode is on. Also

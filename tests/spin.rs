@@ -1,0 +1,141 @@
+//! `Builder::spin_before_sleep`: the loop polls without blocking before it sleeps. These tests
+//! check what it must never change (no event lost, no timer late or early) and, through debug
+//! mode's `sleeps` and `spin_hits`, that it spins and sleeps when it should. The spins are made
+//! far longer (10 s) or far shorter (1 ms) than the waits, so the outcome does not depend on how
+//! fast this machine is.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use solo::{Async, EventLoop, ManualClock};
+
+const LONG_SPIN: Duration = Duration::from_secs(10);
+
+fn spinning_loop(spin: Duration) -> EventLoop {
+    EventLoop::builder()
+        .debug(true)
+        .spin_before_sleep(spin)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn io_that_arrives_while_spinning_is_handled_without_sleeping() {
+    let el = spinning_loop(LONG_SPIN);
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        b.write_all(b"ping").unwrap();
+        b
+    });
+    let got = el
+        .run_until_complete(async move {
+            let a = Async::new(a).unwrap();
+            let mut buf = [0u8; 16];
+            let n = a.read_with(|mut s| s.read(&mut buf)).await.unwrap();
+            buf[..n].to_vec()
+        })
+        .unwrap();
+    assert_eq!(got, b"ping");
+    drop(writer.join().unwrap());
+    let s = el.stats().unwrap();
+    assert_eq!(s.sleeps, 0, "the 10 s spin outlasts the 20 ms wait");
+    assert!(s.spin_hits >= 1);
+}
+
+#[test]
+fn a_call_from_another_thread_ends_the_spin() {
+    let el = spinning_loop(LONG_SPIN);
+    let remote = el.handle().remote();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        remote
+            .call_soon_threadsafe(|| solo::Handle::current().stop())
+            .unwrap();
+    });
+    let started = Instant::now();
+    el.run_forever().unwrap();
+    t.join().unwrap();
+    assert!(started.elapsed() < LONG_SPIN / 2, "the call ended the spin");
+    let s = el.stats().unwrap();
+    assert_eq!(s.sleeps, 0);
+    assert!(s.spin_hits >= 1);
+}
+
+#[test]
+fn a_timer_shorter_than_the_spin_fires_on_time_without_sleeping() {
+    let el = spinning_loop(LONG_SPIN);
+    let started = Instant::now();
+    el.run_until_complete(solo::time::sleep(Duration::from_millis(30)))
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(30),
+        "never earlier than asked"
+    );
+    assert!(took < LONG_SPIN / 2, "the spin ends at the deadline");
+    assert_eq!(el.stats().unwrap().sleeps, 0);
+}
+
+#[test]
+fn after_a_short_spin_the_loop_sleeps() {
+    let el = spinning_loop(Duration::from_millis(1));
+    el.run_until_complete(solo::time::sleep(Duration::from_millis(200)))
+        .unwrap();
+    let s = el.stats().unwrap();
+    assert!(s.sleeps >= 1, "{s:?}");
+    assert_eq!(s.spin_hits, 0, "nothing but the timer happened");
+}
+
+#[test]
+fn without_spin_every_wait_sleeps() {
+    let el = EventLoop::builder()
+        .debug(true)
+        .spin_before_sleep(Duration::ZERO)
+        .build()
+        .unwrap();
+    el.run_until_complete(solo::time::sleep(Duration::from_millis(5)))
+        .unwrap();
+    let s = el.stats().unwrap();
+    assert!(s.sleeps >= 1);
+    assert_eq!(s.spin_hits, 0);
+}
+
+#[test]
+fn a_manual_clock_jumps_to_timers_without_spinning() {
+    let clock = ManualClock::new();
+    let el = EventLoop::builder()
+        .debug(true)
+        .clock(clock.clone())
+        .spin_before_sleep(LONG_SPIN)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    el.run_until_complete(solo::time::sleep(Duration::from_secs(3600)))
+        .unwrap();
+    assert!(started.elapsed() < LONG_SPIN / 2);
+    assert!(clock.elapsed() >= Duration::from_secs(3600));
+    let s = el.stats().unwrap();
+    assert_eq!((s.sleeps, s.spin_hits), (0, 0));
+}
+
+#[test]
+fn the_spin_can_come_from_the_environment() {
+    // Every other test in this binary sets the spin explicitly, so the variable affects only
+    // the loops built here.
+    let sleeps_with = |value: &str| {
+        std::env::set_var("SOLO_SPIN_US", value);
+        let el = EventLoop::builder().debug(true).build().unwrap();
+        std::env::remove_var("SOLO_SPIN_US");
+        el.run_until_complete(solo::time::sleep(Duration::from_millis(30)))
+            .unwrap();
+        el.stats().unwrap().sleeps
+    };
+    assert_eq!(
+        sleeps_with("10000000"),
+        0,
+        "a 10 s spin covers the 30 ms timer"
+    );
+    assert!(sleeps_with("not a number") >= 1, "ignored: no spin");
+}
