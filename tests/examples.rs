@@ -111,6 +111,9 @@ fn kv_speaks_resp_with_pipelining() {
             &["MSET", "odd"],
             &["DBSIZE"],
             &["NOSUCH", "x"],
+            &["CONFIG", "GET", "save"],
+            &["CONFIG", "GET", "appendonly", "nosuch"],
+            &["CONFIG", "SET", "save", ""],
         ] {
             req.extend(resp(cmd));
         }
@@ -118,7 +121,9 @@ fn kv_speaks_resp_with_pipelining() {
 -ERR value is not an integer or out of range\r\n+OK\r\n*3\r\n$1\r\n1\r\n$1\r\n2\r\n$-1\r\n:2\r\n:1\r\n\
 +OK\r\n$1\r\nx\r\n-ERR invalid expire time in 'set' command\r\n-ERR syntax error\r\n\
 -ERR wrong number of arguments for 'mset' command\r\n:4\r\n\
--ERR unknown command 'NOSUCH', with args beginning with: 'x'\r\n";
+-ERR unknown command 'NOSUCH', with args beginning with: 'x'\r\n\
+*2\r\n$4\r\nsave\r\n$0\r\n\r\n*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n\
+-ERR only CONFIG GET is supported\r\n";
         let got = roundtrip(&mut c, &req, want.len()).await;
         assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
         // Inline commands (as typed into telnet) work too.
