@@ -92,7 +92,7 @@ fn timers(c: &mut Criterion) {
 }
 
 fn tcp(c: &mut Criterion) {
-    let solo_addr = spawn_solo_echo();
+    let solo_addr = spawn_solo_echo(std::time::Duration::ZERO);
     let tokio_addr = spawn_tokio_echo();
     let mut g = c.benchmark_group("tcp_echo");
     g.sample_size(10);

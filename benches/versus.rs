@@ -74,6 +74,14 @@ fn duel(
     solo: &mut dyn FnMut(),
     other: &mut dyn FnMut(),
 ) -> Row {
+    if skipped(name) {
+        return Row {
+            name: name.into(),
+            solo: f64::NAN,
+            other: None,
+            unit: "skipped",
+        };
+    }
     solo();
     other();
     let (mut a, mut b) = (Vec::new(), Vec::new());
@@ -233,23 +241,27 @@ fn main() {
         &mut || tokio_pending_timers(&rt, 1_000_000),
     ));
 
-    let solo_addr = spawn_solo_echo();
+    // The same echo server on a default solo loop, and on one that spins 100 µs before it
+    // sleeps (`Builder::spin_before_sleep`; tokio has no such option, so its side is the same).
     let tokio_addr = spawn_tokio_echo();
-    for (conns, rounds) in [(1usize, 4_000usize), (10, 800), (100, 80)] {
-        let ops = conns * rounds;
-        let mut a = || {
-            echo_client(solo_addr, conns, rounds);
-        };
-        let mut b = || {
-            echo_client(tokio_addr, conns, rounds);
-        };
-        rows.push(duel(
-            &format!("tcp_echo_{conns}"),
-            ops,
-            r(5),
-            &mut a,
-            &mut b,
-        ));
+    for (suffix, spin) in [("", Duration::ZERO), ("_spin", Duration::from_micros(100))] {
+        let solo_addr = spawn_solo_echo(spin);
+        for (conns, rounds) in [(1usize, 4_000usize), (10, 800), (100, 80)] {
+            let ops = conns * rounds;
+            let mut a = || {
+                echo_client(solo_addr, conns, rounds);
+            };
+            let mut b = || {
+                echo_client(tokio_addr, conns, rounds);
+            };
+            rows.push(duel(
+                &format!("tcp_echo_{conns}{suffix}"),
+                ops,
+                r(5),
+                &mut a,
+                &mut b,
+            ));
+        }
     }
 
     if !skipped("memory") {

@@ -372,12 +372,16 @@ pub fn echo_client(addr: SocketAddr, conns: usize, rounds: usize) -> Duration {
     start.elapsed()
 }
 
-/// A solo echo server on its own thread; returns its address.
-pub fn spawn_solo_echo() -> SocketAddr {
+/// A solo echo server on its own thread, its loop spinning for `spin` before it sleeps
+/// (`Duration::ZERO`: the default loop, whatever `SOLO_SPIN_US` says); returns its address.
+pub fn spawn_solo_echo(spin: Duration) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use futures::{AsyncReadExt, AsyncWriteExt};
-        let el = solo::EventLoop::new().unwrap();
+        let el = solo::EventLoop::builder()
+            .spin_before_sleep(spin)
+            .build()
+            .unwrap();
         el.run_until_complete(async move {
             let l = solo::net::TcpListener::bind("127.0.0.1:0").unwrap();
             tx.send(l.local_addr().unwrap()).unwrap();
