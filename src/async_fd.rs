@@ -1,14 +1,5 @@
-//! [`Async<T>`]: any file descriptor as a future-friendly I/O object.
-//!
-//! Wrap a socket, pipe, eventfd or device you opened yourself, and wait for readiness with
-//! [`readable`](Async::readable) / [`writable`](Async::writable), or run an operation until it
-//! stops returning `WouldBlock` with [`read_with`](Async::read_with) /
-//! [`write_with`](Async::write_with). This is what [`net`](crate::net) is built on.
-//!
-//! The fd is switched to non-blocking mode and registered with the loop's reactor once, for
-//! both directions; readiness is cached from edge-triggered events (see the
-//! [`reactor`](crate#architecture) notes in ARCHITECTURE.md), so a waiting task costs no syscall
-//! until the kernel reports the fd ready.
+//! [`Async<T>`]: any file descriptor as a future-friendly I/O object. This is what
+//! [`net`](crate::net) is built on.
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
@@ -19,7 +10,16 @@ use std::task::{Context, Poll};
 use crate::reactor::Dir;
 use crate::Handle;
 
-/// An fd registered with a solo loop. See the [module docs](self).
+/// An fd registered with a solo loop.
+///
+/// Wrap a socket, pipe, eventfd or device you opened yourself, and wait for readiness with
+/// [`readable`](Async::readable) / [`writable`](Async::writable), or run an operation until it
+/// stops returning `WouldBlock` with [`read_with`](Async::read_with) /
+/// [`write_with`](Async::write_with).
+///
+/// The fd is switched to non-blocking mode and registered with the loop's reactor once, for
+/// both directions; readiness is cached from edge-triggered events (see "The reactor" in
+/// ARCHITECTURE.md), so a waiting task costs no syscall until the kernel reports the fd ready.
 ///
 /// ```
 /// use std::io::{Read, Write};

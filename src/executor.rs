@@ -6,11 +6,8 @@
 //! computation — runs on another thread, and the loop awaits a future of its result, exactly as
 //! asyncio's `loop.run_in_executor(None, f)`.
 //!
-//! The default [`ThreadPool`] is bounded (`min(32, cores + 4)` threads, as asyncio's
-//! `ThreadPoolExecutor`), starts threads only when a job arrives and no thread is idle, and lets
-//! a thread exit after it has been idle for the idle timeout (10 s by default). Jobs queue in
-//! FIFO order when every thread is busy. A panic in a job is caught: it becomes the job's
-//! [`JoinError`](crate::JoinError) and the thread lives on.
+//! The default [`ThreadPool`] is bounded, starts threads lazily and lets idle ones exit; its
+//! documentation gives the rules.
 //!
 //! The pool is written here rather than taken from the `blocking` crate because the loop needs
 //! a pool *per loop* with its own bound and idle timeout, figures for debug mode (queue length,
@@ -81,7 +78,16 @@ struct PoolInner {
     idle_timeout: Duration,
 }
 
-/// A bounded, lazily started thread pool. See the [module docs](self).
+/// A bounded, lazily started thread pool: the default executor of
+/// [`Handle::run_in_executor`](crate::Handle::run_in_executor).
+///
+/// At most `min(32, cores + 4)` threads by default (asyncio's `ThreadPoolExecutor`; set with
+/// [`Builder::executor_threads`](crate::Builder::executor_threads)). A thread starts only when
+/// a job arrives and no thread is idle, and exits after it has been idle for the idle timeout
+/// (10 s by default, [`Builder::executor_idle_timeout`](crate::Builder::executor_idle_timeout)).
+/// Jobs queue in FIFO order when every thread is busy. A panic in a job is caught: it becomes the
+/// job's [`JoinError`](crate::JoinError) and the thread lives on. Dropping a job's future does
+/// not interrupt the job: the thread runs it to the end and the result is thrown away.
 #[derive(Clone)]
 pub struct ThreadPool {
     inner: Arc<PoolInner>,

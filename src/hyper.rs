@@ -3,7 +3,7 @@
 //! - [`HyperIo`] wraps any futures-io stream ([`TcpStream`](crate::net::TcpStream),
 //!   [`UnixStream`](crate::net::UnixStream), …) as `hyper::rt::Read + Write`;
 //! - [`HyperExecutor`] spawns hyper's background futures as local tasks;
-//! - [`HyperTimer`] gives hyper [`Sleep`](crate::time::Sleep)s on the loop's timer wheel and the
+//! - [`HyperTimer`] gives hyper [`Sleep`]s on the loop's timer wheel and the
 //!   loop's clock (so a manual clock drives hyper's timeouts too).
 //!
 //! ```no_run
