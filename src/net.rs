@@ -7,11 +7,19 @@
 //! [`TcpStream::into_split`].
 //!
 //! Constructors register with the loop running on this thread and return an error outside one.
-//! Address arguments are resolved with the standard library, which may block for DNS names;
-//! pass IP addresses (or resolve on [`run_in_executor`](crate::Handle)) to keep the loop free.
+//!
+//! # Names and the loop
+//!
+//! Resolving a host name (`"example.com:80"`) can take seconds, so the `async` functions,
+//! [`TcpStream::connect`] and [`lookup_host`], take this module's [`ToSocketAddrs`]: IP
+//! addresses are used at once and names are resolved on the loop's executor
+//! ([`run_in_executor`](crate::Handle::run_in_executor)), never on the loop. The synchronous
+//! ones (`bind`, [`UdpSocket::connect`]) take std's `ToSocketAddrs` and resolve on the calling
+//! thread, as std does: give them IP addresses, or resolve first with [`lookup_host`].
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs as StdToSocketAddrs;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 use std::pin::Pin;
@@ -21,25 +29,24 @@ use std::task::{Context, Poll};
 use futures_io::{AsyncRead, AsyncWrite};
 
 use crate::reactor::Dir;
-use crate::Async;
+use crate::{Async, Handle};
 
 /// Tries `op` on each address `addr` resolves to; the first success, or the last error.
 fn each_addr<T>(
-    addr: impl ToSocketAddrs,
+    addr: impl StdToSocketAddrs,
     mut op: impl FnMut(SocketAddr) -> io::Result<T>,
 ) -> io::Result<T> {
     let mut last = None;
-    for a in resolve(addr)? {
+    for a in non_empty(addr.to_socket_addrs()?.collect())? {
         match op(a) {
             Ok(v) => return Ok(v),
             Err(e) => last = Some(e),
         }
     }
-    Err(last.expect("resolve returns at least one address"))
+    Err(last.expect("non_empty returns at least one address"))
 }
 
-fn resolve(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
-    let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
+fn non_empty(addrs: Vec<SocketAddr>) -> io::Result<Vec<SocketAddr>> {
     if addrs.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -47,6 +54,135 @@ fn resolve(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
         ));
     }
     Ok(addrs)
+}
+
+/// What an address argument needs before it can be used.
+mod sealed {
+    use std::net::SocketAddr;
+
+    #[derive(Debug)]
+    pub enum Lookup {
+        /// IP addresses: nothing to resolve.
+        Ready(Vec<SocketAddr>),
+        /// `"host:port"`, to be resolved off the loop.
+        HostPort(String),
+        /// A host and a port, to be resolved off the loop.
+        Host(String, u16),
+    }
+
+    pub trait Sealed {
+        fn into_lookup(self) -> Lookup;
+    }
+}
+use sealed::{Lookup, Sealed};
+
+/// Addresses that [`TcpStream::connect`] and [`lookup_host`] accept: the types std's
+/// `ToSocketAddrs` accepts (`SocketAddr`, `(IpAddr, u16)`, `"host:port"`, `("host", port)`,
+/// `&[SocketAddr]`, …), with one difference: a host name is resolved on the loop's executor,
+/// not on the loop thread. Sealed: it is implemented here for those types only.
+pub trait ToSocketAddrs: Sealed {}
+
+macro_rules! ready_addrs {
+    ($($t:ty),*) => {$(
+        impl Sealed for $t {
+            fn into_lookup(self) -> Lookup {
+                Lookup::Ready(StdToSocketAddrs::to_socket_addrs(&self).map_or_else(|_| Vec::new(), Iterator::collect))
+            }
+        }
+        impl ToSocketAddrs for $t {}
+    )*};
+}
+ready_addrs!(
+    SocketAddr,
+    SocketAddrV4,
+    SocketAddrV6,
+    (IpAddr, u16),
+    (Ipv4Addr, u16),
+    (Ipv6Addr, u16)
+);
+
+impl Sealed for &[SocketAddr] {
+    fn into_lookup(self) -> Lookup {
+        Lookup::Ready(self.to_vec())
+    }
+}
+impl ToSocketAddrs for &[SocketAddr] {}
+
+impl Sealed for &str {
+    fn into_lookup(self) -> Lookup {
+        match self.parse::<SocketAddr>() {
+            Ok(a) => Lookup::Ready(vec![a]),
+            Err(_) => Lookup::HostPort(self.to_owned()),
+        }
+    }
+}
+impl ToSocketAddrs for &str {}
+
+impl Sealed for String {
+    fn into_lookup(self) -> Lookup {
+        match self.parse::<SocketAddr>() {
+            Ok(a) => Lookup::Ready(vec![a]),
+            Err(_) => Lookup::HostPort(self),
+        }
+    }
+}
+impl ToSocketAddrs for String {}
+
+impl Sealed for &String {
+    fn into_lookup(self) -> Lookup {
+        self.as_str().into_lookup()
+    }
+}
+impl ToSocketAddrs for &String {}
+
+impl Sealed for (&str, u16) {
+    fn into_lookup(self) -> Lookup {
+        match self.0.parse::<IpAddr>() {
+            Ok(ip) => Lookup::Ready(vec![SocketAddr::new(ip, self.1)]),
+            Err(_) => Lookup::Host(self.0.to_owned(), self.1),
+        }
+    }
+}
+impl ToSocketAddrs for (&str, u16) {}
+
+impl Sealed for (String, u16) {
+    fn into_lookup(self) -> Lookup {
+        (self.0.as_str(), self.1).into_lookup()
+    }
+}
+impl ToSocketAddrs for (String, u16) {}
+
+/// Resolves `host` to its socket addresses. IP addresses come back at once; a host name is
+/// resolved with the system resolver (`getaddrinfo`) on the loop's executor, so the loop runs on
+/// while it waits. An error if nothing is found, or outside a running loop when there is a name
+/// to resolve.
+///
+/// ```
+/// let el = solo::EventLoop::new().unwrap();
+/// el.run_until_complete(async {
+///     let addrs = solo::net::lookup_host(("127.0.0.1", 80)).await.unwrap();
+///     assert_eq!(addrs, ["127.0.0.1:80".parse().unwrap()]);
+///     assert!(solo::net::lookup_host("no port here").await.is_err());
+/// })
+/// .unwrap();
+/// ```
+pub async fn lookup_host(host: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
+    let resolve: Box<dyn FnOnce() -> io::Result<Vec<SocketAddr>> + Send> = match host.into_lookup()
+    {
+        Lookup::Ready(addrs) => return non_empty(addrs),
+        Lookup::HostPort(s) => Box::new(move || Ok(s.to_socket_addrs()?.collect())),
+        Lookup::Host(h, port) => {
+            Box::new(move || Ok((h.as_str(), port).to_socket_addrs()?.collect()))
+        }
+    };
+    let handle = Handle::try_current().ok_or_else(|| {
+        io::Error::other("solo::net::lookup_host called outside a running solo event loop")
+    })?;
+    let addrs = handle
+        .run_in_executor(resolve)
+        .await
+        .map_err(|e| io::Error::other(format!("name resolution failed: {e}")))??;
+    non_empty(addrs)
 }
 
 /// A TCP listening socket.
@@ -83,13 +219,13 @@ fn set_backlog(fd: RawFd, backlog: i32) -> io::Result<()> {
 impl TcpListener {
     /// Binds to `addr` (the first address that works), with `SO_REUSEADDR` and a listen backlog
     /// of [`DEFAULT_BACKLOG`].
-    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+    pub fn bind(addr: impl StdToSocketAddrs) -> io::Result<TcpListener> {
         TcpListener::bind_with_backlog(addr, DEFAULT_BACKLOG)
     }
 
     /// Like [`bind`](TcpListener::bind), with the listen backlog of your choice (the kernel
     /// caps it at `net.core.somaxconn`).
-    pub fn bind_with_backlog(addr: impl ToSocketAddrs, backlog: i32) -> io::Result<TcpListener> {
+    pub fn bind_with_backlog(addr: impl StdToSocketAddrs, backlog: i32) -> io::Result<TcpListener> {
         let l = each_addr(addr, mio::net::TcpListener::bind)?;
         set_backlog(l.as_raw_fd(), backlog)?;
         Ok(TcpListener { io: Async::new(l)? })
@@ -139,18 +275,19 @@ pub struct TcpStream {
 }
 
 impl TcpStream {
-    /// Connects to `addr`, trying each resolved address in turn; the connect itself does not
-    /// block the loop.
+    /// Connects to `addr`, trying each of its addresses in turn. Neither the connect nor the
+    /// name resolution blocks the loop: a host name is resolved on the loop's executor (see
+    /// [`lookup_host`]).
     pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
         let mut last = None;
-        for a in resolve(addr)? {
+        for a in lookup_host(addr).await? {
             // Not `each_addr`: each attempt is awaited.
             match TcpStream::connect_one(a).await {
                 Ok(s) => return Ok(s),
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.expect("resolve returns at least one address"))
+        Err(last.expect("lookup_host returns at least one address"))
     }
 
     async fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
@@ -351,13 +488,13 @@ pub struct UdpSocket {
 
 impl UdpSocket {
     /// Binds to `addr`.
-    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
+    pub fn bind(addr: impl StdToSocketAddrs) -> io::Result<UdpSocket> {
         let s = each_addr(addr, mio::net::UdpSocket::bind)?;
         Ok(UdpSocket { io: Async::new(s)? })
     }
 
     /// Sets the default peer for `send`/`recv`, and filters incoming datagrams to it.
-    pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
+    pub fn connect(&self, addr: impl StdToSocketAddrs) -> io::Result<()> {
         each_addr(addr, |a| self.io.get_ref().connect(a))
     }
 

@@ -322,3 +322,69 @@ fn ten_thousand_idle_connections_and_a_burst_of_a_thousand() {
     }));
     assert_eq!(result.unwrap(), Ok(IDLE), "finished within the time bound");
 }
+
+/// A host name is resolved on the loop's executor, an IP address is not: with the pool's only
+/// thread held by a job, a connect to "localhost" waits (and the loop runs on: a connect to
+/// 127.0.0.1 and its accept complete meanwhile), and it finishes once the thread is free.
+#[test]
+fn connect_resolves_host_names_on_the_executor_not_on_the_loop() {
+    let el = EventLoop::builder().executor_threads(1).build().unwrap();
+    el.run_until_complete(async {
+        let h = Handle::current();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, pool_busy) = std::sync::mpsc::channel::<()>();
+        let hold = h.run_in_executor(move || {
+            started.send(()).unwrap();
+            held.recv().unwrap();
+        });
+        pool_busy.recv().unwrap(); // the only pool thread is now taken
+
+        let by_name = h.spawn(TcpStream::connect(("localhost", port)));
+        let by_ip = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (_first, _) = l.accept().await.unwrap();
+        for _ in 0..10 {
+            solo::yield_now().await;
+        }
+        assert!(
+            !by_name.is_finished(),
+            "resolution is queued behind the held job"
+        );
+
+        release.send(()).unwrap();
+        hold.await.unwrap();
+        let s = by_name.await.unwrap().unwrap();
+        let (_second, _) = l.accept().await.unwrap();
+        assert_eq!(s.peer_addr().unwrap(), by_ip.peer_addr().unwrap());
+    })
+    .unwrap();
+}
+
+#[test]
+fn lookup_host_takes_ip_addresses_at_once_and_names_on_the_pool() {
+    // IP addresses need no loop and no thread.
+    let direct = futures::executor::block_on(solo::net::lookup_host("127.0.0.1:7"));
+    assert_eq!(direct.unwrap(), ["127.0.0.1:7".parse().unwrap()]);
+    // A name does, and outside a loop that is a clear error, not a panic.
+    let err = futures::executor::block_on(solo::net::lookup_host(("localhost", 7))).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("outside a running solo event loop"),
+        "{err}"
+    );
+
+    let el = EventLoop::new().unwrap();
+    el.run_until_complete(async {
+        let addrs = solo::net::lookup_host(String::from("localhost:7"))
+            .await
+            .unwrap();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 7));
+        let none: &[std::net::SocketAddr] = &[];
+        let e = solo::net::lookup_host(none).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(solo::net::lookup_host("no port here").await.is_err());
+    })
+    .unwrap();
+}
