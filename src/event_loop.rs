@@ -1567,8 +1567,10 @@ impl Handle {
         self.add_io_kind(fd, Dir::Read, cb, CallbackKind::Signal)
     }
 
-    /// Removes the handler for `signal`; returns whether there was one. The signal is then
-    /// ignored rather than restored (signal-hook cannot put the old disposition back).
+    /// Removes the handler for `signal`; returns whether there was one. When no loop in the
+    /// process handles the signal any more, it behaves as before the first handler: its default
+    /// action if that was its disposition (SIGINT terminates again), otherwise the handler or
+    /// the ignoring that was in place.
     pub fn remove_signal_handler(&self, signal: i32) -> bool {
         let read = self.inner.signals.borrow_mut().unwatch(signal);
         match read {

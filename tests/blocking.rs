@@ -293,6 +293,52 @@ fn a_replaced_handler_is_the_one_called() {
     assert!(h.remove_signal_handler(libc::SIGWINCH));
 }
 
+/// Run in a child process by the test below, since its last step kills the process.
+#[test]
+#[ignore = "helper process for removing_the_last_handler_restores_the_default_action"]
+fn signal_default_helper() {
+    use std::io::Write;
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let calls = Rc::new(Cell::new(0));
+    for round in 1..=2 {
+        let (c, h2) = (calls.clone(), h.clone());
+        h.add_signal_handler(libc::SIGUSR2, move || {
+            c.set(c.get() + 1);
+            h2.stop();
+        })
+        .unwrap();
+        raise(libc::SIGUSR2);
+        el.run_forever().unwrap();
+        assert_eq!(calls.get(), round);
+        assert!(h.remove_signal_handler(libc::SIGUSR2));
+    }
+    println!("handled twice");
+    std::io::stdout().flush().unwrap();
+    raise(libc::SIGUSR2); // no handler left: the default action, which terminates
+    std::thread::sleep(Duration::from_secs(5));
+    println!("survived");
+}
+
+#[test]
+fn removing_the_last_handler_restores_the_default_action() {
+    use std::os::unix::process::ExitStatusExt;
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "signal_default_helper",
+            "--exact",
+            "--ignored",
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("handled twice"), "{stdout}");
+    assert!(!stdout.contains("survived"), "{stdout}");
+    assert_eq!(out.status.signal(), Some(libc::SIGUSR2), "{:?}", out.status);
+}
+
 #[test]
 fn invalid_signals_are_errors() {
     let el = EventLoop::new().unwrap();
