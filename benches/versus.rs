@@ -272,6 +272,12 @@ fn main() {
     }
 
     // The raw floors of the machine, for reading the table.
+    rows.push(solo_only(
+        "floor_pending_futures",
+        1_000_000,
+        r(3),
+        &mut || floor_pending_futures(&el, 1_000_000),
+    ));
     rows.push(solo_only("floor_epoll_wait_0", 100_000, r(5), &mut || {
         floor_epoll_wait(100_000)
     }));
