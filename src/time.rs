@@ -9,7 +9,10 @@
 //! resolution: a deadline is rounded *up* to the next whole millisecond of loop time, and the
 //! poll timeout is computed to that rounded tick (mio rounds it up to whole milliseconds again),
 //! so a sleep usually completes within about 1 ms after its deadline on an idle loop; on a busy
-//! loop, at the first iteration after that.
+//! loop, at the first iteration after that. A loop built with
+//! [`spin_before_sleep`](crate::Builder::spin_before_sleep) ends its spin at the rounded tick
+//! itself rather than at mio's whole millisecond, so a deadline that falls within the spin is
+//! met more closely.
 //!
 //! # Threads
 //!
