@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The example servers under clients that nobody here wrote: redis-cli and redis-benchmark against
+# examples/kv.rs, curl and wrk against examples/hello_http.rs. Run by .ci/run; by hand:
+#
+#     bash tests/real_clients.sh
+#
+# Installs Debian's redis-tools, wrk and curl when they are missing (needs apt-get and root).
+# Every check prints what it expected and what it got, and the first failure fails the script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-cli >/dev/null || ! command -v redis-benchmark >/dev/null ||
+    ! command -v wrk >/dev/null || ! command -v curl >/dev/null; then
+    echo "== installing redis-tools, wrk, curl"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools wrk curl >/dev/null
+fi
+
+cargo build --release --quiet --features hyper --example kv --example hello_http
+
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+
+# A free port on 127.0.0.1, picked by the kernel.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits until something accepts connections on the port (at most 10 s).
+wait_for() {
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "nothing listens on port $1" >&2
+    return 1
+}
+
+fail=0
+expect() { # description, expected, actual
+    if [[ "$2" == "$3" ]]; then
+        echo "ok   $1"
+    else
+        echo "FAIL $1: expected [$2], got [$3]"
+        fail=1
+    fi
+}
+
+echo "== kv under redis-cli and redis-benchmark"
+port=$(free_port)
+target/release/examples/kv "127.0.0.1:$port" >/dev/null &
+pids+=($!)
+wait_for "$port"
+cli() { redis-cli -p "$port" "$@"; }
+expect "PING" "PONG" "$(cli ping)"
+expect "SET" "OK" "$(cli set greeting hello)"
+expect "GET" "hello" "$(cli get greeting)"
+expect "SET EX" "OK" "$(cli set short lived EX 100)"
+expect "GET after SET EX" "lived" "$(cli get short)"
+expect "INCR" "1" "$(cli incr counter)"
+expect "INCR again" "2" "$(cli incr counter)"
+expect "MSET" "OK" "$(cli mset a 1 b 2)"
+expect "MGET" "$(printf '1\n2\n')" "$(cli mget a b missing | head -2)"
+expect "EXISTS" "2" "$(cli exists a b missing)"
+expect "DEL" "1" "$(cli del a missing)"
+expect "ECHO" "hi there" "$(cli echo 'hi there')"
+expect "unknown command" "ERR unknown command 'nope', with args beginning with: 'x'" "$(cli nope x)"
+expect "INCR of a non-number" "ERR value is not an integer or out of range" "$(cli incr greeting)"
+
+bench=$(redis-benchmark -p "$port" -t set,get,ping -n 200000 -c 50 -P 16 -q 2>&1)
+echo "$bench" | tr '\r' '\n' | grep 'requests per second' || true
+expect "redis-benchmark: four tests finished (PING twice, SET, GET)" "4" \
+    "$(echo "$bench" | tr '\r' '\n' | grep -c 'requests per second' || true)"
+expect "redis-benchmark: no errors or warnings" "0" \
+    "$(echo "$bench" | grep -ciE 'error|warning' || true)"
+expect "kv still answers after the benchmark" "PONG" "$(cli ping)"
+
+echo "== hello_http under curl and wrk"
+port=$(free_port)
+target/release/examples/hello_http "127.0.0.1:$port" >/dev/null &
+pids+=($!)
+wait_for "$port"
+expect "curl" "Hello, World!" "$(curl -sf "http://127.0.0.1:$port/")"
+load=$(wrk -t1 -c50 -d5s "http://127.0.0.1:$port/")
+echo "$load" | grep -E 'Requests/sec|requests in'
+expect "wrk: no socket errors" "0" "$(echo "$load" | grep -c 'Socket errors' || true)"
+expect "wrk: no non-2xx responses" "0" "$(echo "$load" | grep -c 'Non-2xx' || true)"
+expect "wrk: requests were served" "yes" \
+    "$(echo "$load" | awk '/requests in/ { print ($1 > 1000) ? "yes" : "no" }')"
+expect "hello_http still answers after wrk" "Hello, World!" "$(curl -sf "http://127.0.0.1:$port/")"
+
+exit "$fail"
