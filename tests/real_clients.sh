@@ -12,8 +12,10 @@ cd "$(dirname "$0")/.."
 if ! command -v redis-cli >/dev/null || ! command -v redis-benchmark >/dev/null ||
     ! command -v wrk >/dev/null || ! command -v curl >/dev/null; then
     echo "== installing redis-tools, wrk, curl"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools wrk curl >/dev/null
+    sudo=""
+    if [[ $(id -u) -ne 0 ]]; then sudo=sudo; fi
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools wrk curl >/dev/null
 fi
 
 cargo build --release --quiet --features hyper --example kv --example hello_http
