@@ -75,12 +75,7 @@ fn duel(
     other: &mut dyn FnMut(),
 ) -> Row {
     if skipped(name) {
-        return Row {
-            name: name.into(),
-            solo: f64::NAN,
-            other: None,
-            unit: "skipped",
-        };
+        return skipped_row(name);
     }
     solo();
     other();
@@ -101,12 +96,7 @@ fn duel(
 
 fn solo_only(name: &str, ops: usize, rounds: usize, f: &mut dyn FnMut()) -> Row {
     if skipped(name) {
-        return Row {
-            name: name.into(),
-            solo: f64::NAN,
-            other: None,
-            unit: "skipped",
-        };
+        return skipped_row(name);
     }
     f();
     let v: Vec<f64> = (0..rounds).map(|_| ns_per_op(ops, f)).collect();
@@ -121,6 +111,15 @@ fn solo_only(name: &str, ops: usize, rounds: usize, f: &mut dyn FnMut()) -> Row 
 }
 
 /// `--only SUBSTRING` runs only the matching workloads.
+fn skipped_row(name: &str) -> Row {
+    Row {
+        name: name.into(),
+        solo: f64::NAN,
+        other: None,
+        unit: "skipped",
+    }
+}
+
 fn skipped(name: &str) -> bool {
     let args: Vec<String> = std::env::args().collect();
     match args.iter().position(|a| a == "--only") {
