@@ -332,10 +332,11 @@ pub struct Stats {
     pub executor_queued: usize,
     /// Pool threads running a job right now.
     pub executor_busy: usize,
-    /// Polls that blocked: the loop went to sleep waiting for I/O or a timer.
+    /// Waits in the backend that were allowed to block (after spinning, if the loop spins):
+    /// the loop went to sleep there unless an event was already waiting.
     pub sleeps: u64,
-    /// Polls that found events while spinning, i.e. sleeps avoided by
-    /// [`Builder::spin_before_sleep`](crate::Builder::spin_before_sleep).
+    /// Waits that found events while spinning
+    /// ([`Builder::spin_before_sleep`](crate::Builder::spin_before_sleep)), so did not sleep.
     pub spin_hits: u64,
 }
 

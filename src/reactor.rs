@@ -145,9 +145,9 @@ pub(crate) struct Reactor {
     by_fd: HashMap<RawFd, usize>,
     /// How long to poll without blocking before a blocking poll (zero: never spin).
     spin: Duration,
-    /// Polls allowed to block that went on to block (the loop slept).
+    /// Waits allowed to block that reached the blocking poll (after any spin).
     pub(crate) sleeps: u64,
-    /// Polls allowed to block that found events while spinning (sleeps avoided).
+    /// Waits allowed to block that found events while spinning.
     pub(crate) spin_hits: u64,
 }
 
