@@ -86,7 +86,7 @@ macro_rules! ready_addrs {
     ($($t:ty),*) => {$(
         impl Sealed for $t {
             fn into_lookup(self) -> Lookup {
-                Lookup::Ready(StdToSocketAddrs::to_socket_addrs(&self).map_or_else(|_| Vec::new(), Iterator::collect))
+                Lookup::Ready(vec![SocketAddr::from(self)])
             }
         }
         impl ToSocketAddrs for $t {}

@@ -366,7 +366,17 @@ fn connect_resolves_host_names_on_the_executor_not_on_the_loop() {
 fn lookup_host_takes_ip_addresses_at_once_and_names_on_the_pool() {
     // IP addresses need no loop and no thread.
     let direct = futures::executor::block_on(solo::net::lookup_host("127.0.0.1:7"));
-    assert_eq!(direct.unwrap(), ["127.0.0.1:7".parse().unwrap()]);
+    let want: std::net::SocketAddr = "127.0.0.1:7".parse().unwrap();
+    assert_eq!(direct.unwrap(), [want]);
+    let v4 = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 7);
+    for got in [
+        futures::executor::block_on(solo::net::lookup_host(v4)),
+        futures::executor::block_on(solo::net::lookup_host((std::net::Ipv4Addr::LOCALHOST, 7))),
+        futures::executor::block_on(solo::net::lookup_host(("127.0.0.1", 7))),
+        futures::executor::block_on(solo::net::lookup_host(&[want][..])),
+    ] {
+        assert_eq!(got.unwrap(), [want]);
+    }
     // A name does, and outside a loop that is a clear error, not a panic.
     let err = futures::executor::block_on(solo::net::lookup_host(("localhost", 7))).unwrap_err();
     assert!(
