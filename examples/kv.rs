@@ -146,8 +146,10 @@ pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
     result
 }
 
-/// Outcome of parsing the start of a buffer.
-enum Parsed {
+/// Outcome of parsing the start of a buffer (public for the property tests in
+/// `tests/examples.rs`).
+#[derive(Debug, PartialEq)]
+pub enum Parsed {
     /// A complete request, this many bytes long (its arguments are in the ranges).
     Request(usize),
     /// More bytes are needed.
@@ -191,7 +193,7 @@ fn line_int(buf: &[u8], mut pos: usize) -> Line {
 }
 
 /// Parses one request at the start of `buf`, putting argument ranges in `args`.
-fn parse(buf: &[u8], args: &mut Vec<Range<usize>>) -> Parsed {
+pub fn parse(buf: &[u8], args: &mut Vec<Range<usize>>) -> Parsed {
     args.clear();
     if buf.is_empty() {
         return Parsed::Incomplete;

@@ -189,3 +189,61 @@ fn kv_malformed_request_gets_an_error_and_others_are_unaffected() {
     })
     .unwrap();
 }
+
+mod kv_parser {
+    use super::kv::{parse, Parsed};
+    use proptest::prelude::*;
+
+    fn encode(args: &[Vec<u8>]) -> Vec<u8> {
+        let mut v = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            v.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            v.extend_from_slice(a);
+            v.extend_from_slice(b"\r\n");
+        }
+        v
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Any bytes at all: no panic, and a request never claims bytes it was not given.
+        #[test]
+        fn garbage_never_panics_or_overreads(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let mut ranges = Vec::new();
+            if let Parsed::Request(used) = parse(&bytes, &mut ranges) {
+                prop_assert!(used <= bytes.len());
+                for r in &ranges {
+                    prop_assert!(r.start <= r.end && r.end <= used);
+                }
+            }
+        }
+
+        /// Garbage after a '*' or '$' header, where the length parser runs.
+        #[test]
+        fn bad_headers_never_panic(tail in "[*$0-9\r\n-]{0,40}") {
+            let mut ranges = Vec::new();
+            let bytes = format!("*{tail}").into_bytes();
+            let _ = parse(&bytes, &mut ranges);
+        }
+
+        /// An encoded request parses back to its arguments, exactly its own length; every
+        /// strict prefix of it is incomplete (so a request split across reads waits for the
+        /// rest); and a second request behind it is left alone.
+        #[test]
+        fn requests_round_trip_and_prefixes_wait(
+            args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..24), 1..6),
+        ) {
+            let wire = encode(&args);
+            let mut ranges = Vec::new();
+            let mut two = wire.clone();
+            two.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+            prop_assert_eq!(parse(&two, &mut ranges), Parsed::Request(wire.len()));
+            let got: Vec<Vec<u8>> = ranges.iter().map(|r| two[r.clone()].to_vec()).collect();
+            prop_assert_eq!(got, args);
+            for cut in 0..wire.len() {
+                prop_assert_eq!(parse(&wire[..cut], &mut ranges), Parsed::Incomplete, "prefix {}", cut);
+            }
+        }
+    }
+}
