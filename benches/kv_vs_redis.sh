@@ -8,8 +8,9 @@
 # within each round, so slow and fast moments of a shared machine hit all of them alike.
 # Servers:
 #   redis       redis-server --save "" --appendonly no
-#   kv          examples/kv.rs on solo, default loop
-#   kv+spin     the same binary with SOLO_SPIN_US=100 (Builder::spin_before_sleep)
+#   kv          examples/kv.rs on solo with SOLO_SPIN_US=0: a loop that sleeps at once
+#   kv+spin     the same binary with SOLO_SPIN_US=100 (Builder::spin_before_sleep), which is
+#               what kv does when the variable is not set
 #   kv_tokio    the same connection code on tokio's current_thread runtime
 # For each run it prints requests per second, the server's CPU time (user+system, from
 # /proc/PID/stat), how often the server slept (voluntary context switches), and the system
@@ -35,7 +36,7 @@ start() { # name, command...
     pids+=($!)
 }
 start redis redis-server --port "${port[redis]}" --save "" --appendonly no
-start kv target/release/examples/kv "127.0.0.1:${port[kv]}"
+SOLO_SPIN_US=0 start kv target/release/examples/kv "127.0.0.1:${port[kv]}"
 SOLO_SPIN_US=100 start kv+spin target/release/examples/kv "127.0.0.1:${port[kv+spin]}"
 start kv_tokio target/release/examples/kv_tokio "127.0.0.1:${port[kv_tokio]}"
 sleep 1
