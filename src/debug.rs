@@ -384,8 +384,9 @@ pub(crate) struct DebugShared {
     stop: Mutex<bool>,
     wake: Condvar,
     executor: RwLock<Option<ExecutorProbe>>,
-    /// The thread running the loop (a pthread id), 0 when it is not running.
-    pub(crate) loop_thread: AtomicU64,
+    /// The thread running the loop (a pthread id), 0 when it is not running. A lock rather
+    /// than an atomic: the stack capture holds it while it signals the thread (see `stack.rs`).
+    loop_thread: Mutex<u64>,
 }
 
 const KINDS: [CallbackKind; 8] = [
@@ -408,6 +409,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl DebugShared {
+    /// Records the thread now running the loop (0: none), for the watchdog's stack capture.
+    pub(crate) fn set_loop_thread(&self, id: u64) {
+        *lock(&self.loop_thread) = id;
+    }
+
     fn real_now(&self) -> u64 {
         (self.origin.elapsed().as_nanos() as u64).max(1)
     }
@@ -559,7 +565,7 @@ impl Debug {
             stop: Mutex::new(false),
             wake: Condvar::new(),
             executor: RwLock::new(None),
-            loop_thread: AtomicU64::new(0),
+            loop_thread: Mutex::new(0),
         });
         let wd = shared.clone();
         let watchdog = std::thread::Builder::new()
@@ -927,10 +933,7 @@ fn watchdog(sh: Arc<DebugShared>) {
                 .and_then(|t| t.name.clone())
         };
         let table = format_task_table(&sh.snapshot());
-        let backtrace = crate::stack::capture(
-            sh.loop_thread.load(Ordering::Acquire),
-            Duration::from_millis(250),
-        );
+        let backtrace = crate::stack::capture(&sh.loop_thread, Duration::from_millis(250));
         // Only report if the same call is still running (it may have returned meanwhile, and
         // then the stack would show something else).
         if sh.seq.load(Ordering::Acquire) == seq && sh.started.load(Ordering::Acquire) != 0 {

@@ -273,7 +273,7 @@ struct RunGuard<'a> {
 impl Drop for RunGuard<'_> {
     fn drop(&mut self) {
         if let Some(d) = &self.inner.debug {
-            d.shared.loop_thread.store(0, Ordering::Release);
+            d.shared.set_loop_thread(0);
         }
         self.inner.running.set(false);
         self.inner.stopping.set(false);
@@ -294,8 +294,7 @@ impl Inner {
         }
         self.running.set(true);
         if let Some(d) = &self.debug {
-            let me = crate::stack::current_thread();
-            d.shared.loop_thread.store(me, Ordering::Release);
+            d.shared.set_loop_thread(crate::stack::current_thread());
         }
         let enter = task::enter(&self.shared, &**self);
         let prev = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));

@@ -67,18 +67,25 @@ pub(crate) fn current_thread() -> u64 {
     unsafe { libc::pthread_self() as u64 }
 }
 
-/// Captures the stack of `thread` (a value from [`current_thread`]) and returns it formatted,
-/// innermost frame first, without the frames of the capture itself. `None` if it could not be
-/// taken within `wait`.
-pub(crate) fn capture(thread: u64, wait: Duration) -> Option<String> {
-    if thread == 0 || !install() {
+/// Captures the stack of the thread whose id (a value from [`current_thread`], 0 for none) is
+/// in `thread`, and returns it formatted, innermost frame first, without the frames of the
+/// capture itself. `None` if no thread is set or the stack could not be taken within `wait`.
+///
+/// The loop thread sets and clears its id under the same lock that is held here while the
+/// signal is sent, so the id always names a live thread when it is signalled: a thread that
+/// stops running the loop waits for the `pthread_kill` to finish before it can go on and exit.
+pub(crate) fn capture(thread: &Mutex<u64>, wait: Duration) -> Option<String> {
+    if !install() {
         return None;
     }
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     STATE.store(1, Ordering::Release);
-    // SAFETY: `thread` is the loop thread's pthread_t, recorded while it runs the loop; the
-    // loop clears it before the thread can exit, and we only signal while a call is published.
-    let sent = unsafe { libc::pthread_kill(thread as libc::pthread_t, signal()) } == 0;
+    let sent = {
+        let id = thread.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: a non-zero id is the pthread_t of a thread that is running the loop now; it
+        // cannot clear the id, let alone exit, while we hold the lock (see above).
+        *id != 0 && unsafe { libc::pthread_kill(*id as libc::pthread_t, signal()) } == 0
+    };
     let deadline = Instant::now() + wait;
     while sent && STATE.load(Ordering::Acquire) != 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
