@@ -310,7 +310,7 @@ pub struct Stats {
     pub task_polls: u64,
     /// Time spent running callbacks and polls.
     pub busy: Duration,
-    /// Time spent inside the backend's poll (idle or collecting events).
+    /// Time spent inside the backend's poll (idle, collecting events, or spinning).
     pub in_poll: Duration,
     /// The slowest callback or poll.
     pub slowest: Option<Slowest>,
