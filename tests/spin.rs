@@ -139,3 +139,21 @@ fn the_spin_can_come_from_the_environment() {
     );
     assert!(sleeps_with("not a number") >= 1, "ignored: no spin");
 }
+
+#[test]
+fn a_wake_from_another_thread_ends_the_spin() {
+    let el = spinning_loop(LONG_SPIN);
+    let (tx, rx) = futures::channel::oneshot::channel::<u32>();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        tx.send(5).unwrap();
+    });
+    let started = Instant::now();
+    // The future given to run_until_complete, woken by the sending thread.
+    assert_eq!(el.run_until_complete(rx).unwrap().unwrap(), 5);
+    t.join().unwrap();
+    assert!(started.elapsed() < LONG_SPIN / 2);
+    let s = el.stats().unwrap();
+    assert_eq!(s.sleeps, 0);
+    assert!(s.spin_hits >= 1);
+}
