@@ -933,10 +933,12 @@ fn watchdog(sh: Arc<DebugShared>) {
                 .and_then(|t| t.name.clone())
         };
         let table = format_task_table(&sh.snapshot());
-        let backtrace = crate::stack::capture(&sh.loop_thread, Duration::from_millis(250));
-        // Only report if the same call is still running (it may have returned meanwhile, and
-        // then the stack would show something else).
+        let frames = crate::stack::capture(&sh.loop_thread, Duration::from_millis(250));
+        // Only report if the same call was still running once the stack was taken (it may have
+        // returned meanwhile, and then the stack would show something else). Resolving the
+        // names comes after this check: it can be slow, and the stack is the call's either way.
         if sh.seq.load(Ordering::Acquire) == seq && sh.started.load(Ordering::Acquire) != 0 {
+            let backtrace = frames.as_deref().map(crate::stack::format);
             sh.emit(&Report {
                 kind: ReportKind::Blocked,
                 callback: kind,

@@ -68,13 +68,15 @@ pub(crate) fn current_thread() -> u64 {
 }
 
 /// Captures the stack of the thread whose id (a value from [`current_thread`], 0 for none) is
-/// in `thread`, and returns it formatted, innermost frame first, without the frames of the
-/// capture itself. `None` if no thread is set or the stack could not be taken within `wait`.
+/// in `thread`: the return addresses of its frames, innermost first. `None` if no thread is set
+/// or the stack could not be taken within `wait`. Turn them into text with [`format`]; that is
+/// slow (the first call reads the binary's debug information) and is kept out of here, so that
+/// captures, which take turns, stay short.
 ///
 /// The loop thread sets and clears its id under the same lock that is held here while the
 /// signal is sent, so the id always names a live thread when it is signalled: a thread that
 /// stops running the loop waits for the `pthread_kill` to finish before it can go on and exit.
-pub(crate) fn capture(thread: &Mutex<u64>, wait: Duration) -> Option<String> {
+pub(crate) fn capture(thread: &Mutex<u64>, wait: Duration) -> Option<Vec<usize>> {
     if !install() {
         return None;
     }
@@ -94,11 +96,21 @@ pub(crate) fn capture(thread: &Mutex<u64>, wait: Duration) -> Option<String> {
         return None;
     }
     let n = COUNT.load(Ordering::Relaxed);
-    let frames: Vec<(String, String)> = FRAMES
+    Some(
+        FRAMES
+            .iter()
+            .take(n)
+            .map(|slot| slot.load(Ordering::Relaxed))
+            .collect(),
+    )
+}
+
+/// Resolves the addresses from [`capture`] to function names and lines, one frame a line,
+/// without the frames of the capture itself.
+pub(crate) fn format(ips: &[usize]) -> String {
+    let frames: Vec<(String, String)> = ips
         .iter()
-        .take(n)
-        .map(|slot| {
-            let ip = slot.load(Ordering::Relaxed);
+        .map(|&ip| {
             let mut line = None;
             backtrace::resolve(ip as *mut std::ffi::c_void, |sym| {
                 if line.is_none() {
@@ -134,5 +146,5 @@ pub(crate) fn capture(thread: &Mutex<u64>, wait: Duration) -> Option<String> {
     for (name, place) in &frames[first..] {
         out.push_str(&format!("    {name}{place}\n"));
     }
-    Some(out)
+    out
 }
