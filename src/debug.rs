@@ -335,8 +335,9 @@ pub struct Stats {
     /// Waits in the backend that were allowed to block (after spinning, if the loop spins):
     /// the loop went to sleep there unless an event was already waiting.
     pub sleeps: u64,
-    /// Waits that found events while spinning
-    /// ([`Builder::spin_before_sleep`](crate::Builder::spin_before_sleep)), so did not sleep.
+    /// Waits that spun first ([`Builder::spin_before_sleep`](crate::Builder::spin_before_sleep)).
+    pub spins: u64,
+    /// Waits that found events while spinning, so did not sleep.
     pub spin_hits: u64,
 }
 
@@ -774,6 +775,7 @@ impl Debug {
             executor_queued,
             executor_busy,
             sleeps: 0,
+            spins: 0,
             spin_hits: 0,
         }
     }

@@ -979,11 +979,12 @@ impl Builder {
     /// arrivals it never sleeps under steady traffic, like a saturated server, and its peers
     /// run faster. The same idea as glommio's `spin_before_park` and Linux's `busy_poll`.
     ///
-    /// The price is CPU: with sparse traffic the loop burns up to `d` per wake-up; once
-    /// traffic stops it spins once and sleeps. Timers are not delayed (the spin ends at the
-    /// next deadline) and nothing is lost: events that arrive while spinning are handled in
-    /// the same iteration. [`Stats::sleeps`] and [`Stats::spin_hits`] show the effect. See
-    /// BENCHMARKS.md for what it does to `examples/kv.rs` under `redis-benchmark`.
+    /// The price is CPU, bounded: a spin that finds nothing stops the spinning until a sleep
+    /// ends with events within `d` again, so when traffic thins out or stops the loop wastes
+    /// one spin, not one per wake-up. Timers are not delayed (the spin ends at the next
+    /// deadline) and nothing is lost: events that arrive while spinning are handled in the same
+    /// iteration. [`Stats::spins`], [`Stats::spin_hits`] and [`Stats::sleeps`] show the effect.
+    /// See BENCHMARKS.md for what it does to `examples/kv.rs` under `redis-benchmark`.
     ///
     /// ```
     /// use std::time::Duration;
@@ -1237,6 +1238,7 @@ impl EventLoop {
             let reactor = inner.reactor.borrow();
             Stats {
                 sleeps: reactor.sleeps,
+                spins: reactor.spins,
                 spin_hits: reactor.spin_hits,
                 ..d.stats()
             }

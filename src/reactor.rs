@@ -36,8 +36,12 @@
 //! pay that each time; a saturated server such as Redis under load never sleeps and never makes
 //! them pay. [`Builder::spin_before_sleep`](crate::Builder::spin_before_sleep) lets the loop poll
 //! without blocking for a while before it sleeps (glommio's `spin_before_park`, Linux's
-//! `busy_poll`): under steady traffic it never sleeps; when traffic stops it spins once, then
-//! sleeps as usual. The price is CPU: up to the spin time per wake-up under sparse traffic.
+//! `busy_poll`): under steady traffic it never sleeps.
+//!
+//! Spinning is wasted when events are further apart than the spin, so the reactor spins only
+//! while it pays: a spin that finds nothing disarms it, and it re-arms when a sleep ends with
+//! events within the spin time, a sign that they come close together again. Sparse traffic
+//! therefore costs one wasted spin per change of pace, not one per wake-up.
 
 use std::collections::HashMap;
 use std::io;
@@ -145,8 +149,13 @@ pub(crate) struct Reactor {
     by_fd: HashMap<RawFd, usize>,
     /// How long to poll without blocking before a blocking poll (zero: never spin).
     spin: Duration,
+    /// Whether the next wait spins: cleared by a spin that found nothing, set again by a sleep
+    /// that ended with events within the spin time.
+    spin_armed: bool,
     /// Waits allowed to block that reached the blocking poll (after any spin).
     pub(crate) sleeps: u64,
+    /// Waits allowed to block that spun.
+    pub(crate) spins: u64,
     /// Waits allowed to block that found events while spinning.
     pub(crate) spin_hits: u64,
 }
@@ -179,7 +188,9 @@ impl Reactor {
                 sources: Slab::new(),
                 by_fd: HashMap::new(),
                 spin,
+                spin_armed: true,
                 sleeps: 0,
+                spins: 0,
                 spin_hits: 0,
             },
             waker,
@@ -187,14 +198,19 @@ impl Reactor {
     }
 
     /// Waits for events for at most `timeout` (`None`: until an event). A wait that may block
-    /// first spins (polls without blocking) for up to the spin time, and then blocks for what is
-    /// left of `timeout`.
+    /// first spins (polls without blocking) for up to the spin time, if armed, and then blocks
+    /// for what is left of `timeout`.
     pub(crate) fn poll(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         if timeout == Some(Duration::ZERO) {
             return self.wait(timeout);
         }
+        if self.spin.is_zero() {
+            self.sleeps += 1;
+            return self.wait(timeout);
+        }
         let mut timeout = timeout;
-        if !self.spin.is_zero() {
+        if self.spin_armed {
+            self.spins += 1;
             let start = Instant::now();
             loop {
                 self.wait(Some(Duration::ZERO))?;
@@ -208,12 +224,18 @@ impl Reactor {
                 }
                 if spent >= self.spin {
                     timeout = timeout.map(|t| t - spent);
+                    self.spin_armed = false;
                     break;
                 }
             }
         }
         self.sleeps += 1;
-        self.wait(timeout)
+        let slept = Instant::now();
+        self.wait(timeout)?;
+        if !self.events.is_empty() && slept.elapsed() < self.spin {
+            self.spin_armed = true;
+        }
+        Ok(())
     }
 
     /// One backend poll. An interrupted wait (a signal) counts as a wait with no events.

@@ -117,7 +117,7 @@ fn a_manual_clock_jumps_to_timers_without_spinning() {
     assert!(started.elapsed() < LONG_SPIN / 2);
     assert!(clock.elapsed() >= Duration::from_secs(3600));
     let s = el.stats().unwrap();
-    assert_eq!((s.sleeps, s.spin_hits), (0, 0));
+    assert_eq!((s.sleeps, s.spins, s.spin_hits), (0, 0, 0));
 }
 
 #[test]
@@ -156,4 +156,63 @@ fn a_wake_from_another_thread_ends_the_spin() {
     let s = el.stats().unwrap();
     assert_eq!(s.sleeps, 0);
     assert!(s.spin_hits >= 1);
+}
+
+/// Reads what a thread writes into the other end of a socket pair 5 ms from now.
+async fn read_a_write_made_soon(a: &Async<UnixStream>, b: &UnixStream) {
+    let mut b = b.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(5));
+        b.write_all(b"x").unwrap();
+    });
+    let mut buf = [0u8; 8];
+    assert_eq!(a.read_with(|mut s| s.read(&mut buf)).await.unwrap(), 1);
+    writer.join().unwrap();
+}
+
+/// Spinning only while it pays: a spin that finds nothing disarms it, and a sleep that ends
+/// with events soon after (within the spin time) arms it again. The spin (200 ms) is far
+/// longer than the writes' 5 ms and far shorter than the 600 ms timer.
+#[test]
+fn a_spin_that_finds_nothing_disarms_until_events_come_close_together_again() {
+    let el = spinning_loop(Duration::from_millis(200));
+    let (a, b) = UnixStream::pair().unwrap();
+    // Registered, and its first (writable) event consumed, before counting.
+    let a = el
+        .run_until_complete(async {
+            let a = Async::new(a).unwrap();
+            a.writable().await.unwrap();
+            a
+        })
+        .unwrap();
+    let stats = || {
+        let s = el.stats().unwrap();
+        (s.spins, s.spin_hits, s.sleeps)
+    };
+    // A long quiet wait: one spin of 200 ms for nothing, then sleep (the timer may take a
+    // second, shorter sleep to come due); spinning is now disarmed.
+    let (spins, hits, sleeps) = stats();
+    el.run_until_complete(solo::time::sleep(Duration::from_millis(600)))
+        .unwrap();
+    let after_quiet = stats();
+    assert_eq!(
+        (after_quiet.0, after_quiet.1),
+        (spins + 1, hits),
+        "{after_quiet:?}"
+    );
+    assert!(after_quiet.2 > sleeps);
+    // Disarmed: the next wait sleeps at once, and it ends 5 ms later with an event: re-armed.
+    el.run_until_complete(read_a_write_made_soon(&a, &b))
+        .unwrap();
+    let after_first = stats();
+    assert_eq!(
+        (after_first.0, after_first.1),
+        (spins + 1, hits),
+        "{after_first:?}"
+    );
+    assert!(after_first.2 > after_quiet.2);
+    // Armed: the next wait spins and catches the write without sleeping.
+    el.run_until_complete(read_a_write_made_soon(&a, &b))
+        .unwrap();
+    assert_eq!(stats(), (spins + 2, hits + 1, after_first.2));
 }
