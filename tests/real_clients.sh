@@ -14,8 +14,14 @@ if ! command -v redis-cli >/dev/null || ! command -v redis-benchmark >/dev/null 
     echo "== installing redis-tools, wrk, curl"
     sudo=""
     if [[ $(id -u) -ne 0 ]]; then sudo=sudo; fi
-    $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools wrk curl >/dev/null
+    for attempt in 1 2 3; do # a mirror's bad moment should not fail the run
+        if $sudo apt-get update -qq &&
+            $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools wrk curl >/dev/null; then
+            break
+        fi
+        [[ $attempt == 3 ]] && { echo "could not install redis-tools, wrk, curl" >&2; exit 1; }
+        sleep 10
+    done
 fi
 
 cargo build --release --quiet --features hyper --example kv --example hello_http
