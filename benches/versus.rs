@@ -363,13 +363,7 @@ fn memory_rows() -> Vec<Row> {
                     60 + i as u64,
                 ))));
             }
-            std::future::poll_fn(|cx| {
-                for s in v.iter_mut() {
-                    let _ = std::future::Future::poll(s.as_mut(), cx);
-                }
-                std::task::Poll::Ready(())
-            })
-            .await;
+            poll_all_once(&mut v).await;
             (live() - before) as f64 / T as f64
         })
         .unwrap()
@@ -383,13 +377,7 @@ fn memory_rows() -> Vec<Row> {
                     60 + i as u64,
                 ))));
             }
-            std::future::poll_fn(|cx| {
-                for s in v.iter_mut() {
-                    let _ = std::future::Future::poll(s.as_mut(), cx);
-                }
-                std::task::Poll::Ready(())
-            })
-            .await;
+            poll_all_once(&mut v).await;
             (live() - before) as f64 / T as f64
         })
     });

@@ -302,8 +302,8 @@ pub fn tokio_timeout(rt: &tokio::runtime::Runtime, n: usize) {
     });
 }
 
-/// Polls each future once with a no-op waker (registers the timers), then drops them all.
-async fn poll_all_once<F: Future>(futs: &mut [Pin<Box<F>>]) {
+/// Polls each future once with the caller's waker (registering its timer), then returns.
+pub async fn poll_all_once<F: Future>(futs: &mut [Pin<Box<F>>]) {
     std::future::poll_fn(|cx| {
         for f in futs.iter_mut() {
             let _ = f.as_mut().poll(cx);
