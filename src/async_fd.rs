@@ -72,7 +72,7 @@ impl<T: AsRawFd> Async<T> {
         }
         let fd = io.as_raw_fd();
         set_nonblocking(fd)?;
-        let token = handle.inner.reactor.borrow_mut().register_async(fd)?;
+        let token = handle.inner.register_async(fd)?;
         Ok(Async {
             io: Some(io),
             token,
@@ -97,13 +97,7 @@ impl<T: AsRawFd> Async<T> {
     }
 
     fn deregister(&mut self) {
-        let wakers = self
-            .handle
-            .inner
-            .reactor
-            .borrow_mut()
-            .deregister_async(self.token);
-        drop(wakers);
+        self.handle.inner.deregister_async(self.token);
     }
 
     /// Polls for readability: ready when the reactor has seen the fd readable (or closed, or
@@ -118,20 +112,11 @@ impl<T: AsRawFd> Async<T> {
     }
 
     fn poll_ready(&self, dir: Dir, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.handle
-            .inner
-            .reactor
-            .borrow_mut()
-            .poll_ready(self.token, dir, cx)
-            .map(Ok)
+        self.handle.inner.poll_ready(self.token, dir, cx).map(Ok)
     }
 
     pub(crate) fn clear(&self, dir: Dir) {
-        self.handle
-            .inner
-            .reactor
-            .borrow_mut()
-            .clear_ready(self.token, dir);
+        self.handle.inner.clear_ready(self.token, dir);
     }
 
     /// Waits until the fd is readable.

@@ -61,7 +61,7 @@ impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
             Repr::Cancelled => f.write_str("task was cancelled"),
-            Repr::Panicked(p) => write!(f, "task panicked: {}", crate::task::panic_message(&***p)),
+            Repr::Panicked(p) => write!(f, "task panicked: {}", panic_message(&***p)),
         }
     }
 }
@@ -115,3 +115,15 @@ impl fmt::Display for LoopClosed {
 }
 
 impl std::error::Error for LoopClosed {}
+
+/// The message of a panic payload (`panic!` with a literal or a formatted string), or a
+/// placeholder for other payloads.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "Box<dyn Any>"
+    }
+}

@@ -293,25 +293,3 @@ where
     }));
     Blocking { slot }
 }
-
-/// Runs `f` on the thread pool of the loop running on this thread (see
-/// [`Handle::run_in_executor`](crate::Handle::run_in_executor)).
-///
-/// # Panics
-/// Outside a running solo loop.
-///
-/// ```
-/// let el = solo::EventLoop::new().unwrap();
-/// let n = el.run_until_complete(async {
-///     solo::run_in_executor(|| (1..=10u64).product::<u64>()).await.unwrap()
-/// }).unwrap();
-/// assert_eq!(n, 3_628_800);
-/// ```
-#[track_caller]
-pub fn run_in_executor<T, F>(f: F) -> Blocking<T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    crate::Handle::current().run_in_executor(f)
-}

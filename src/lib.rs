@@ -24,6 +24,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod async_fd;
+mod callback;
 mod clock;
 pub mod debug;
 mod error;
@@ -34,7 +35,7 @@ pub mod fs;
 pub mod hyper;
 pub mod net;
 mod reactor;
-mod remote;
+mod shared;
 mod signal;
 mod stack;
 mod task;
@@ -42,14 +43,12 @@ pub mod time;
 mod timer;
 
 pub use async_fd::Async;
+pub use callback::CallbackKind;
 pub use clock::ManualClock;
 pub use error::{JoinError, LoopClosed, RunError};
 pub use event_loop::{
-    run, Builder, CallbackHandle, CallbackKind, CancelledTask, EventLoop, ExceptionContext, Handle,
-    ShutdownReport, CLOCK_CHECK_EVERY, POLL_EVERY_ITERATIONS, POLL_EVERY_NS,
+    run, run_in_executor, Builder, CallbackHandle, CancelledTask, EventLoop, ExceptionContext,
+    Handle, Remote, RemoteJoinHandle, ShutdownReport,
 };
-pub use executor::{
-    default_threads, run_in_executor, Blocking, Executor, Job, ThreadPool, DEFAULT_IDLE_TIMEOUT,
-};
-pub use remote::{Remote, RemoteJoinHandle};
+pub use executor::{default_threads, Blocking, Executor, Job, ThreadPool, DEFAULT_IDLE_TIMEOUT};
 pub use task::{yield_now, JoinHandle};

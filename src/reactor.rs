@@ -59,9 +59,19 @@ use crate::CallbackKind;
 /// A reader or writer callback.
 pub(crate) type IoFn = Box<dyn FnMut()>;
 
-/// A callback taken out to run: itself, its generation, its registration site, its fd, and
-/// what it is (reader, writer, signal handler).
-pub(crate) type TakenCallback = (IoFn, u64, &'static Location<'static>, RawFd, CallbackKind);
+/// A reader or writer callback lent out to run (see [`Reactor::take_callback`]); hand it back
+/// with [`Reactor::restore_callback`].
+pub(crate) struct TakenCallback {
+    pub(crate) f: IoFn,
+    /// The registration's generation when it was taken: if it changed by the time the callback
+    /// comes back, the callback was removed or replaced while it ran.
+    gen: u64,
+    /// Where it was registered.
+    pub(crate) site: &'static Location<'static>,
+    pub(crate) fd: RawFd,
+    /// Reader, writer or signal handler.
+    pub(crate) kind: CallbackKind,
+}
 
 /// The token of the loop's cross-thread waker.
 pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
@@ -153,11 +163,11 @@ pub(crate) struct Reactor {
     /// that ended with events within the spin time.
     spin_armed: bool,
     /// Waits allowed to block that reached the blocking poll (after any spin).
-    pub(crate) sleeps: u64,
+    sleeps: u64,
     /// Waits allowed to block that spun.
-    pub(crate) spins: u64,
+    spins: u64,
     /// Waits allowed to block that found events while spinning.
-    pub(crate) spin_hits: u64,
+    spin_hits: u64,
 }
 
 /// The spin time `SOLO_SPIN_US` asks for, in microseconds (unset or not a number: zero).
@@ -195,6 +205,11 @@ impl Reactor {
             },
             waker,
         ))
+    }
+
+    /// The spin figures for [`Stats`](crate::debug::Stats): (sleeps, spins, spin hits).
+    pub(crate) fn spin_stats(&self) -> (u64, u64, u64) {
+        (self.sleeps, self.spins, self.spin_hits)
     }
 
     /// Waits for events for at most `timeout` (`None`: until an event). A wait that may block
@@ -249,18 +264,13 @@ impl Reactor {
         }
     }
 
-    /// Turns the events of the last poll into actions and wakers. Returns whether the
-    /// cross-thread waker fired.
-    pub(crate) fn dispatch(
-        &mut self,
-        actions: &mut Vec<IoAction>,
-        wakers: &mut Vec<Waker>,
-    ) -> bool {
-        let mut woken = false;
+    /// Turns the events of the last poll into actions and wakers. The cross-thread waker's
+    /// event carries nothing to act on: it only ends the wait, and the loop learns what other
+    /// threads sent from their queue's own flag.
+    pub(crate) fn dispatch(&mut self, actions: &mut Vec<IoAction>, wakers: &mut Vec<Waker>) {
         for ev in self.events.iter() {
             let token = ev.token();
             if token == WAKER_TOKEN {
-                woken = true;
                 continue;
             }
             let Some(src) = self.sources.get_mut(token.0) else {
@@ -306,7 +316,6 @@ impl Reactor {
                 }
             }
         }
-        woken
     }
 
     // ---- callbacks: add_reader / add_writer ----
@@ -439,7 +448,13 @@ impl Reactor {
         };
         let f = slot.f.take()?;
         slot.running = true;
-        Some((f, slot.gen, slot.site, fd, slot.kind))
+        Some(TakenCallback {
+            f,
+            gen: slot.gen,
+            site: slot.site,
+            fd,
+            kind: slot.kind,
+        })
     }
 
     /// Puts a callback back after it ran (unless it was removed or replaced meanwhile) and
@@ -451,9 +466,9 @@ impl Reactor {
         &mut self,
         token: usize,
         dir: Dir,
-        f: Box<dyn FnMut()>,
-        gen: u64,
+        taken: TakenCallback,
     ) -> (Vec<IoFn>, io::Result<()>) {
+        let TakenCallback { f, gen, .. } = taken;
         let Some(src) = self.sources.get_mut(token) else {
             return (vec![f], Ok(()));
         };

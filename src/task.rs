@@ -38,7 +38,6 @@
 //! * A future is never polled after it returned `Ready`, panicked or was cancelled, and never
 //!   polled re-entrantly.
 
-use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::future::Future;
@@ -51,8 +50,8 @@ use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
-use crate::error::JoinError;
-use crate::remote::Shared;
+use crate::error::{panic_message, JoinError};
+use crate::shared::Shared;
 
 pub(crate) const SCHEDULED: u8 = 1;
 pub(crate) const RUNNING: u8 = 2;
@@ -376,14 +375,6 @@ fn schedule_local(ptr: NonNull<Header>) -> bool {
     })
 }
 
-/// Called on the loop thread for a task reference that came through the remote queue.
-pub(crate) fn schedule_from_remote(ptr: NonNull<Header>) {
-    let handled = schedule_local(ptr);
-    debug_assert!(handled, "remote queue drained outside its loop");
-    // SAFETY: the remote queue entry owned one unit of the atomic count.
-    unsafe { release(ptr) };
-}
-
 fn wake_by_ref(ptr: NonNull<Header>) {
     if schedule_local(ptr) {
         return;
@@ -391,32 +382,13 @@ fn wake_by_ref(ptr: NonNull<Header>) {
     // SAFETY: the caller holds a reference, so the header is alive.
     let h = unsafe { ptr.as_ref() };
     h.refs.fetch_add(1, Ordering::Relaxed);
-    if let Err(rejected) = h.shared.push_task(RemoteTask(ptr)) {
-        // The loop is gone: waking is a no-op. Release the unit we just took.
-        std::mem::forget(rejected);
-        // SAFETY: we own the unit taken above.
-        unsafe { release(ptr) };
-    }
-}
-
-/// A task reference travelling through the remote queue; owns one unit of the atomic count.
-pub(crate) struct RemoteTask(pub(crate) NonNull<Header>);
-
-// SAFETY: the remote thread only moves this pointer; the loop thread turns it back into a
-// schedule (see `schedule_from_remote`), and the atomic unit it owns may be released anywhere
-// because the stage is empty once no local reference exists (module invariant).
-unsafe impl Send for RemoteTask {}
-
-impl Drop for RemoteTask {
-    fn drop(&mut self) {
-        // SAFETY: we own one unit of the count (dropped without being scheduled: loop closed).
-        unsafe { release(self.0) };
-    }
-}
-
-impl fmt::Debug for RemoteTask {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RemoteTask")
+    // SAFETY: the waker owns the unit just taken; the vtable treats its data as a live header.
+    let remote = unsafe { Waker::from_raw(raw_waker(ptr)) };
+    // The loop thread wakes it again, which takes the local path there and then releases the
+    // unit. If the loop is gone, the waker comes back and dropping it releases the unit: waking
+    // a task of a closed loop is a no-op.
+    if let Err(rejected) = h.shared.push_wake(remote) {
+        drop(rejected);
     }
 }
 
@@ -705,17 +677,6 @@ pub async fn yield_now() {
         }
     })
     .await
-}
-
-/// The payload of a caught panic as text, for reports.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s
-    } else {
-        "Box<dyn Any>"
-    }
 }
 
 /// Tests that exercise every unsafe path here (and run under Miri in CI: `miri_` prefix).

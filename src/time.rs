@@ -26,7 +26,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::event_loop::{with_current, Inner, TimerPayload};
+use crate::event_loop::{with_current, Inner};
 use crate::timer::TimerKey;
 use crate::Handle;
 
@@ -45,7 +45,7 @@ use crate::Handle;
 /// outside any loop (say, before `run_until_complete`), it counts from its first poll, because
 /// only then does it know which loop's clock to read.
 pub fn sleep(duration: Duration) -> Sleep {
-    let now = with_current(|inner| inner.map(|i| i.clock.nanos_to_instant(i.read_clock())));
+    let now = with_current(|inner| inner.map(|i| i.clock().nanos_to_instant(i.read_clock())));
     match now {
         Some(now) => Sleep::new(now + duration),
         None => Sleep {
@@ -79,7 +79,7 @@ fn now() -> Instant {
 }
 
 fn loop_id(inner: &Inner) -> usize {
-    std::sync::Arc::as_ptr(&inner.shared) as usize
+    inner.id()
 }
 
 impl Sleep {
@@ -114,8 +114,7 @@ impl Sleep {
         if let Some((id, key)) = self.registered.take() {
             with_current(|inner| {
                 if let Some(inner) = inner.filter(|i| loop_id(i) == id) {
-                    let payload = inner.timers.borrow_mut().remove(key);
-                    drop(payload);
+                    inner.cancel_timer(key);
                 }
             });
         }
@@ -131,15 +130,10 @@ impl Future for Sleep {
             let id = loop_id(inner);
             if let Some((rid, key)) = self.registered {
                 if rid == id {
-                    let mut timers = inner.timers.borrow_mut();
-                    if let Some(TimerPayload::Wake(w)) = timers.get_mut(key) {
-                        if !w.will_wake(cx.waker()) {
-                            *w = cx.waker().clone();
-                        }
+                    if inner.refresh_wake_timer(key, cx.waker()) {
                         return Poll::Pending;
                     }
                     // The timer fired: the wheel fires only once the clock is past the deadline.
-                    drop(timers);
                     self.registered = None;
                     return Poll::Ready(());
                 }
@@ -147,20 +141,16 @@ impl Future for Sleep {
             }
             if let Deadline::AfterFirstPoll(d) = self.deadline {
                 let now = inner.read_clock();
-                self.deadline = Deadline::At(inner.clock.nanos_to_instant(now) + d);
+                self.deadline = Deadline::At(inner.clock().nanos_to_instant(now) + d);
             }
-            let deadline = inner.clock.instant_to_nanos(self.deadline());
+            let deadline = inner.clock().instant_to_nanos(self.deadline());
             // The last clock reading is a lower bound of the time: if the deadline is behind it,
             // it has passed. Otherwise the wheel decides, with no clock read here.
-            let now = inner.now.get();
+            let now = inner.cached_now();
             if deadline <= now {
                 return Poll::Ready(());
             }
-            let key = inner.timers.borrow_mut().insert(
-                deadline,
-                now,
-                TimerPayload::Wake(cx.waker().clone()),
-            );
+            let key = inner.add_wake_timer(deadline, now, cx.waker().clone());
             self.registered = Some((id, key));
             Poll::Pending
         })

@@ -204,6 +204,15 @@ impl<T> Wheel<T> {
         Some(self.entries.remove(key.index as usize).value)
     }
 
+    /// Removes a timer whose value passes `pred` (a fired timer that wakes a task, not one whose
+    /// callback waits in the ready queue); `None`, leaving it in place, otherwise.
+    pub(crate) fn remove_if(&mut self, key: TimerKey, pred: impl FnOnce(&T) -> bool) -> Option<T> {
+        if !self.get(key).is_some_and(pred) {
+            return None;
+        }
+        self.remove(key)
+    }
+
     /// The loop time (ns) at which the wheel next needs attention, if any timer is pending.
     ///
     /// For a timer on level 0 that is its tick; for higher levels it is the start of the next

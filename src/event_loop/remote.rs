@@ -1,143 +1,34 @@
-//! The one door into a loop from other threads.
+//! [`Remote`]: a `Send + Sync` handle to a loop, for other threads.
 //!
-//! A loop is single-threaded: its queues are `RefCell`s and its handles are `!Send`. Other
-//! threads reach it through [`Shared`], the only loop state that is `Sync`: a mutex-protected
-//! queue of callbacks and task wake-ups, and mio's [`Waker`](mio::Waker), which makes a loop
-//! blocked in `epoll_wait` return.
+//! ```
+//! let el = solo::EventLoop::new().unwrap();
+//! let remote = el.handle().remote();
+//! let worker = std::thread::spawn(move || remote.spawn(async { 2 + 2 }));
+//! let answer = worker.join().unwrap();
+//! assert_eq!(el.run_until_complete(answer).unwrap().unwrap(), 4);
+//! ```
 //!
-//! Wake-ups are coalesced: the `notified` flag is set by the first push after the loop last
-//! drained the queue, and only that push pays for the `Waker` syscall. The loop clears the flag
-//! *before* taking the queue, so a push that races with the drain either lands in this drain or
-//! sets the flag again for the next one.
+//! Everything a `Remote` does goes through the loop's [`Shared`] queue: a callback is queued as
+//! is, and a spawn is a callback that spawns on the loop thread and forwards the result back
+//! through a oneshot slot.
 
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use crate::debug::{DebugShared, TaskSnapshot};
+use super::with_current;
+use crate::callback::Sited;
+use crate::debug::TaskSnapshot;
 use crate::error::{JoinError, LoopClosed};
-use crate::event_loop::{Callback, Sited};
-use crate::task::RemoteTask;
-use crate::Handle;
-
-/// A callback sent from another thread (it carries the site that sent it).
-pub(crate) type RemoteCall = Box<dyn Callback + Send>;
-
-pub(crate) enum RemoteItem {
-    Call(RemoteCall),
-    Task(RemoteTask),
-}
-
-#[derive(Default)]
-struct Queue {
-    closed: bool,
-    /// Shutting down: callbacks and spawns from other threads are refused, task wake-ups are
-    /// still taken (in-flight work may be waiting for one).
-    refuse_calls: bool,
-    items: Vec<RemoteItem>,
-}
-
-/// The thread-safe part of a loop.
-pub(crate) struct Shared {
-    queue: Mutex<Queue>,
-    notified: AtomicBool,
-    waker: mio::Waker,
-    /// Set by the waker of the future that `run_until_complete` drives.
-    pub(crate) main_woken: AtomicBool,
-    /// Debug mode's thread-safe half (the task table), when debug mode is on.
-    pub(crate) debug: Option<Arc<DebugShared>>,
-}
-
-impl Shared {
-    pub(crate) fn new(waker: mio::Waker, debug: Option<Arc<DebugShared>>) -> Shared {
-        Shared {
-            queue: Mutex::new(Queue::default()),
-            notified: AtomicBool::new(false),
-            waker,
-            main_woken: AtomicBool::new(false),
-            debug,
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        // A panic while holding this lock cannot leave the queue half-updated (push and swap are
-        // single operations), so a poisoned lock is still usable.
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn push(&self, item: RemoteItem) -> Result<(), RemoteItem> {
-        {
-            let mut q = self.lock();
-            if q.closed || (q.refuse_calls && matches!(item, RemoteItem::Call(_))) {
-                return Err(item);
-            }
-            q.items.push(item);
-        }
-        self.notify();
-        Ok(())
-    }
-
-    pub(crate) fn push_task(&self, t: RemoteTask) -> Result<(), RemoteTask> {
-        self.push(RemoteItem::Task(t)).map_err(|e| match e {
-            RemoteItem::Task(t) => t,
-            RemoteItem::Call(_) => unreachable!(),
-        })
-    }
-
-    /// Makes the loop's next (or current) poll return.
-    pub(crate) fn notify(&self) {
-        if !self.notified.swap(true, Ordering::AcqRel) {
-            // An error here means the poller is gone (the loop is being dropped): nothing to wake.
-            let _ = self.waker.wake();
-        }
-    }
-
-    /// Whether something was pushed since the last drain (a cheap check for the loop).
-    #[inline]
-    pub(crate) fn has_pending(&self) -> bool {
-        self.notified.load(Ordering::Acquire)
-    }
-
-    /// Moves everything queued into `out` (which the caller keeps to reuse its buffer).
-    pub(crate) fn drain_into(&self, out: &mut Vec<RemoteItem>) {
-        self.notified.store(false, Ordering::Release);
-        std::mem::swap(&mut self.lock().items, out);
-    }
-
-    /// Refuses further callbacks and spawns (shutdown has begun).
-    pub(crate) fn refuse_calls(&self) {
-        self.lock().refuse_calls = true;
-    }
-
-    /// Refuses all further pushes and returns what was queued.
-    pub(crate) fn close(&self) -> Vec<RemoteItem> {
-        let mut q = self.lock();
-        q.closed = true;
-        std::mem::take(&mut q.items)
-    }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        let q = self.lock();
-        q.closed || q.refuse_calls
-    }
-}
-
-impl fmt::Debug for Shared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared")
-            .field("notified", &self.notified)
-            .finish_non_exhaustive()
-    }
-}
+use crate::shared::Shared;
 
 /// A `Send + Sync` handle to a loop, for other threads.
 ///
 /// It can queue callbacks and spawn `Send` futures; both wake a loop that is blocked waiting for
-/// I/O or a far-away timer. Get one with [`Handle::remote`].
+/// I/O or a far-away timer. Get one with [`Handle::remote`](crate::Handle::remote).
 ///
 /// ```
 /// let el = solo::EventLoop::new().unwrap();
@@ -148,10 +39,14 @@ impl fmt::Debug for Shared {
 /// ```
 #[derive(Clone)]
 pub struct Remote {
-    pub(crate) shared: Arc<Shared>,
+    shared: Arc<Shared>,
 }
 
 impl Remote {
+    pub(super) fn new(shared: Arc<Shared>) -> Remote {
+        Remote { shared }
+    }
+
     /// Schedules `f` to run on the loop thread, like asyncio's `call_soon_threadsafe`.
     ///
     /// Returns [`LoopClosed`] (and drops `f`) if the loop has been dropped or shut down.
@@ -162,7 +57,7 @@ impl Remote {
     ) -> Result<(), LoopClosed> {
         let site = Location::caller();
         self.shared
-            .push(RemoteItem::Call(Box::new(Sited { site, f })))
+            .push_call(Box::new(Sited { site, f }))
             .map_err(|_| LoopClosed)
     }
 
@@ -186,9 +81,11 @@ impl Remote {
         };
         let site = Location::caller();
         let spawn = move || {
-            if let Some(h) = Handle::try_current() {
-                drop(h.spawn_at(forward, site));
-            }
+            with_current(|inner| {
+                if let Some(inner) = inner {
+                    drop(inner.spawn_at(forward, site, None));
+                }
+            });
         };
         if self.call_soon_threadsafe(spawn).is_err() {
             let mut s = lock(&slot);

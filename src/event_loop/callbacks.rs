@@ -1,0 +1,243 @@
+//! The life of a callback: scheduled (`call_soon`, `call_later`, `call_at`), cancelled, run, or
+//! dropped with the loop.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let el = solo::EventLoop::new().unwrap();
+//! let h = el.handle();
+//! let soon = h.call_soon(|| unreachable!("cancelled before it ran"));
+//! soon.cancel();
+//! let later = h.call_later(Duration::from_secs(3600), || unreachable!());
+//! later.cancel(); // the timer's memory is freed now, not in an hour
+//! h.stop();
+//! el.run_forever().unwrap();
+//! ```
+//!
+//! * A `call_soon` callback goes straight into the ready queue as a [`Runnable::Soon`] with a
+//!   sequence number. Cancelling it cannot reach into the queue, so the number is written down
+//!   in [`SoonIds`] and the entry is skipped when its turn comes.
+//! * A `call_later`/`call_at` callback waits in the timer wheel, which owns it. When it expires,
+//!   the wheel keeps it and the ready queue gets a [`Runnable::Timer`] with its key; it is taken
+//!   out of the wheel only when it runs, so a cancel between expiry and run still works (the
+//!   entry then finds nothing).
+//! * Either way a callback runs at most once, inside the batch phase, through the loop's panic
+//!   guard; and when the loop closes, every callback it still holds is dropped, exactly once.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::fmt;
+use std::panic::Location;
+use std::rc::{Rc, Weak};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use super::{Handle, Inner};
+use crate::callback::{Callback, Sited};
+use crate::clock::duration_to_nanos;
+use crate::reactor::Dir;
+use crate::shared::RemoteCall;
+use crate::task::TaskRef;
+use crate::timer::TimerKey;
+
+/// A timer's payload: a callback to run, or a task to wake.
+pub(crate) enum TimerPayload {
+    Call(Box<dyn Callback>),
+    Wake(Waker),
+}
+
+/// One entry of the ready queue (32 bytes; `size_tests` pins it).
+pub(crate) enum Runnable {
+    /// A `call_soon` callback and its sequence number.
+    Soon(u64, Box<dyn Callback>),
+    /// A fired timer and its deadline (for debug mode's lag figure); the wheel holds the
+    /// callback until it runs.
+    Timer(TimerKey, u64),
+    /// An `add_reader`/`add_writer` callback of this reactor token; the reactor holds it.
+    Io(usize, Dir),
+    /// A task to poll.
+    Task(TaskRef),
+    /// A `call_soon_threadsafe` callback.
+    Remote(RemoteCall),
+}
+
+/// Which `call_soon` entries are still in the ready queue, and which of those were cancelled.
+///
+/// Invariant: `call_soon` entries leave the queue in the order they entered it, so an id is
+/// queued iff `popped <= id < pushed`.
+#[derive(Default)]
+pub(crate) struct SoonIds {
+    pushed: Cell<u64>,
+    popped: Cell<u64>,
+    /// Queued ids that were cancelled; only looked at when non-empty.
+    cancelled: RefCell<HashSet<u64>>,
+}
+
+impl SoonIds {
+    fn next(&self) -> u64 {
+        let id = self.pushed.get();
+        self.pushed.set(id + 1);
+        id
+    }
+
+    /// Called when entry `id` leaves the queue: whether it was cancelled (and must not run).
+    #[inline]
+    pub(super) fn take_cancelled(&self, id: u64) -> bool {
+        self.popped.set(id + 1);
+        !self.cancelled.borrow().is_empty() && self.cancelled.borrow_mut().remove(&id)
+    }
+
+    fn cancel(&self, id: u64) {
+        if id >= self.popped.get() {
+            self.cancelled.borrow_mut().insert(id);
+        }
+    }
+
+    pub(super) fn clear(&self) {
+        self.cancelled.borrow_mut().clear();
+    }
+}
+
+impl Handle {
+    /// Schedules `f` to run on the next iteration. Callbacks run in the order they were
+    /// scheduled.
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc};
+    /// let el = solo::EventLoop::new().unwrap();
+    /// let h = el.handle();
+    /// let log = Rc::new(RefCell::new(Vec::new()));
+    /// for i in 0..3 {
+    ///     let log = log.clone();
+    ///     h.call_soon(move || log.borrow_mut().push(i));
+    /// }
+    /// h.stop();
+    /// el.run_forever().unwrap();
+    /// assert_eq!(*log.borrow(), [0, 1, 2]);
+    /// ```
+    #[track_caller]
+    pub fn call_soon(&self, f: impl FnOnce() + 'static) -> CallbackHandle {
+        let inner = &self.inner;
+        if inner.closed.get() {
+            return CallbackHandle::closed();
+        }
+        let id = inner.soon.next();
+        let site = Location::caller();
+        inner.push(Runnable::Soon(id, Box::new(Sited { site, f })));
+        CallbackHandle {
+            inner: Rc::downgrade(inner),
+            which: Which::Soon(id),
+            cancelled: Cell::new(false),
+        }
+    }
+
+    /// Schedules `f` to run once `delay` has passed on the loop clock.
+    #[track_caller]
+    pub fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> CallbackHandle {
+        let now = self.inner.clock.now();
+        let f = Box::new(Sited {
+            site: Location::caller(),
+            f,
+        });
+        self.schedule_timer(now.saturating_add(duration_to_nanos(delay)), now, f)
+    }
+
+    /// Schedules `f` to run at `when` on the loop clock; a past `when` runs on the next
+    /// iteration.
+    #[track_caller]
+    pub fn call_at(&self, when: Instant, f: impl FnOnce() + 'static) -> CallbackHandle {
+        let now = self.inner.clock.now();
+        let f = Box::new(Sited {
+            site: Location::caller(),
+            f,
+        });
+        self.schedule_timer(self.inner.clock.instant_to_nanos(when), now, f)
+    }
+
+    fn schedule_timer(&self, deadline: u64, now: u64, f: Box<dyn Callback>) -> CallbackHandle {
+        let inner = &self.inner;
+        if inner.closed.get() {
+            return CallbackHandle::closed();
+        }
+        let key = inner
+            .timers
+            .borrow_mut()
+            .insert(deadline, now, TimerPayload::Call(f));
+        CallbackHandle {
+            inner: Rc::downgrade(inner),
+            which: Which::Timer(key),
+            cancelled: Cell::new(false),
+        }
+    }
+}
+
+enum Which {
+    Soon(u64),
+    Timer(TimerKey),
+    Nothing,
+}
+
+/// Returned by `call_soon`, `call_later` and `call_at`: cancels the callback.
+///
+/// ```
+/// use std::time::Duration;
+/// let el = solo::EventLoop::new().unwrap();
+/// let h = el.handle();
+/// let t = h.call_later(Duration::from_secs(3600), || unreachable!());
+/// t.cancel();
+/// t.cancel(); // a second cancel is a no-op
+/// assert!(t.cancelled());
+/// ```
+pub struct CallbackHandle {
+    inner: Weak<Inner>,
+    which: Which,
+    cancelled: Cell<bool>,
+}
+
+impl CallbackHandle {
+    fn closed() -> CallbackHandle {
+        CallbackHandle {
+            inner: Weak::new(),
+            which: Which::Nothing,
+            cancelled: Cell::new(true),
+        }
+    }
+
+    /// Cancels the callback: it will not run. Cancelling twice, after it ran, or after the loop
+    /// is gone does nothing. A cancelled timer's memory is freed at once.
+    pub fn cancel(&self) {
+        if self.cancelled.replace(true) {
+            return;
+        }
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        match self.which {
+            Which::Soon(id) => inner.soon.cancel(id),
+            Which::Timer(key) => inner.cancel_timer(key),
+            Which::Nothing => {}
+        }
+    }
+
+    /// Whether [`cancel`](CallbackHandle::cancel) was called (or the loop was closed when the
+    /// callback was scheduled, so it was never queued).
+    pub fn cancelled(&self) -> bool {
+        self.cancelled.get()
+    }
+}
+
+impl fmt::Debug for CallbackHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallbackHandle")
+            .field("cancelled", &self.cancelled.get())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn ready_queue_entries_stay_small() {
+        assert_eq!(std::mem::size_of::<super::Runnable>(), 32);
+    }
+}

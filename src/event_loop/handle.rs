@@ -1,0 +1,324 @@
+//! [`EventLoop`], which owns a loop, and [`Handle`], the cheap clone that schedules work on it.
+//!
+//! ```
+//! let el = solo::EventLoop::new().unwrap();
+//! let h = el.handle(); // clone it freely; it stays on this thread
+//! let t = h.spawn(async { 6 * 7 });
+//! assert_eq!(el.run_until_complete(t).unwrap().unwrap(), 42);
+//! ```
+//!
+//! Both point at the same [`Inner`]; dropping the `EventLoop` closes the loop, and a `Handle`
+//! that outlives it refuses new work (`is_closed`). The methods that schedule callbacks, watch
+//! fds and run the loop live in their own rooms (`callbacks.rs`, `io.rs`, `run.rs`).
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::panic::Location;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Builder, Inner, Remote, CURRENT};
+use crate::debug::{Report, SiteProfile, Stats, TaskSnapshot};
+use crate::executor::{self, Blocking, Executor, ThreadPool};
+use crate::task::JoinHandle;
+
+/// A single-threaded event loop.
+///
+/// It owns the loop's state: dropping it drops every pending callback, task and registration.
+/// Schedule work through its [`Handle`]; run it with [`run_forever`](EventLoop::run_forever) or
+/// [`run_until_complete`](EventLoop::run_until_complete).
+///
+/// ```
+/// use std::time::Duration;
+/// let el = solo::EventLoop::new().unwrap();
+/// let h = el.handle();
+/// h.call_soon(|| println!("first"));
+/// let h2 = h.clone();
+/// h.call_later(Duration::from_millis(1), move || h2.stop());
+/// el.run_forever().unwrap();
+/// ```
+///
+/// `EventLoop` and `Handle` stay on the thread that made them:
+///
+/// ```compile_fail
+/// let el = solo::EventLoop::new().unwrap();
+/// std::thread::spawn(move || drop(el));
+/// ```
+///
+/// ```compile_fail
+/// let h = solo::EventLoop::new().unwrap().handle();
+/// std::thread::spawn(move || drop(h));
+/// ```
+pub struct EventLoop {
+    pub(super) handle: Handle,
+}
+
+impl EventLoop {
+    /// A loop with the real clock and default settings.
+    pub fn new() -> io::Result<EventLoop> {
+        Builder::default().build()
+    }
+
+    /// A builder for a loop with other settings.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A handle for scheduling work on this loop.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    pub(super) fn from_inner(inner: Rc<Inner>) -> EventLoop {
+        EventLoop {
+            handle: Handle { inner },
+        }
+    }
+
+    /// Asks the loop to stop after the current iteration.
+    pub fn stop(&self) {
+        self.handle.stop();
+    }
+
+    /// Whether the loop is inside `run_forever` or `run_until_complete`.
+    pub fn is_running(&self) -> bool {
+        self.handle.is_running()
+    }
+
+    /// The loop's current time (monotonic; the manual clock's if one is set).
+    pub fn time(&self) -> Instant {
+        self.handle.time()
+    }
+
+    /// Loop health figures; `None` unless debug mode is on.
+    pub fn stats(&self) -> Option<Stats> {
+        let inner = &self.handle.inner;
+        inner.debug().map(|d| {
+            let (sleeps, spins, spin_hits) = inner.reactor.borrow().spin_stats();
+            Stats {
+                sleeps,
+                spins,
+                spin_hits,
+                ..d.stats()
+            }
+        })
+    }
+
+    /// Time spent per scheduling/spawn site, most first; empty unless debug mode is on. Also
+    /// printed (top 20) when a debug-mode loop is dropped; format it yourself with
+    /// [`debug::format_profile`](crate::debug::format_profile).
+    pub fn profile(&self) -> Vec<SiteProfile> {
+        self.handle
+            .inner
+            .debug()
+            .map_or_else(Vec::new, |d| d.profile())
+    }
+
+    /// The live tasks (id, name, state, spawn site, polls, busy time, age); empty unless debug
+    /// mode is on. Other threads read the same table through [`Remote::tasks`].
+    pub fn tasks(&self) -> Vec<TaskSnapshot> {
+        self.handle.tasks()
+    }
+}
+
+impl Drop for EventLoop {
+    fn drop(&mut self) {
+        self.handle.inner.close();
+    }
+}
+
+impl fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.handle.inner.fmt(f)
+    }
+}
+
+/// A cheap, cloneable handle to a loop, for scheduling work on it. `!Send`: use
+/// [`Remote`] from other threads.
+///
+/// Inside a running loop, [`Handle::current`] finds it without passing it around.
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) inner: Rc<Inner>,
+}
+
+impl Handle {
+    /// The handle of the loop running on this thread.
+    ///
+    /// # Panics
+    /// If no solo loop is running on this thread (use [`Handle::try_current`] to check).
+    ///
+    /// ```
+    /// let el = solo::EventLoop::new().unwrap();
+    /// el.run_until_complete(async {
+    ///     solo::Handle::current().call_soon(|| println!("hi"));
+    /// }).unwrap();
+    /// ```
+    #[track_caller]
+    pub fn current() -> Handle {
+        Handle::try_current()
+            .expect("no solo event loop is running on this thread (Handle::current called outside run_forever/run_until_complete)")
+    }
+
+    /// The handle of the loop running on this thread, if any.
+    pub fn try_current() -> Option<Handle> {
+        CURRENT.with(|c| c.borrow().clone().map(|inner| Handle { inner }))
+    }
+
+    /// Runs the blocking `f` on the loop's thread pool and returns a future of its result,
+    /// which completes on the loop. A panic in `f` becomes a [`JoinError`](crate::JoinError).
+    /// Dropping the future does not interrupt `f`.
+    ///
+    /// ```
+    /// let el = solo::EventLoop::new().unwrap();
+    /// let h = el.handle();
+    /// let got = el.run_until_complete(h.run_in_executor(|| {
+    ///     std::thread::sleep(std::time::Duration::from_millis(10)); // fine: not on the loop
+    ///     "done"
+    /// })).unwrap();
+    /// assert_eq!(got.unwrap(), "done");
+    /// ```
+    pub fn run_in_executor<T, F>(&self, f: F) -> Blocking<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        executor::submit(&self.inner.executor, f)
+    }
+
+    /// Like [`run_in_executor`](Handle::run_in_executor), on an executor of your choice.
+    pub fn run_in_executor_on<T, F>(&self, executor: &dyn Executor, f: F) -> Blocking<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        executor::submit(executor, f)
+    }
+
+    /// The loop's default thread pool.
+    pub fn executor(&self) -> &ThreadPool {
+        &self.inner.executor
+    }
+
+    /// Spawns a future as a task on this loop. The returned [`JoinHandle`] is a future of its
+    /// result; dropping it detaches the task.
+    #[track_caller]
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+    {
+        self.inner.spawn_at(future, Location::caller(), None)
+    }
+
+    /// Like [`spawn`](Handle::spawn), with a name that debug reports and the exception handler
+    /// show.
+    #[track_caller]
+    pub fn spawn_named<F>(&self, name: &str, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+    {
+        self.inner
+            .spawn_at(future, Location::caller(), Some(Rc::from(name)))
+    }
+
+    /// A `Send + Sync` handle for other threads.
+    pub fn remote(&self) -> Remote {
+        Remote::new(self.inner.shared.clone())
+    }
+
+    /// The loop's current time.
+    pub fn time(&self) -> Instant {
+        self.inner.clock.nanos_to_instant(self.inner.clock.now())
+    }
+
+    /// Asks the loop to stop after the current iteration (see [`EventLoop::run_forever`]).
+    pub fn stop(&self) {
+        self.inner.stopping.set(true);
+    }
+
+    /// Whether the loop is running.
+    pub fn is_running(&self) -> bool {
+        self.inner.running.get()
+    }
+
+    /// Whether the loop has been dropped (it then accepts no work).
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.get()
+    }
+
+    /// Changes debug mode's slow-callback threshold, also while the loop runs. No effect when
+    /// debug mode is off.
+    pub fn set_slow_callback_duration(&self, d: Duration) {
+        if let Some(dbg) = self.inner.debug() {
+            dbg.set_slow(d);
+        }
+    }
+
+    /// Changes the watchdog's blocked-loop threshold. No effect when debug mode is off.
+    pub fn set_blocked_threshold(&self, d: Duration) {
+        if let Some(dbg) = self.inner.debug() {
+            dbg.set_blocked(d);
+        }
+    }
+
+    /// Replaces where debug reports go (see [`Builder::on_slow`]). No effect when debug mode
+    /// is off.
+    pub fn set_on_slow(&self, f: impl Fn(&Report) + Send + Sync + 'static) {
+        if let Some(dbg) = self.inner.debug() {
+            dbg.set_hook(Some(Arc::new(f)));
+        }
+    }
+
+    /// Whether debug mode is on.
+    pub fn debug_enabled(&self) -> bool {
+        self.inner.debug().is_some()
+    }
+
+    /// The live tasks (see [`EventLoop::tasks`]).
+    pub fn tasks(&self) -> Vec<TaskSnapshot> {
+        self.inner.debug().map_or_else(Vec::new, |d| d.snapshot())
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl futures_task::LocalSpawn for Handle {
+    fn spawn_local_obj(
+        &self,
+        future: futures_task::LocalFutureObj<'static, ()>,
+    ) -> Result<(), futures_task::SpawnError> {
+        if self.inner.closed.get() {
+            return Err(futures_task::SpawnError::shutdown());
+        }
+        drop(self.spawn(future));
+        Ok(())
+    }
+}
+
+/// Runs `f` on the thread pool of the loop running on this thread (see
+/// [`Handle::run_in_executor`](crate::Handle::run_in_executor)).
+///
+/// # Panics
+/// Outside a running solo loop.
+///
+/// ```
+/// let el = solo::EventLoop::new().unwrap();
+/// let n = el.run_until_complete(async {
+///     solo::run_in_executor(|| (1..=10u64).product::<u64>()).await.unwrap()
+/// }).unwrap();
+/// assert_eq!(n, 3_628_800);
+/// ```
+#[track_caller]
+pub fn run_in_executor<T, F>(f: F) -> Blocking<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    Handle::current().run_in_executor(f)
+}

@@ -1,0 +1,435 @@
+//! One iteration of the loop: [`Inner::run_once`], as its five phases.
+//!
+//! ```
+//! use std::{cell::RefCell, rc::Rc, time::Duration};
+//!
+//! let el = solo::EventLoop::builder().clock(solo::ManualClock::new()).build().unwrap();
+//! let h = el.handle();
+//! let log = Rc::new(RefCell::new(Vec::new()));
+//! let (l1, l2, h2) = (log.clone(), log.clone(), h.clone());
+//! h.call_later(Duration::from_secs(5), move || { l1.borrow_mut().push("timer"); h2.stop() });
+//! h.call_soon(move || l2.borrow_mut().push("soon"));
+//! el.run_forever().unwrap(); // the manual clock jumps to the timer: no real wait
+//! assert_eq!(*log.borrow(), ["soon", "timer"]);
+//! ```
+//!
+//! Like asyncio's `_run_once` and libuv's `uv_run`, every turn goes through the same phases,
+//! in this order (ARCHITECTURE.md numbers and draws them the same way):
+//!
+//! 1. [`plan_wait`](Inner::plan_wait): how long may the loop block for I/O?
+//! 2. [`poll_io`](Inner::poll_io): wait for I/O (or skip the wait, see below), queue reader
+//!    callbacks, wake tasks waiting on fds.
+//! 3. [`take_remote_work`](Inner::take_remote_work): callbacks and task wake-ups from other
+//!    threads.
+//! 4. [`expire_timers`](Inner::expire_timers): wake sleeping tasks, queue due timer callbacks
+//!    (with a manual clock that nothing else woke, [`jump_to_timer`](Inner::jump_to_timer)
+//!    first moves the clock to the next deadline).
+//! 5. [`run_ready`](Inner::run_ready): run exactly the entries queued *now*; what they
+//!    schedule runs in the next iteration, so a callback that reschedules itself cannot starve
+//!    timers or I/O.
+//!
+//! No user code runs in phases 1–2 (the loop is inside the backend) except the wakers of tasks
+//! (solo's own, or a foreign executor's), which are guarded. Everything that runs in phase 5
+//! goes through [`run_entry`](Inner::run_entry), the one place where a panic is caught.
+//!
+//! The iteration is generic over a [`Probe`]: debug mode's timing and accounting are hooks of
+//! the probe, not a second copy of the phases.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::task::Waker;
+use std::time::Duration;
+
+use super::callbacks::{Runnable, TimerPayload};
+use super::probe::{DebugProbe, NoProbe, Probe};
+use super::{Inner, CLOCK_CHECK_EVERY, POLL_EVERY_ITERATIONS, POLL_EVERY_NS};
+use crate::callback::{Callback, CallbackKind};
+use crate::debug::What;
+use crate::reactor::{Dir, IoAction};
+use crate::shared::RemoteItem;
+use crate::task::{RunResult, TaskRef};
+use crate::timer::Fired;
+
+/// Scratch buffers reused by every iteration, so that a steady loop does not allocate.
+#[derive(Default)]
+pub(super) struct Scratch {
+    fired: Vec<Fired>,
+    actions: Vec<IoAction>,
+    wakers: Vec<Waker>,
+    remote: Vec<RemoteItem>,
+}
+
+/// Phase 1's decision, read by the later phases.
+struct Wait {
+    /// Something is queued, or the main future was woken: the loop must not block.
+    has_work: bool,
+    /// The loop time when the plan was made.
+    now: u64,
+    /// How long the poll may block: zero, until the next timer, or (`None`) until an event.
+    timeout: Option<Duration>,
+    /// When the timer wheel next needs attention.
+    next_timer: Option<u64>,
+    /// A manual clock with only a timer to wait for: the clock jumps instead of the loop
+    /// sleeping.
+    waiting_for_timer: bool,
+}
+
+impl Inner {
+    /// One turn of the loop: the five phases, observed by the probe that the loop's settings
+    /// pick.
+    pub(super) fn run_once(&self) {
+        match self.debug() {
+            None => self.iterate(&NoProbe),
+            Some(d) => self.iterate(&DebugProbe::new(d, &self.clock)),
+        }
+    }
+
+    #[inline(always)]
+    fn iterate<P: Probe>(&self, probe: &P) {
+        let mut scratch = self.scratch.borrow_mut();
+        let scratch = &mut *scratch;
+        probe.begin_iteration();
+        let wait = self.plan_wait(); // 1
+        let mut now = self.poll_io(&wait, probe, scratch); // 2
+        self.take_remote_work(&mut scratch.remote); // 3
+        if wait.waiting_for_timer {
+            now = self.jump_to_timer(&wait, now);
+        }
+        self.expire_timers(wait.next_timer, now, probe, &mut scratch.fired); // 4
+        self.run_ready(probe); // 5
+        probe.end_iteration();
+    }
+
+    /// Phase 1. Decides how long the poll may block: zero if anything is ready to run (or the
+    /// loop is stopping, or another thread queued work); otherwise until the next timer;
+    /// otherwise until an event. Reads the clock, unless the loop is busy with no timers and
+    /// read it less than `CLOCK_CHECK_EVERY` iterations ago (a clock read costs as much as a
+    /// short callback). Runs no user code.
+    #[inline(always)]
+    fn plan_wait(&self) -> Wait {
+        // Work: queued entries, or the `run_until_complete` future woken (it is polled between
+        // iterations rather than from the queue).
+        let has_work =
+            !self.ready.borrow().is_empty() || self.shared.main_woken.load(Ordering::Acquire);
+        let busy = has_work || self.stopping.get() || self.shared.has_pending();
+        let next_timer = self.timers.borrow().next_deadline();
+        let now = if next_timer.is_some()
+            || !has_work
+            || self.iters_since_poll.get() % CLOCK_CHECK_EVERY == 0
+            || self.debug().is_some()
+        {
+            self.read_clock()
+        } else {
+            self.now.get()
+        };
+        // A manual clock never makes the loop sleep for a timer: it polls without blocking and,
+        // if nothing else happened, jumps to the timer.
+        let waiting_for_timer = self.clock.is_manual() && !busy && next_timer.is_some();
+        let timeout = if busy || waiting_for_timer {
+            Some(Duration::ZERO)
+        } else {
+            next_timer.map(|t| Duration::from_nanos(t.saturating_sub(now)))
+        };
+        Wait {
+            has_work,
+            now,
+            timeout,
+            next_timer,
+            waiting_for_timer,
+        }
+    }
+
+    /// Phase 2. Waits for I/O for at most the planned timeout, then queues the reader and writer
+    /// callbacks of ready fds and wakes the tasks waiting on them. While work is queued the wait
+    /// would not block anyway, so it is skipped unless `POLL_EVERY_ITERATIONS` iterations or
+    /// `POLL_EVERY_NS` of loop time have passed since the last one: a chain of a million
+    /// `call_soon`s pays for a few thousand syscalls, and I/O is never starved longer than that.
+    /// Returns the loop time after the poll. A failed wait is reported (kind
+    /// [`CallbackKind::Loop`]); the iteration goes on.
+    #[inline(always)]
+    fn poll_io<P: Probe>(&self, wait: &Wait, probe: &P, scratch: &mut Scratch) -> u64 {
+        let must_poll = !wait.has_work
+            || self.iters_since_poll.get() >= POLL_EVERY_ITERATIONS
+            || wait.now.saturating_sub(self.last_poll.get()) >= POLL_EVERY_NS;
+        if !must_poll {
+            self.iters_since_poll.set(self.iters_since_poll.get() + 1);
+            return wait.now;
+        }
+        // Spins first if the builder asked for it, then blocks for what is left of the timeout.
+        let polled = self.reactor.borrow_mut().poll(wait.timeout);
+        probe.polled(wait.now);
+        if let Err(e) = polled {
+            self.report_loop_error(&format!("waiting for I/O failed: {e}"));
+        }
+        self.reactor
+            .borrow_mut()
+            .dispatch(&mut scratch.actions, &mut scratch.wakers);
+        for IoAction::Call(token, dir) in scratch.actions.drain(..) {
+            self.push(Runnable::Io(token, dir));
+        }
+        for w in scratch.wakers.drain(..) {
+            self.wake(w);
+        }
+        let now = self.read_clock();
+        self.iters_since_poll.set(0);
+        self.last_poll.set(now);
+        now
+    }
+
+    /// Phase 3. Moves what other threads queued since the last drain into this iteration:
+    /// `call_soon_threadsafe` callbacks join the ready queue, woken tasks are scheduled. One
+    /// atomic load when nothing came.
+    #[inline(always)]
+    fn take_remote_work(&self, remote: &mut Vec<RemoteItem>) {
+        if !self.shared.has_pending() {
+            return;
+        }
+        self.shared.drain_into(remote);
+        for item in remote.drain(..) {
+            match item {
+                RemoteItem::Call(call) => self.push(Runnable::Remote(call)),
+                // A task's waker: on the loop thread, waking it schedules the task.
+                RemoteItem::Wake(w) => self.wake(w),
+            }
+        }
+    }
+
+    /// Phase 4, first step, manual clock only: if the loop would have slept until the next
+    /// timer and nothing else happened (no I/O, no remote work, no wake of the main future),
+    /// jumps the clock to that timer. Returns the loop time.
+    fn jump_to_timer(&self, wait: &Wait, now: u64) -> u64 {
+        let quiet = self.ready.borrow().is_empty()
+            && !self.shared.has_pending()
+            && !self.shared.main_woken.load(Ordering::Acquire);
+        match wait.next_timer {
+            Some(t) if quiet => {
+                self.clock.jump_to(t);
+                self.read_clock()
+            }
+            _ => now,
+        }
+    }
+
+    /// Phase 4. Acts on the timers due at `now`, in deadline order: a sleeping task is woken at
+    /// once (its timer is gone), a callback gets a ready-queue entry (its timer stays in the
+    /// wheel until it runs, so a cancel before then still works).
+    #[inline(always)]
+    fn expire_timers<P: Probe>(
+        &self,
+        next_timer: Option<u64>,
+        now: u64,
+        probe: &P,
+        fired: &mut Vec<Fired>,
+    ) {
+        if next_timer.is_none_or(|t| t > now) {
+            return;
+        }
+        self.timers.borrow_mut().expire(now, fired);
+        for f in fired.drain(..) {
+            let waker = self
+                .timers
+                .borrow_mut()
+                .remove_if(f.key, |p| matches!(p, TimerPayload::Wake(_)));
+            let Some(TimerPayload::Wake(w)) = waker else {
+                // A callback: it stays in the wheel until its entry runs.
+                self.push(Runnable::Timer(f.key, f.deadline));
+                continue;
+            };
+            probe.timer_fired(f.deadline);
+            self.wake(w);
+        }
+    }
+
+    /// Phase 5. Runs exactly the entries that are in the ready queue now, in FIFO order.
+    /// Whatever they schedule lands behind them and runs in the next iteration.
+    #[inline(always)]
+    fn run_ready<P: Probe>(&self, probe: &P) {
+        let n = self.ready.borrow().len();
+        for _ in 0..n {
+            let Some(r) = self.ready.borrow_mut().pop_front() else {
+                break;
+            };
+            probe.dequeued(matches!(r, Runnable::Io(..)));
+            self.run_entry(r, probe);
+        }
+    }
+
+    /// Runs one ready-queue entry: the single place where user code is called from the queue.
+    /// A panic is caught and reported; the loop goes on.
+    #[inline]
+    fn run_entry<P: Probe>(&self, r: Runnable, probe: &P) {
+        match r {
+            Runnable::Soon(id, f) => {
+                if !self.soon.take_cancelled(id) {
+                    self.call(CallbackKind::Soon, f, probe);
+                }
+            }
+            Runnable::Timer(key, deadline) => {
+                let payload = self.timers.borrow_mut().remove(key);
+                if payload.is_some() {
+                    probe.timer_fired(deadline);
+                }
+                match payload {
+                    Some(TimerPayload::Call(f)) => self.call(CallbackKind::Timer, f, probe),
+                    Some(TimerPayload::Wake(w)) => self.wake(w),
+                    None => {} // cancelled after it fired, before it ran
+                }
+            }
+            Runnable::Io(token, dir) => self.run_io_callback(token, dir, probe),
+            Runnable::Task(t) => self.run_task(t, probe),
+            Runnable::Remote(f) => self.call(CallbackKind::Remote, f, probe),
+        }
+    }
+
+    /// Calls a one-shot callback, catching its panic.
+    #[inline]
+    fn call<P: Probe>(&self, kind: CallbackKind, f: Box<dyn Callback + '_>, probe: &P) {
+        let what = |f: &Box<_>| What {
+            kind,
+            site: Callback::site(&**f),
+            type_name: Some(Callback::type_name(&**f)),
+            task: None,
+        };
+        if let Err(p) = probe.run(f, what, |f| f.call()) {
+            self.report_panic(kind, p.site, None, &*p.payload);
+        }
+    }
+
+    /// Runs a reader or writer callback, then hands it back to the reactor, which re-arms the
+    /// fd (asyncio's level-triggered readers on an edge-triggered backend). The reactor lends
+    /// the callback out: while it runs, it may remove or replace itself.
+    fn run_io_callback<P: Probe>(&self, token: usize, dir: Dir, probe: &P) {
+        let taken = self.reactor.borrow_mut().take_callback(token, dir);
+        let Some(mut cb) = taken else {
+            return; // removed since the event arrived
+        };
+        let (kind, site) = (cb.kind, cb.site);
+        let what = |_: &_| What {
+            kind,
+            site,
+            type_name: None,
+            task: None,
+        };
+        let result = probe.run(&mut cb.f, what, |f| catch_unwind(AssertUnwindSafe(f)));
+        if let Err(p) = result {
+            self.report_panic(kind, site, None, &*p);
+        }
+        let fd = cb.fd;
+        let (left, rearmed) = self.reactor.borrow_mut().restore_callback(token, dir, cb);
+        drop(left);
+        if let Err(e) = rearmed {
+            let msg =
+                format!("fd {fd} was closed while registered; its callbacks were removed ({e})");
+            self.report_error(kind, site, &msg);
+        }
+    }
+
+    /// Polls a task (or drops it, if cancelled) and retires it when it finishes.
+    #[inline]
+    fn run_task<P: Probe>(&self, t: TaskRef, probe: &P) {
+        let slot = t.header().slot.get();
+        let site = t.header().site;
+        match probe.poll_task(t) {
+            RunResult::Pending => {}
+            RunResult::Done => self.retire(slot),
+            RunResult::Panicked(msg) => {
+                let name = self.task_name(slot);
+                self.retire(slot);
+                self.report_task_failure(site, name.as_deref(), &msg);
+            }
+        }
+    }
+
+    /// Wakes a task (or a foreign future) that the loop holds a waker for. A waker may be
+    /// someone else's code, so its panic is caught and reported like a callback's.
+    #[inline]
+    fn wake(&self, w: Waker) {
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| w.wake())) {
+            let msg = format!("a waker panicked: {}", crate::error::panic_message(&*p));
+            self.report_loop_error(&msg);
+        }
+    }
+}
+
+/// The poll-skipping bounds of phase 2, checked against the constants themselves (moved here
+/// from tests/event_loop.rs when the constants left the public API).
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use super::super::{CLOCK_CHECK_EVERY, POLL_EVERY_ITERATIONS, POLL_EVERY_NS};
+    use crate::{Handle, ManualClock};
+
+    /// A callback that reschedules itself forever, counting, each one taking 250 µs of manual
+    /// clock time when a clock is given.
+    fn forever(h: Handle, count: Rc<Cell<u64>>, clock: Option<ManualClock>) {
+        count.set(count.get() + 1);
+        if let Some(c) = &clock {
+            c.advance(Duration::from_micros(250));
+        }
+        let h2 = h.clone();
+        h.call_soon(move || forever(h2, count, clock));
+    }
+
+    #[test]
+    fn a_self_rescheduling_callback_does_not_starve_readers_bounded_in_iterations() {
+        let el = crate::EventLoop::new().unwrap();
+        let h = el.handle();
+        let (a, mut b) = UnixStream::pair().unwrap();
+        b.write_all(b"x").unwrap();
+        let count = Rc::new(Cell::new(0));
+        let at = Rc::new(Cell::new(None));
+        let (h2, c2, at2) = (h.clone(), count.clone(), at.clone());
+        h.add_reader(&a, move || {
+            at2.set(Some(c2.get()));
+            h2.stop();
+        })
+        .unwrap();
+        // Let the first iteration poll (the loop starts idle), then flood it.
+        forever(h.clone(), count.clone(), None);
+        el.run_forever().unwrap();
+        let at = at.get().expect("reader ran");
+        assert!(
+            at <= u64::from(POLL_EVERY_ITERATIONS) + 2,
+            "reader ran only after {at} iterations"
+        );
+    }
+
+    #[test]
+    fn busy_loop_polls_for_io_at_a_bounded_interval_in_time() {
+        let clock = ManualClock::new();
+        let el = crate::EventLoop::builder()
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let h = el.handle();
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let count = Rc::new(Cell::new(0u64));
+        let at = Rc::new(Cell::new(None));
+        let (h2, c2, at2) = (h.clone(), count.clone(), at.clone());
+        h.add_reader(&a, move || {
+            at2.set(Some(c2.get()));
+            h2.stop();
+        })
+        .unwrap();
+        // Each callback takes 250 µs of loop time: the 1 ms bound (checked at least every
+        // CLOCK_CHECK_EVERY iterations) must trigger a poll long before the iteration bound does.
+        forever(h.clone(), count.clone(), Some(clock.clone()));
+        let h3 = h.clone();
+        h.call_soon(move || {
+            b.write_all(b"x").unwrap();
+            h3.call_soon(move || drop(b));
+        });
+        el.run_forever().unwrap();
+        let at = at.get().expect("reader ran");
+        let bound = POLL_EVERY_NS / 250_000 + u64::from(CLOCK_CHECK_EVERY) + 2;
+        assert!(
+            at <= bound,
+            "reader ran after {at} callbacks, bound {bound}"
+        );
+    }
+}

@@ -1,0 +1,373 @@
+//! The event loop: its state, its handles, and the iteration that drives everything.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let el = solo::EventLoop::new().unwrap();
+//! let h = el.handle();
+//! h.call_soon(|| println!("runs in the next iteration"));
+//! let stop = h.clone();
+//! h.call_later(Duration::from_millis(1), move || stop.stop());
+//! el.run_forever().unwrap();
+//! ```
+//!
+//! # The rooms
+//!
+//! The loop's state is one struct, [`Inner`], shared by the [`EventLoop`] and every
+//! [`Handle`] through an `Rc`. Each file of this folder is one part of what the loop does with
+//! it:
+//!
+//! | file | what it holds |
+//! | --- | --- |
+//! | `mod.rs` | `Inner`, its invariants, and the methods other modules use it through (timers, I/O registrations, tasks, the clock) |
+//! | `iteration.rs` | `run_once`: one turn of the loop, as its five phases |
+//! | `probe.rs` | what debug mode observes during an iteration: no probe, or the debug probe |
+//! | `callbacks.rs` | the callback record and its life: `call_soon`/`call_later`/`call_at`, cancel, run, drop |
+//! | `exception.rs` | where a panic from user code goes: the exception handler |
+//! | `readers.rs` | `add_reader`/`add_writer`, signal handlers |
+//! | `builder.rs` | [`Builder`]: the loop's settings |
+//! | `run.rs` | the entry points: `run_forever`, `run_until_complete`, `shutdown`, `run`, and closing |
+//! | `handle.rs` | [`EventLoop`] and [`Handle`] |
+//! | `remote.rs` | [`Remote`]: the loop as other threads see it |
+//!
+//! ARCHITECTURE.md draws the phases and the life of callbacks and tasks.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::os::fd::RawFd;
+use std::panic::Location;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use slab::Slab;
+
+use crate::clock::{Clock, ManualClock};
+use crate::debug::{Debug, ReportKind, TaskState};
+use crate::executor::ThreadPool;
+use crate::reactor::{Dir, Reactor};
+use crate::shared::Shared;
+use crate::signal::Signals;
+use crate::task::{JoinHandle, Scheduler, TaskRef};
+use crate::timer::{TimerKey, Wheel};
+
+mod builder;
+mod callbacks;
+mod exception;
+mod handle;
+mod iteration;
+mod probe;
+mod readers;
+mod remote;
+mod run;
+
+pub use builder::Builder;
+pub use callbacks::CallbackHandle;
+pub use exception::ExceptionContext;
+pub use handle::{run_in_executor, EventLoop, Handle};
+pub use remote::{Remote, RemoteJoinHandle};
+pub use run::{run, CancelledTask, ShutdownReport};
+
+use callbacks::{Runnable, SoonIds, TimerPayload};
+use exception::ExceptionHandler;
+use iteration::Scratch;
+
+/// While work is queued, poll for I/O at least every this many iterations...
+const POLL_EVERY_ITERATIONS: u32 = 128;
+/// ...and at least every this many nanoseconds of loop time (1 ms)...
+const POLL_EVERY_NS: u64 = 1_000_000;
+/// ...where a busy loop with no timers checks the time at least every this many iterations.
+const CLOCK_CHECK_EVERY: u32 = 8;
+
+/// The loop's state. Shared by [`EventLoop`] and every [`Handle`] through an `Rc`; only the
+/// files of this folder touch its fields, every other module goes through its methods.
+///
+/// No `RefCell` borrow of a field is held while user code runs (a callback, a task's poll, a
+/// destructor, a waker): user code may call back into the loop. Values that hold user code are
+/// taken out of the borrow first and dropped or run after it ends.
+pub(crate) struct Inner {
+    /// The part other threads reach: the remote queue, the cross-thread waker, the main
+    /// future's wake flag. Its address identifies the loop.
+    shared: Arc<Shared>,
+    clock: Clock,
+    /// Entries to run, in FIFO order. An entry is in it at most once for a task (its
+    /// `SCHEDULED` bit), and exactly once for each queued callback.
+    ready: RefCell<VecDeque<Runnable>>,
+    timers: RefCell<Wheel<TimerPayload>>,
+    reactor: RefCell<Reactor>,
+    /// Every live task, by slot; a task leaves it when it finishes, is cancelled, or the loop
+    /// closes.
+    tasks: RefCell<Slab<TaskRef>>,
+    task_names: RefCell<HashMap<u32, Rc<str>>>,
+    /// Some task has a name or debug mode is on: retiring a task has more to do.
+    task_extras: Cell<bool>,
+    /// Which `call_soon` entries are still queued, and which of those were cancelled.
+    soon: SoonIds,
+    running: Cell<bool>,
+    /// Set by `stop`; the run entry points clear it when they see it.
+    stopping: Cell<bool>,
+    /// Set once, by `close`: from then on the loop accepts no work.
+    closed: Cell<bool>,
+    iters_since_poll: Cell<u32>,
+    last_poll: Cell<u64>,
+    /// The last clock reading (loop ns): a lower bound of the current time, free to read.
+    now: Cell<u64>,
+    exception_handler: RefCell<Option<ExceptionHandler>>,
+    scratch: RefCell<Scratch>,
+    /// Debug mode's state; `None` when it is off (see [`Inner::debug`]).
+    debug: Option<Box<Debug>>,
+    executor: ThreadPool,
+    signals: RefCell<Signals>,
+}
+
+impl Scheduler for Inner {
+    #[inline]
+    fn push_task(&self, task: TaskRef) {
+        if self.debug().is_some() {
+            self.debug_task_state(task.header().slot.get(), TaskState::Scheduled);
+        }
+        self.push(Runnable::Task(task));
+    }
+
+    fn unretrieved_panic(&self, site: &'static Location<'static>, slot: u32) {
+        if let Some(d) = self.debug() {
+            d.lint(ReportKind::UnretrievedPanic, site, slot);
+        }
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Inner>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with the loop running on this thread (if any), without cloning its handle.
+#[inline]
+pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Rc<Inner>>) -> R) -> R {
+    CURRENT.with(|c| f(c.borrow().as_ref()))
+}
+
+impl Inner {
+    fn new(
+        shared: Arc<Shared>,
+        clock: Option<ManualClock>,
+        reactor: Reactor,
+        debug: Option<Box<Debug>>,
+        executor: ThreadPool,
+    ) -> Inner {
+        Inner {
+            shared,
+            clock: Clock::new(clock),
+            ready: RefCell::new(VecDeque::with_capacity(256)),
+            timers: RefCell::new(Wheel::new()),
+            reactor: RefCell::new(reactor),
+            tasks: RefCell::new(Slab::new()),
+            task_names: RefCell::new(HashMap::new()),
+            task_extras: Cell::new(debug.is_some()),
+            soon: SoonIds::default(),
+            running: Cell::new(false),
+            stopping: Cell::new(false),
+            closed: Cell::new(false),
+            // The first iteration always polls.
+            iters_since_poll: Cell::new(POLL_EVERY_ITERATIONS),
+            last_poll: Cell::new(0),
+            now: Cell::new(0),
+            exception_handler: RefCell::new(None),
+            scratch: RefCell::new(Scratch::default()),
+            debug,
+            executor,
+            signals: RefCell::new(Signals::default()),
+        }
+    }
+
+    /// Debug mode's state, if it is on. Every debug hook of the loop goes through here, so
+    /// building with `--cfg solo_debug_compiled_out` (what `tools/debug_cost` does to a copy of
+    /// the crate) removes them all: the baseline that debug mode's cost is measured against.
+    #[inline(always)]
+    fn debug(&self) -> Option<&Debug> {
+        if cfg!(solo_debug_compiled_out) {
+            return None;
+        }
+        self.debug.as_deref()
+    }
+
+    /// An identifier of this loop, unique while it lives (the address of its shared part).
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.shared) as usize
+    }
+
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Reads the clock and remembers the reading as the loop's current time.
+    #[inline]
+    pub(crate) fn read_clock(&self) -> u64 {
+        let now = self.clock.now();
+        self.now.set(now);
+        now
+    }
+
+    /// The last clock reading: a lower bound of the current time, with no clock read.
+    #[inline]
+    pub(crate) fn cached_now(&self) -> u64 {
+        self.now.get()
+    }
+
+    /// Queues an entry behind everything already queued (it runs in the next batch).
+    #[inline]
+    fn push(&self, r: Runnable) {
+        self.ready.borrow_mut().push_back(r);
+        if let Some(d) = self.debug() {
+            d.enqueued(self.clock.now());
+        }
+    }
+
+    // Debug mode costs the paths outside the iteration one test of `self.debug()` each;
+    // everything else it does is in `#[cold]` functions, kept out of line so the hot code
+    // stays small. Inside the iteration, the probe decides (see `probe.rs`).
+
+    #[cold]
+    #[inline(never)]
+    fn debug_task_state(&self, slot: u32, state: TaskState) {
+        if let Some(d) = self.debug() {
+            d.task_state(slot, state);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn debug_spawned(&self, slot: u32, site: &'static Location<'static>, name: Option<&str>) {
+        if let Some(d) = self.debug() {
+            d.task_spawned(slot, site, name);
+        }
+    }
+
+    // ---- timers: used by `time` (sleeps) and by the callbacks room ----
+
+    /// Adds a timer that wakes `waker` at `deadline` (loop ns).
+    pub(crate) fn add_wake_timer(&self, deadline: u64, now: u64, waker: Waker) -> TimerKey {
+        self.timers
+            .borrow_mut()
+            .insert(deadline, now, TimerPayload::Wake(waker))
+    }
+
+    /// Refreshes the waker of a pending wake timer; returns false if the timer is gone (it
+    /// fired, or was cancelled).
+    pub(crate) fn refresh_wake_timer(&self, key: TimerKey, waker: &Waker) -> bool {
+        let mut timers = self.timers.borrow_mut();
+        match timers.get_mut(key) {
+            Some(TimerPayload::Wake(w)) => {
+                if !w.will_wake(waker) {
+                    *w = waker.clone();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes a timer (a no-op if it is gone). What it held is dropped after the borrow ends:
+    /// a callback's or a waker's destructor is user code.
+    pub(crate) fn cancel_timer(&self, key: TimerKey) {
+        let payload = self.timers.borrow_mut().remove(key);
+        drop(payload);
+    }
+
+    // ---- I/O registrations of `Async` (the futures path) ----
+
+    /// Registers `fd` for readiness caching in both directions; returns its token.
+    pub(crate) fn register_async(&self, fd: RawFd) -> io::Result<usize> {
+        self.reactor.borrow_mut().register_async(fd)
+    }
+
+    /// Deregisters an `Async` source; its wakers are dropped after the borrow ends.
+    pub(crate) fn deregister_async(&self, token: usize) {
+        let wakers = self.reactor.borrow_mut().deregister_async(token);
+        drop(wakers);
+    }
+
+    /// Ready if the source was seen ready in `dir` since its last `WouldBlock`; otherwise stores
+    /// the waker.
+    pub(crate) fn poll_ready(&self, token: usize, dir: Dir, cx: &mut Context<'_>) -> Poll<()> {
+        self.reactor.borrow_mut().poll_ready(token, dir, cx)
+    }
+
+    /// Forgets the source's readiness in `dir` (an operation saw `WouldBlock`).
+    pub(crate) fn clear_ready(&self, token: usize, dir: Dir) {
+        self.reactor.borrow_mut().clear_ready(token, dir);
+    }
+
+    // ---- tasks ----
+
+    fn spawn_at<F>(
+        &self,
+        future: F,
+        site: &'static Location<'static>,
+        name: Option<Rc<str>>,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+    {
+        if self.closed.get() {
+            return JoinHandle::closed();
+        }
+        let (task, join) = TaskRef::new(future, self.shared.clone(), site);
+        let slot = {
+            let mut tasks = self.tasks.borrow_mut();
+            let entry = tasks.vacant_entry();
+            let slot = entry.key() as u32;
+            task.header().slot.set(slot);
+            let queued = task.mark_scheduled();
+            entry.insert(task);
+            self.push(Runnable::Task(queued));
+            slot
+        };
+        if self.debug().is_some() {
+            self.debug_spawned(slot, site, name.as_deref());
+        }
+        if let Some(n) = name {
+            self.task_names.borrow_mut().insert(slot, n);
+            self.task_extras.set(true);
+        }
+        join
+    }
+
+    /// Removes a finished task from the registry.
+    fn retire(&self, slot: u32) {
+        let t = self.tasks.borrow_mut().try_remove(slot as usize);
+        if self.task_extras.get() {
+            self.retire_extras(slot);
+        }
+        drop(t);
+    }
+
+    /// The rare part of retiring a task: its name, its debug-mode row.
+    #[cold]
+    #[inline(never)]
+    fn retire_extras(&self, slot: u32) {
+        self.task_names.borrow_mut().remove(&slot);
+        if let Some(d) = self.debug() {
+            d.task_gone(slot);
+        }
+    }
+
+    fn task_name(&self, slot: u32) -> Option<Rc<str>> {
+        self.task_names.borrow().get(&slot).cloned()
+    }
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("running", &self.running.get())
+            .field("closed", &self.closed.get())
+            .field("ready", &self.ready.borrow().len())
+            .field("timers", &self.timers.borrow().len())
+            .field("tasks", &self.tasks.borrow().len())
+            .field("fds", &self.reactor.borrow().len())
+            .finish()
+    }
+}

@@ -1,0 +1,166 @@
+//! asyncio's readers, writers and signal handlers: callbacks that run when an fd is ready or a
+//! signal arrives.
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::os::unix::net::UnixStream;
+//! use std::{cell::RefCell, rc::Rc};
+//!
+//! let el = solo::EventLoop::new().unwrap();
+//! let h = el.handle();
+//! let (mut a, b) = UnixStream::pair().unwrap();
+//! b.set_nonblocking(true).unwrap();
+//! let got = Rc::new(RefCell::new(Vec::new()));
+//! let (g, h2, fd) = (got.clone(), h.clone(), b.try_clone().unwrap());
+//! h.add_reader(&b, move || {
+//!     let mut buf = [0; 16];
+//!     let n = (&fd).read(&mut buf).unwrap();
+//!     g.borrow_mut().extend_from_slice(&buf[..n]);
+//!     h2.remove_reader(&fd);
+//!     h2.stop();
+//! }).unwrap();
+//! a.write_all(b"ping").unwrap();
+//! el.run_forever().unwrap();
+//! assert_eq!(*got.borrow(), b"ping");
+//! ```
+//!
+//! The reactor keeps the callbacks (it must find them from an event's token); this room is the
+//! `Handle` side. Replaced or removed callbacks are dropped after the reactor's borrow ends,
+//! because their destructors are user code.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::panic::Location;
+
+use super::Handle;
+use crate::callback::CallbackKind;
+use crate::reactor::Dir;
+
+impl Handle {
+    /// Calls `f` whenever `fd` is readable (level-triggered, as in asyncio: a reader that leaves
+    /// data unread is called again on the next iteration). Replaces an existing reader.
+    ///
+    /// Errors if `fd` is not an open file descriptor, cannot be polled (a regular file), is
+    /// registered with this loop by a [`net`](crate::net) object, or the loop is closed.
+    #[track_caller]
+    pub fn add_reader(&self, fd: &impl AsRawFd, f: impl FnMut() + 'static) -> io::Result<()> {
+        self.add_io(fd.as_raw_fd(), Dir::Read, Box::new(f))
+    }
+
+    /// Calls `f` whenever `fd` is writable (level-triggered). Replaces an existing writer.
+    #[track_caller]
+    pub fn add_writer(&self, fd: &impl AsRawFd, f: impl FnMut() + 'static) -> io::Result<()> {
+        self.add_io(fd.as_raw_fd(), Dir::Write, Box::new(f))
+    }
+
+    #[track_caller]
+    fn add_io(&self, fd: i32, dir: Dir, f: Box<dyn FnMut()>) -> io::Result<()> {
+        let kind = match dir {
+            Dir::Read => CallbackKind::Reader,
+            Dir::Write => CallbackKind::Writer,
+        };
+        self.add_io_kind(fd, dir, f, kind)
+    }
+
+    #[track_caller]
+    fn add_io_kind(
+        &self,
+        fd: i32,
+        dir: Dir,
+        f: Box<dyn FnMut()>,
+        kind: CallbackKind,
+    ) -> io::Result<()> {
+        if self.inner.closed.get() {
+            return Err(io::Error::other("the event loop is closed"));
+        }
+        let site = Location::caller();
+        let replaced = self
+            .inner
+            .reactor
+            .borrow_mut()
+            .set_callback(fd, dir, f, site, kind)?;
+        drop(replaced); // after the borrow: its destructor is user code
+        Ok(())
+    }
+
+    /// Calls `f` on the loop thread, as an ordinary callback, when the process receives
+    /// `signal` (a `libc::SIG*` number). Deliveries between two iterations are coalesced into
+    /// one call. Replaces an existing handler for the same signal.
+    ///
+    /// Errors for SIGKILL, SIGSTOP, the fault signals (SIGSEGV, SIGILL, SIGFPE) and numbers
+    /// out of range, and on a closed loop.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// let el = solo::EventLoop::new().unwrap();
+    /// let h = el.handle();
+    /// let got = Rc::new(Cell::new(false));
+    /// let (g, h2) = (got.clone(), h.clone());
+    /// h.add_signal_handler(libc::SIGUSR2, move || { g.set(true); h2.stop(); }).unwrap();
+    /// // SAFETY: sending a signal to ourselves.
+    /// unsafe { libc::kill(libc::getpid(), libc::SIGUSR2) };
+    /// el.run_forever().unwrap();
+    /// assert!(got.get());
+    /// assert!(h.remove_signal_handler(libc::SIGUSR2));
+    /// assert!(h.add_signal_handler(libc::SIGKILL, || {}).is_err());
+    /// ```
+    #[track_caller]
+    pub fn add_signal_handler(&self, signal: i32, mut f: impl FnMut() + 'static) -> io::Result<()> {
+        if self.inner.closed.get() {
+            return Err(io::Error::other("the event loop is closed"));
+        }
+        let (fd, drain_end) = {
+            let mut signals = self.inner.signals.borrow_mut();
+            let read = signals.watch(signal)?;
+            (read.as_raw_fd(), read.try_clone()?)
+        };
+        let cb = Box::new(move || {
+            crate::signal::drain(&drain_end);
+            f();
+        });
+        self.add_io_kind(fd, Dir::Read, cb, CallbackKind::Signal)
+    }
+
+    /// Removes the handler for `signal`; returns whether there was one. When no loop in the
+    /// process handles the signal any more, it behaves as before the first handler: its default
+    /// action if that was its disposition (SIGINT terminates again), otherwise the handler or
+    /// the ignoring that was in place.
+    pub fn remove_signal_handler(&self, signal: i32) -> bool {
+        let read = self.inner.signals.borrow_mut().unwatch(signal);
+        match read {
+            Some(read) => {
+                let (_, f) = self
+                    .inner
+                    .reactor
+                    .borrow_mut()
+                    .remove_callback(read.as_raw_fd(), Dir::Read);
+                drop(f);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops watching `fd` for reading. Returns whether a reader was registered. Safe to call
+    /// from inside the reader itself.
+    pub fn remove_reader(&self, fd: &impl AsRawFd) -> bool {
+        let (had, f) = self
+            .inner
+            .reactor
+            .borrow_mut()
+            .remove_callback(fd.as_raw_fd(), Dir::Read);
+        drop(f);
+        had
+    }
+
+    /// Stops watching `fd` for writing. Returns whether a writer was registered.
+    pub fn remove_writer(&self, fd: &impl AsRawFd) -> bool {
+        let (had, f) = self
+            .inner
+            .reactor
+            .borrow_mut()
+            .remove_callback(fd.as_raw_fd(), Dir::Write);
+        drop(f);
+        had
+    }
+}

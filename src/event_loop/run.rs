@@ -1,0 +1,360 @@
+//! The entry points: [`EventLoop::run_forever`], [`EventLoop::run_until_complete`],
+//! [`EventLoop::shutdown`], [`run`], and the loop's closing when it is dropped.
+//!
+//! ```
+//! let v = solo::run(async {
+//!     let t = solo::Handle::current().spawn(async { 20 });
+//!     t.await.unwrap() + 1
+//! }).unwrap();
+//! assert_eq!(v, 21);
+//! ```
+//!
+//! Every entry point marks the loop as running on this thread for as long as it runs (a
+//! [`RunGuard`], undone also when a callback's panic unwinds through it), then turns the
+//! iteration until its own condition holds. The future of `run_until_complete` is not a task:
+//! it is polled in place between iterations, whenever its own waker has set `main_woken`.
+
+use std::cell::Cell;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::panic::Location;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+use std::time::{Duration, Instant};
+
+use super::callbacks::Runnable;
+use super::probe::Probe;
+use super::{EventLoop, Inner, CURRENT};
+use crate::callback::CallbackKind;
+use crate::debug::{self, ReportKind, What};
+use crate::error::RunError;
+use crate::shared::Shared;
+use crate::task::{self, TaskRef};
+
+/// Marks the loop as running on this thread; undoes it on drop, also during a panic.
+struct RunGuard<'a> {
+    inner: &'a Rc<Inner>,
+    prev: Option<Rc<Inner>>,
+    _enter: task::EnterGuard,
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(d) = self.inner.debug() {
+            d.set_loop_thread(0);
+        }
+        self.inner.running.set(false);
+        self.inner.stopping.set(false);
+        CURRENT.with(|c| *c.borrow_mut() = self.prev.take());
+    }
+}
+
+impl Inner {
+    fn start_running(self: &Rc<Inner>) -> Result<RunGuard<'_>, RunError> {
+        if self.closed.get() {
+            return Err(RunError::Closed);
+        }
+        if self.running.get() {
+            return Err(RunError::AlreadyRunning);
+        }
+        if !task::running_loop_id().is_null() {
+            return Err(RunError::AnotherLoopRunning);
+        }
+        self.running.set(true);
+        if let Some(d) = self.debug() {
+            d.set_loop_thread(crate::stack::current_thread());
+        }
+        let enter = task::enter(&self.shared, &**self);
+        let prev = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
+        Ok(RunGuard {
+            inner: self,
+            prev,
+            _enter: enter,
+        })
+    }
+
+    /// Drops everything the loop holds, exactly once: tasks' futures, queued callbacks, timers,
+    /// registrations. Called when the `EventLoop` is dropped.
+    pub(super) fn close(self: &Rc<Inner>) {
+        if self.closed.replace(true) {
+            return;
+        }
+        drop(self.shared.close());
+        // Destructors run with the loop "entered", so wakes they cause take the local path and
+        // `Handle::current` works; the loop refuses new work because it is closed.
+        let _guard = if task::running_loop_id().is_null() {
+            Some(task::enter(&self.shared, &**self))
+        } else {
+            None
+        };
+        if let Some(d) = self.debug() {
+            for t in self.tasks.borrow().iter().map(|(_, t)| t) {
+                // A cancelled task is not "still pending": its drop was asked for.
+                if t.state() & (task::COMPLETE | task::CANCEL) == 0 {
+                    d.lint(
+                        ReportKind::PendingAtDrop,
+                        t.header().site,
+                        t.header().slot.get(),
+                    );
+                }
+            }
+        }
+        loop {
+            let tasks: Vec<TaskRef> = self.tasks.borrow_mut().drain().collect();
+            let ready: Vec<Runnable> = self.ready.borrow_mut().drain(..).collect();
+            if let Some(d) = self.debug() {
+                d.clear_queue_times();
+            }
+            let mut timers = Vec::new();
+            self.timers.borrow_mut().drain(|p| timers.push(p));
+            let io = self.reactor.borrow_mut().drain();
+            if tasks.is_empty() && ready.is_empty() && timers.is_empty() && io.is_empty() {
+                break;
+            }
+            for t in &tasks {
+                t.abort_on_loop_drop();
+            }
+            drop((tasks, ready, timers, io));
+        }
+        self.task_names.borrow_mut().clear();
+        self.soon.clear();
+        // Idle pool threads exit now; a running job cannot be interrupted and finishes alone.
+        self.executor.shutdown(Instant::now());
+        *self.exception_handler.borrow_mut() = None;
+        if let Some(d) = self.debug() {
+            d.shutdown();
+            let profile = d.profile();
+            if !profile.is_empty() {
+                eprintln!(
+                    "solo: debug profile (where the loop's time went, by site):\n{}",
+                    debug::format_profile(&profile[..profile.len().min(20)])
+                );
+            }
+        }
+    }
+}
+
+impl EventLoop {
+    /// Runs until [`stop`](EventLoop::stop) is called. `stop` lets the current iteration finish;
+    /// a `stop` before `run_forever` makes it run exactly one iteration.
+    ///
+    /// Returns [`RunError::AlreadyRunning`] if called while this loop runs, and
+    /// [`RunError::AnotherLoopRunning`] inside another loop on this thread.
+    pub fn run_forever(&self) -> Result<(), RunError> {
+        let inner = &self.handle.inner;
+        let _guard = inner.start_running()?;
+        loop {
+            inner.run_once();
+            if inner.stopping.replace(false) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs the loop until `future` completes and returns its output.
+    ///
+    /// The future may borrow from the caller (it is polled in place, not spawned). If it panics,
+    /// the panic propagates out of this call, as asyncio re-raises the exception. If the loop is
+    /// stopped first, returns [`RunError::Stopped`].
+    #[track_caller]
+    pub fn run_until_complete<F: Future>(&self, future: F) -> Result<F::Output, RunError> {
+        let site = Location::caller();
+        let inner = &self.handle.inner;
+        let _guard = inner.start_running()?;
+        let mut future = pin!(future);
+        let waker = main_waker(&inner.shared);
+        let mut cx = Context::from_waker(&waker);
+        inner.shared.main_woken.store(true, Ordering::Release);
+        loop {
+            if inner.shared.main_woken.swap(false, Ordering::AcqRel) {
+                let what = || What {
+                    kind: CallbackKind::Main,
+                    site,
+                    type_name: Some(std::any::type_name::<F>()),
+                    task: None,
+                };
+                let polled = inner
+                    .probe()
+                    .run((), |_| what(), |_| future.as_mut().poll(&mut cx));
+                if let Poll::Ready(v) = polled {
+                    return Ok(v);
+                }
+            }
+            if inner.stopping.replace(false) {
+                return Err(RunError::Stopped);
+            }
+            inner.run_once();
+        }
+    }
+
+    /// Shuts the loop down gracefully and reports what did not finish:
+    ///
+    /// 1. other threads can no longer queue callbacks or spawn (task wake-ups still arrive);
+    /// 2. the loop runs until every task has finished, for at most `grace` (loop clock);
+    /// 3. the tasks still alive are cancelled: their futures are dropped, so their destructors
+    ///    run, exactly once;
+    /// 4. the `run_in_executor` pool is told to stop, and its running jobs get what is left of
+    ///    `grace` (real time) to finish — a blocking job cannot be interrupted;
+    /// 5. the loop is dropped (pending callbacks, timers and registrations with it).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let el = solo::EventLoop::new().unwrap();
+    /// let h = el.handle();
+    /// h.spawn(async { solo::time::sleep(Duration::from_millis(5)).await });
+    /// h.spawn_named("forever", std::future::pending::<()>());
+    /// let report = el.shutdown(Duration::from_millis(50));
+    /// assert_eq!(report.cancelled.len(), 1);
+    /// assert_eq!(report.cancelled[0].name.as_deref(), Some("forever"));
+    /// ```
+    pub fn shutdown(self, grace: Duration) -> ShutdownReport {
+        let inner = &self.handle.inner;
+        let real_deadline = Instant::now() + grace;
+        inner.shared.refuse_calls();
+        if let Ok(_guard) = inner.start_running() {
+            let expired = Rc::new(Cell::new(false));
+            let e = expired.clone();
+            let timer = self.handle.call_later(grace, move || e.set(true));
+            while !inner.tasks.borrow().is_empty() && !expired.get() {
+                inner.run_once();
+                inner.stopping.set(false);
+            }
+            timer.cancel();
+        }
+        let alive: Vec<TaskRef> = inner.tasks.borrow_mut().drain().collect();
+        let mut cancelled = Vec::new();
+        {
+            let _enter = if task::running_loop_id().is_null() {
+                Some(task::enter(&inner.shared, &**inner))
+            } else {
+                None
+            };
+            for t in &alive {
+                let slot = t.header().slot.get();
+                cancelled.push(CancelledTask {
+                    site: t.header().site,
+                    name: inner.task_names.borrow().get(&slot).map(|n| n.to_string()),
+                });
+                if let Some(d) = inner.debug() {
+                    d.task_gone(slot);
+                }
+                t.abort_on_loop_drop();
+            }
+        }
+        drop(alive);
+        let executor_unfinished = inner.executor.shutdown(real_deadline);
+        drop(self);
+        ShutdownReport {
+            cancelled,
+            executor_unfinished,
+        }
+    }
+}
+
+/// A task that [`EventLoop::shutdown`] had to cancel.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct CancelledTask {
+    /// Where it was spawned.
+    pub site: &'static Location<'static>,
+    /// Its name, for named tasks.
+    pub name: Option<String>,
+}
+
+/// What [`EventLoop::shutdown`] could not finish cleanly.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Tasks still running at the end of the grace period, cancelled (futures dropped).
+    pub cancelled: Vec<CancelledTask>,
+    /// `run_in_executor` jobs still queued or running when the grace period ran out.
+    pub executor_unfinished: usize,
+}
+
+impl ShutdownReport {
+    /// Whether everything finished within the grace period.
+    pub fn is_clean(&self) -> bool {
+        self.cancelled.is_empty() && self.executor_unfinished == 0
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_clean() {
+            return f.write_str("solo: shutdown complete, everything finished");
+        }
+        write!(
+            f,
+            "solo: shutdown cancelled {} task(s); {} executor job(s) unfinished",
+            self.cancelled.len(),
+            self.executor_unfinished
+        )?;
+        for t in &self.cancelled {
+            match &t.name {
+                Some(n) => write!(f, "\n  task {n:?} spawned at {}", t.site)?,
+                None => write!(f, "\n  task spawned at {}", t.site)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `future` on a new loop and shuts the loop down cleanly afterwards, like `asyncio.run`:
+/// tasks still running are cancelled (their destructors run), the thread pool is stopped.
+///
+/// ```
+/// let v = solo::run(async {
+///     let t = solo::Handle::current().spawn(async { 20 });
+///     t.await.unwrap() + 1
+/// }).unwrap();
+/// assert_eq!(v, 21);
+/// ```
+#[track_caller]
+pub fn run<F: Future>(future: F) -> io::Result<F::Output> {
+    let el = EventLoop::new()?;
+    let out = el.run_until_complete(future).map_err(io::Error::other)?;
+    el.shutdown(Duration::ZERO);
+    Ok(out)
+}
+
+// ---- the waker of the future driven by run_until_complete ----
+
+static MAIN_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(main_clone, main_wake, main_wake_by_ref, main_drop);
+
+fn main_waker(shared: &Arc<Shared>) -> Waker {
+    let data = Arc::into_raw(shared.clone()) as *const ();
+    // SAFETY: the vtable functions treat `data` as an `Arc<Shared>` owned by the waker.
+    unsafe { Waker::from_raw(RawWaker::new(data, &MAIN_VTABLE)) }
+}
+
+unsafe fn main_clone(data: *const ()) -> RawWaker {
+    // SAFETY: `data` came from `Arc::into_raw` and the waker holds one strong count.
+    unsafe { Arc::increment_strong_count(data as *const Shared) };
+    RawWaker::new(data, &MAIN_VTABLE)
+}
+
+unsafe fn main_wake(data: *const ()) {
+    // SAFETY: see `main_clone`.
+    unsafe { main_wake_by_ref(data) };
+    // SAFETY: waking by value releases the waker's count.
+    unsafe { main_drop(data) };
+}
+
+unsafe fn main_wake_by_ref(data: *const ()) {
+    // SAFETY: the waker's strong count keeps the `Shared` alive.
+    let shared = unsafe { &*(data as *const Shared) };
+    shared.main_woken.store(true, Ordering::Release);
+    if task::running_loop_id() != data as *const Shared {
+        shared.notify();
+    }
+}
+
+unsafe fn main_drop(data: *const ()) {
+    // SAFETY: releases the strong count this waker owned.
+    unsafe { drop(Arc::from_raw(data as *const Shared)) };
+}
