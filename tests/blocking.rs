@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 
 use solo::{EventLoop, Handle};
 
+mod common;
+
 #[test]
 fn results_and_panics_come_back_from_the_pool() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let loop_thread = std::thread::current().id();
@@ -36,6 +39,7 @@ fn results_and_panics_come_back_from_the_pool() {
 
 #[test]
 fn the_pool_bound_holds_under_a_thousand_jobs() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::builder().executor_threads(4).build().unwrap();
     let h = el.handle();
     let running = Arc::new(AtomicUsize::new(0));
@@ -75,6 +79,7 @@ fn the_pool_bound_holds_under_a_thousand_jobs() {
 
 #[test]
 fn the_default_pool_is_sized_like_asyncios() {
+    let _watchdog = common::watchdog!();
     let cores = std::thread::available_parallelism().unwrap().get();
     assert_eq!(solo::default_threads(), 32.min(cores + 4));
     let el = EventLoop::new().unwrap();
@@ -86,6 +91,7 @@ fn the_default_pool_is_sized_like_asyncios() {
 
 #[test]
 fn threads_start_lazily_and_idle_threads_exit() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::builder()
         .executor_idle_timeout(Duration::from_millis(50))
         .build()
@@ -104,6 +110,7 @@ fn threads_start_lazily_and_idle_threads_exit() {
 
 #[test]
 fn the_loop_keeps_ticking_while_blocking_work_runs_in_the_pool() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let ticks = Rc::new(Cell::new(0u32));
@@ -128,6 +135,7 @@ fn the_loop_keeps_ticking_while_blocking_work_runs_in_the_pool() {
 
 #[test]
 fn dropping_the_future_does_not_interrupt_the_job() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let done = Arc::new(AtomicBool::new(false));
@@ -146,6 +154,7 @@ fn dropping_the_future_does_not_interrupt_the_job() {
 
 #[test]
 fn the_free_function_and_a_custom_executor() {
+    let _watchdog = common::watchdog!();
     struct Counting(AtomicUsize);
     impl solo::Executor for Counting {
         fn execute(&self, job: solo::Job) {
@@ -171,6 +180,7 @@ fn the_free_function_and_a_custom_executor() {
 
 #[test]
 fn debug_stats_show_the_pool_and_pool_time_is_not_loop_time() {
+    let _watchdog = common::watchdog!();
     let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
     let r = reports.clone();
     let el = EventLoop::builder()
@@ -220,6 +230,7 @@ fn debug_stats_show_the_pool_and_pool_time_is_not_loop_time() {
 
 #[test]
 fn fs_functions_run_through_the_pool() {
+    let _watchdog = common::watchdog!();
     let dir = std::env::temp_dir().join(format!("solo-fs-test-{}", std::process::id()));
     let d2 = dir.clone();
     let (len, text, gone) = solo::run(async move {

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use solo::debug::{ReportKind, TaskState};
 use solo::{CallbackKind, EventLoop, Handle, ManualClock};
 
+mod common;
+
 type Reports = Arc<Mutex<Vec<solo::debug::Report>>>;
 
 fn debug_loop() -> (EventLoop, ManualClock, Reports) {
@@ -36,6 +38,7 @@ fn taken(reports: &Reports) -> Vec<solo::debug::Report> {
 
 #[test]
 fn a_slow_callback_is_reported_with_its_site_and_type() {
+    let _watchdog = common::watchdog!();
     let (el, clock, reports) = debug_loop();
     let h = el.handle();
     let c = clock.clone();
@@ -63,6 +66,7 @@ fn a_slow_callback_is_reported_with_its_site_and_type() {
 
 #[test]
 fn a_slow_task_poll_names_the_task_and_its_spawn_site() {
+    let _watchdog = common::watchdog!();
     let (el, clock, reports) = debug_loop();
     let h = el.handle();
     let c = clock.clone();
@@ -84,6 +88,7 @@ fn a_slow_task_poll_names_the_task_and_its_spawn_site() {
 
 #[test]
 fn every_kind_of_callback_is_timed() {
+    let _watchdog = common::watchdog!();
     let (el, clock, reports) = debug_loop();
     let h = el.handle();
     let slow = move |c: &ManualClock| c.advance(Duration::from_millis(200));
@@ -141,6 +146,7 @@ fn every_kind_of_callback_is_timed() {
 
 #[test]
 fn the_threshold_can_change_while_the_loop_runs() {
+    let _watchdog = common::watchdog!();
     let (el, clock, reports) = debug_loop();
     let h = el.handle();
     let (c, h2) = (clock.clone(), h.clone());
@@ -159,6 +165,7 @@ fn the_threshold_can_change_while_the_loop_runs() {
 
 #[test]
 fn many_small_callbacks_make_a_slow_iteration_with_top_three() {
+    let _watchdog = common::watchdog!();
     let (el, clock, reports) = debug_loop();
     let h = el.handle();
     for ms in [10u64, 40, 30, 20, 35] {
@@ -180,6 +187,7 @@ fn many_small_callbacks_make_a_slow_iteration_with_top_three() {
 
 #[test]
 fn stats_count_iterations_callbacks_polls_and_busy_time() {
+    let _watchdog = common::watchdog!();
     let (el, clock, _reports) = debug_loop();
     let h = el.handle();
     assert!(EventLoop::new().unwrap().stats().is_none() || std::env::var("SOLO_DEBUG").is_ok());
@@ -216,6 +224,7 @@ fn stats_count_iterations_callbacks_polls_and_busy_time() {
 
 #[test]
 fn readiness_to_dispatch_time_is_measured_for_readers() {
+    let _watchdog = common::watchdog!();
     let (el, clock, _reports) = debug_loop();
     let h = el.handle();
     let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
@@ -236,6 +245,7 @@ fn readiness_to_dispatch_time_is_measured_for_readers() {
 
 #[test]
 fn profile_aggregates_by_site_sorted_by_total_time() {
+    let _watchdog = common::watchdog!();
     let (el, clock, _reports) = debug_loop();
     let h = el.handle();
     let mut lines = Vec::new();
@@ -267,6 +277,7 @@ fn profile_aggregates_by_site_sorted_by_total_time() {
 
 #[test]
 fn task_table_shows_live_tasks_and_their_states() {
+    let _watchdog = common::watchdog!();
     let (el, _clock, _reports) = debug_loop();
     let h = el.handle();
     let waiting = h.spawn_named("sleeper", solo::time::sleep(Duration::from_secs(60)));
@@ -301,6 +312,7 @@ fn task_table_shows_live_tasks_and_their_states() {
 
 #[test]
 fn lost_waker_is_reported_once() {
+    let _watchdog = common::watchdog!();
     let (el, _clock, reports) = debug_loop();
     let h = el.handle();
     let line = line!() + 1;
@@ -326,6 +338,7 @@ fn lost_waker_is_reported_once() {
 
 #[test]
 fn pending_at_drop_and_unretrieved_panic_are_reported() {
+    let _watchdog = common::watchdog!();
     let (el, _clock, reports) = debug_loop();
     let h = el.handle();
     h.set_exception_handler(|_| {});
@@ -368,6 +381,7 @@ fn pending_at_drop_and_unretrieved_panic_are_reported() {
 
 #[test]
 fn debug_mode_from_the_environment() {
+    let _watchdog = common::watchdog!();
     // Other tests in this binary set debug explicitly, so the variable affects only this one.
     std::env::set_var("SOLO_DEBUG", "1");
     let el = EventLoop::new().unwrap();
@@ -382,6 +396,7 @@ fn debug_mode_from_the_environment() {
 /// while the sleep is still running, name the task and its spawn site, and carry the task table.
 #[test]
 fn the_watchdog_reports_a_blocked_loop_before_the_callback_returns() {
+    let _watchdog = common::watchdog!();
     let reports: Arc<Mutex<Vec<(Instant, solo::debug::Report)>>> = Arc::default();
     let r = reports.clone();
     let el = EventLoop::builder()
@@ -434,6 +449,7 @@ fn the_watchdog_reports_a_blocked_loop_before_the_callback_returns() {
 
 #[test]
 fn the_watchdog_backs_off_and_is_quiet_when_idle() {
+    let _watchdog = common::watchdog!();
     let reports: Arc<Mutex<Vec<solo::debug::Report>>> = Arc::default();
     let r = reports.clone();
     let el = EventLoop::builder()
@@ -482,6 +498,7 @@ fn the_watchdog_backs_off_and_is_quiet_when_idle() {
 
 #[test]
 fn the_task_table_is_readable_from_another_thread_while_the_loop_is_blocked() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::builder().debug(true).build().unwrap();
     let h = el.handle();
     let remote = h.remote();

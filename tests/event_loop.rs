@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use solo::{EventLoop, ManualClock, RunError};
 
+mod common;
+
 fn manual() -> (EventLoop, ManualClock) {
     let clock = ManualClock::new();
     let el = EventLoop::builder().clock(clock.clone()).build().unwrap();
@@ -38,6 +40,7 @@ fn push(log: &Log, s: impl Into<String>) -> impl FnOnce() + 'static {
 // 1. FIFO
 #[test]
 fn call_soon_runs_in_fifo_order() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let l = log();
@@ -52,6 +55,7 @@ fn call_soon_runs_in_fifo_order() {
 // 2. One iteration runs only what was ready when it began.
 #[test]
 fn callbacks_scheduled_during_an_iteration_run_in_the_next() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let l = log();
@@ -78,6 +82,7 @@ fn forever(h: solo::Handle, count: Rc<Cell<u64>>, clock: Option<ManualClock>) {
 
 #[test]
 fn a_self_rescheduling_callback_does_not_starve_timers() {
+    let _watchdog = common::watchdog!();
     let (el, _clock) = manual();
     let h = el.handle();
     let count = Rc::new(Cell::new(0));
@@ -149,6 +154,7 @@ fn busy_loop_polls_for_io_at_a_bounded_interval_in_time() {
 // 3. Timers
 #[test]
 fn timers_never_fire_before_their_deadline() {
+    let _watchdog = common::watchdog!();
     let (el, clock) = manual();
     let h = el.handle();
     let fired = Rc::new(Cell::new(false));
@@ -167,6 +173,7 @@ fn timers_never_fire_before_their_deadline() {
 
 #[test]
 fn timers_with_equal_deadlines_run_in_scheduling_order_and_by_deadline() {
+    let _watchdog = common::watchdog!();
     let (el, clock) = manual();
     let h = el.handle();
     let l = log();
@@ -186,6 +193,7 @@ fn timers_with_equal_deadlines_run_in_scheduling_order_and_by_deadline() {
 
 #[test]
 fn call_at_in_the_past_runs_on_the_next_iteration() {
+    let _watchdog = common::watchdog!();
     let (el, clock) = manual();
     clock.advance(Duration::from_secs(10));
     let h = el.handle();
@@ -197,6 +205,7 @@ fn call_at_in_the_past_runs_on_the_next_iteration() {
 
 #[test]
 fn manual_clock_auto_advances_to_the_next_timer_when_idle() {
+    let _watchdog = common::watchdog!();
     let (el, clock) = manual();
     let h = el.handle();
     let h2 = h.clone();
@@ -215,6 +224,7 @@ fn manual_clock_auto_advances_to_the_next_timer_when_idle() {
 // 4. Cancellation
 #[test]
 fn cancelled_callbacks_and_timers_never_run() {
+    let _watchdog = common::watchdog!();
     let (el, clock) = manual();
     let h = el.handle();
     let l = log();
@@ -234,6 +244,7 @@ fn cancelled_callbacks_and_timers_never_run() {
 
 #[test]
 fn cancelling_after_it_ran_is_a_no_op() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let l = log();
@@ -249,6 +260,7 @@ fn cancelling_after_it_ran_is_a_no_op() {
 
 #[test]
 fn a_timer_cancelled_by_an_earlier_timer_in_the_same_batch_does_not_run() {
+    let _watchdog = common::watchdog!();
     let (el, clock) = manual();
     let h = el.handle();
     let l = log();
@@ -266,6 +278,7 @@ fn a_timer_cancelled_by_an_earlier_timer_in_the_same_batch_does_not_run() {
 
 #[test]
 fn a_million_scheduled_and_cancelled_timers_leave_no_memory() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     for i in 0..1_000_000u64 {
@@ -285,6 +298,7 @@ fn a_million_scheduled_and_cancelled_timers_leave_no_memory() {
 // 5. stop and re-entrancy
 #[test]
 fn stop_lets_the_current_iteration_finish() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let l = log();
@@ -305,6 +319,7 @@ fn stop_lets_the_current_iteration_finish() {
 
 #[test]
 fn stop_before_run_forever_runs_exactly_one_iteration() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let count = Rc::new(Cell::new(0u64));
@@ -317,6 +332,7 @@ fn stop_before_run_forever_runs_exactly_one_iteration() {
 
 #[test]
 fn running_the_loop_inside_itself_is_an_error() {
+    let _watchdog = common::watchdog!();
     let el = Rc::new(EventLoop::new().unwrap());
     let h = el.handle();
     let result = Rc::new(RefCell::new(None));
@@ -337,6 +353,7 @@ fn running_the_loop_inside_itself_is_an_error() {
 
 #[test]
 fn another_loop_cannot_run_inside_a_running_loop() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let other = EventLoop::new().unwrap();
     let r = el
@@ -348,6 +365,7 @@ fn another_loop_cannot_run_inside_a_running_loop() {
 
 #[test]
 fn run_until_complete_reports_a_stop_before_completion() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     h.call_soon(move || Handle::current().stop());
@@ -359,6 +377,7 @@ use solo::Handle;
 
 #[test]
 fn run_until_complete_drives_a_borrowing_future() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let mut local = vec![1, 2];
     let n = el
@@ -373,6 +392,7 @@ fn run_until_complete_drives_a_borrowing_future() {
 // 6. Readers and writers
 #[test]
 fn a_reader_that_does_not_drain_is_called_again_next_iteration() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let (mut a, mut b) = UnixStream::pair().unwrap();
@@ -398,6 +418,7 @@ fn a_reader_that_does_not_drain_is_called_again_next_iteration() {
 
 #[test]
 fn a_drained_reader_is_not_called_again() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let (mut a, mut b) = UnixStream::pair().unwrap();
@@ -423,6 +444,7 @@ fn a_drained_reader_is_not_called_again() {
 
 #[test]
 fn add_reader_replaces_and_remove_inside_the_callback_is_safe() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let (a, mut b) = UnixStream::pair().unwrap();
@@ -455,6 +477,7 @@ impl<F: FnMut()> Drop for OnDrop<F> {
 
 #[test]
 fn a_replaced_or_orphaned_callback_is_dropped_outside_the_reactor() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let (a, mut b) = UnixStream::pair().unwrap();
@@ -494,6 +517,7 @@ fn a_replaced_or_orphaned_callback_is_dropped_outside_the_reactor() {
 
 #[test]
 fn writer_is_called_when_writable_and_reader_writer_share_an_fd() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let (a, mut b) = UnixStream::pair().unwrap();
@@ -517,6 +541,7 @@ fn writer_is_called_when_writable_and_reader_writer_share_an_fd() {
 
 #[test]
 fn invalid_and_closed_fds_are_errors() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     assert!(h.add_reader(&-1, || {}).is_err());
@@ -535,6 +560,7 @@ fn invalid_and_closed_fds_are_errors() {
 
 #[test]
 fn a_reader_whose_fd_is_closed_while_registered_is_reported_and_removed() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let errors = log();
@@ -557,6 +583,7 @@ fn a_reader_whose_fd_is_closed_while_registered_is_reported_and_removed() {
 // 7. Panics and cancellation
 #[test]
 fn a_panicking_callback_goes_to_the_handler_and_the_loop_keeps_running() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let seen = log();
@@ -582,6 +609,7 @@ fn a_panicking_callback_goes_to_the_handler_and_the_loop_keeps_running() {
 
 #[test]
 fn a_panicking_task_yields_a_join_error_and_is_reported() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let seen = log();
@@ -610,6 +638,7 @@ impl Drop for DropFlag {
 
 #[test]
 fn cancel_drops_the_future_at_the_next_safe_point() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let drops = Rc::new(Cell::new(0));
@@ -633,6 +662,7 @@ fn cancel_drops_the_future_at_the_next_safe_point() {
 
 #[test]
 fn a_task_can_cancel_itself_while_running() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let slot: Rc<RefCell<Option<solo::JoinHandle<()>>>> = Rc::new(RefCell::new(None));
@@ -650,6 +680,7 @@ fn a_task_can_cancel_itself_while_running() {
 
 #[test]
 fn a_detached_task_keeps_running() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let done = Rc::new(Cell::new(false));
@@ -666,6 +697,7 @@ fn a_detached_task_keeps_running() {
 // 8. Threadsafe wake-ups
 #[test]
 fn call_soon_threadsafe_wakes_a_loop_blocked_on_a_far_timer() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     h.call_later(Duration::from_secs(30), || {
@@ -686,6 +718,7 @@ fn call_soon_threadsafe_wakes_a_loop_blocked_on_a_far_timer() {
 
 #[test]
 fn remote_spawn_and_waking_from_another_thread() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let (tx, rx) = futures::channel::oneshot::channel::<u32>();
@@ -703,6 +736,7 @@ fn remote_spawn_and_waking_from_another_thread() {
 
 #[test]
 fn remote_after_the_loop_is_dropped_is_an_error_not_a_panic() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let remote = el.handle().remote();
     drop(el);
@@ -716,6 +750,7 @@ fn remote_after_the_loop_is_dropped_is_an_error_not_a_panic() {
 // 9. Wakers
 #[test]
 fn waking_a_task_whose_loop_is_gone_is_a_no_op() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let stash: Arc<std::sync::Mutex<Option<std::task::Waker>>> = Default::default();
@@ -733,6 +768,7 @@ fn waking_a_task_whose_loop_is_gone_is_a_no_op() {
 
 #[test]
 fn wakers_are_send_and_sync_and_wake_from_threads() {
+    let _watchdog = common::watchdog!();
     fn assert_send_sync<T: Send + Sync>(_: &T) {}
     let el = EventLoop::new().unwrap();
     let h = el.handle();
@@ -762,6 +798,7 @@ impl Drop for Counted {
 
 #[test]
 fn dropping_the_loop_drops_everything_exactly_once() {
+    let _watchdog = common::watchdog!();
     let drops = Rc::new(Cell::new(0));
     let (a, _b) = UnixStream::pair().unwrap();
     {
@@ -823,6 +860,7 @@ fn dropping_the_loop_drops_everything_exactly_once() {
 
 #[test]
 fn remote_callbacks_queued_at_drop_are_dropped_once() {
+    let _watchdog = common::watchdog!();
     let drops = Arc::new(AtomicUsize::new(0));
     struct D(Arc<AtomicUsize>);
     impl Drop for D {
@@ -842,6 +880,7 @@ fn remote_callbacks_queued_at_drop_are_dropped_once() {
 
 #[test]
 fn a_handle_outliving_its_loop_refuses_work_cleanly() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     drop(el);
@@ -867,6 +906,7 @@ fn thread_names() -> Vec<String> {
 
 #[test]
 fn the_loop_starts_no_thread_of_its_own() {
+    let _watchdog = common::watchdog!();
     // Debug mode (watchdog) and run_in_executor (pool) are the only ways solo starts threads;
     // neither is used in this test binary. Timers, I/O, tasks and remotes need none.
     let el = EventLoop::new().unwrap();
@@ -893,6 +933,7 @@ fn the_loop_starts_no_thread_of_its_own() {
 // Integration with the futures ecosystem.
 #[test]
 fn local_spawn_ext_works() {
+    let _watchdog = common::watchdog!();
     use futures::task::LocalSpawnExt;
     let el = EventLoop::new().unwrap();
     let h = el.handle();
@@ -906,6 +947,7 @@ fn local_spawn_ext_works() {
 
 #[test]
 fn spawn_ext_works_on_remote() {
+    let _watchdog = common::watchdog!();
     use futures::task::SpawnExt;
     let el = EventLoop::new().unwrap();
     let remote = el.handle().remote();
@@ -920,6 +962,7 @@ fn spawn_ext_works_on_remote() {
 
 #[test]
 fn handle_current_inside_and_outside() {
+    let _watchdog = common::watchdog!();
     assert!(Handle::try_current().is_none());
     let el = EventLoop::new().unwrap();
     let ok = el
@@ -933,6 +976,7 @@ fn handle_current_inside_and_outside() {
 
 #[test]
 fn a_panic_in_the_main_future_propagates_and_leaves_the_loop_usable() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         el.run_until_complete(async { panic!("main") })
@@ -944,6 +988,7 @@ fn a_panic_in_the_main_future_propagates_and_leaves_the_loop_usable() {
 
 #[test]
 fn many_tasks_spawning_and_yielding() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let total = Rc::new(Cell::new(0u64));

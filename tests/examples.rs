@@ -6,6 +6,8 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 use solo::net::{TcpListener, TcpStream};
 use solo::{EventLoop, Handle};
 
+mod common;
+
 #[allow(dead_code)]
 #[path = "../examples/echo.rs"]
 mod echo;
@@ -28,6 +30,7 @@ where
 
 #[test]
 fn echo_answers_a_pipelined_client() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     el.run_until_complete(async {
         let addr = start(echo::serve);
@@ -86,6 +89,7 @@ fn resp(args: &[&str]) -> Vec<u8> {
 
 #[test]
 fn kv_speaks_resp_with_pipelining() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     el.run_until_complete(async {
         let addr = start(kv::serve);
@@ -135,6 +139,7 @@ fn kv_speaks_resp_with_pipelining() {
 
 #[test]
 fn kv_expires_keys() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     el.run_until_complete(async {
         let addr = start(kv::serve);
@@ -150,6 +155,7 @@ fn kv_expires_keys() {
 
 #[test]
 fn kv_malformed_request_gets_an_error_and_others_are_unaffected() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     el.run_until_complete(async {
         let addr = start(kv::serve);

@@ -9,12 +9,15 @@ use solo::hyper::{HyperExecutor, HyperIo, HyperTimer};
 use solo::net::{TcpListener, TcpStream};
 use solo::{EventLoop, Handle};
 
+mod common;
+
 #[allow(dead_code)]
 #[path = "../examples/hello_http.rs"]
 mod hello_http;
 
 #[test]
 fn hello_http_answers_a_real_http_client() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     el.run_until_complete(async {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -42,6 +45,7 @@ fn hello_http_answers_a_real_http_client() {
 
 #[test]
 fn hyper_timer_and_executor_run_on_the_loop_clock() {
+    let _watchdog = common::watchdog!();
     use hyper::rt::{Executor, Timer};
     let clock = solo::ManualClock::new();
     let el = EventLoop::builder().clock(clock.clone()).build().unwrap();

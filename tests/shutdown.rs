@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use solo::{EventLoop, Handle};
 
+mod common;
+
 struct Counted(Rc<Cell<u32>>);
 impl Drop for Counted {
     fn drop(&mut self) {
@@ -15,6 +17,7 @@ impl Drop for Counted {
 
 #[test]
 fn shutdown_lets_tasks_finish_then_cancels_the_rest_exactly_once() {
+    let _watchdog = common::watchdog!();
     let clock = solo::ManualClock::new();
     let el = EventLoop::builder().clock(clock).build().unwrap();
     let h = el.handle();
@@ -57,6 +60,7 @@ fn shutdown_lets_tasks_finish_then_cancels_the_rest_exactly_once() {
 
 #[test]
 fn shutdown_returns_within_the_grace_period_with_real_time() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     h.spawn(std::future::pending::<()>());
@@ -75,6 +79,7 @@ fn shutdown_returns_within_the_grace_period_with_real_time() {
 
 #[test]
 fn shutdown_refuses_remote_work_but_takes_wakeups() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let got = Rc::new(Cell::new(0));
@@ -91,6 +96,7 @@ fn shutdown_refuses_remote_work_but_takes_wakeups() {
 
 #[test]
 fn run_is_the_one_call_entry_point() {
+    let _watchdog = common::watchdog!();
     let drops = Rc::new(Cell::new(0));
     let c = Counted(drops.clone());
     let v = solo::run(async move {

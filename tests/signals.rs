@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use solo::EventLoop;
 
+mod common;
+
 fn raise(sig: i32) {
     // SAFETY: sending a signal to our own process.
     unsafe { libc::kill(libc::getpid(), sig) };
@@ -14,6 +16,7 @@ fn raise(sig: i32) {
 
 #[test]
 fn a_signal_runs_its_handler_on_the_loop_thread() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let loop_thread = std::thread::current().id();
@@ -39,6 +42,7 @@ fn a_signal_runs_its_handler_on_the_loop_thread() {
 
 #[test]
 fn a_replaced_handler_is_the_one_called() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let which = Rc::new(Cell::new(""));
@@ -61,6 +65,7 @@ fn a_replaced_handler_is_the_one_called() {
 #[test]
 #[ignore = "helper process for removing_the_last_handler_restores_the_default_action"]
 fn signal_default_helper() {
+    let _watchdog = common::watchdog!();
     use std::io::Write;
     let el = EventLoop::new().unwrap();
     let h = el.handle();
@@ -86,6 +91,7 @@ fn signal_default_helper() {
 
 #[test]
 fn removing_the_last_handler_restores_the_default_action() {
+    let _watchdog = common::watchdog!();
     use std::os::unix::process::ExitStatusExt;
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
@@ -105,6 +111,7 @@ fn removing_the_last_handler_restores_the_default_action() {
 
 #[test]
 fn invalid_signals_are_errors() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     for sig in [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, 0, -3, 1000] {
