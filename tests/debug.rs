@@ -382,14 +382,15 @@ fn pending_at_drop_and_unretrieved_panic_are_reported() {
 #[test]
 fn debug_mode_from_the_environment() {
     let _watchdog = common::watchdog!();
-    // Other tests in this binary set debug explicitly, so the variable affects only this one.
-    std::env::set_var("SOLO_DEBUG", "1");
-    let el = EventLoop::new().unwrap();
-    std::env::remove_var("SOLO_DEBUG");
-    assert!(el.handle().debug_enabled());
-    assert!(el.stats().is_some());
-    let off = EventLoop::builder().debug(false).build().unwrap();
-    assert!(off.stats().is_none());
+    // In a child process with the variable set (see tests/common): this process's environment,
+    // which the loops of the other tests read, is never written.
+    common::with_env!(&[("SOLO_DEBUG", "1")], || {
+        let el = EventLoop::new().unwrap();
+        assert!(el.handle().debug_enabled());
+        assert!(el.stats().is_some());
+        let off = EventLoop::builder().debug(false).build().unwrap();
+        assert!(off.stats().is_none());
+    });
 }
 
 /// The watchdog, against real time: a task blocks the loop for 1.8 s; the report must arrive

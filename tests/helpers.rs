@@ -1,5 +1,7 @@
 //! The helpers in tests/common do what the other tests rely on: a hung test fails with its name
-//! and bound instead of hanging, and a test that ends, or panics, disarms its watchdog.
+//! and bound instead of hanging, a test that ends, or panics, disarms its watchdog, and a check
+//! given to `with_env!` runs, with its variables, in a child process whose failure fails the
+//! test.
 
 use std::time::Duration;
 
@@ -55,4 +57,38 @@ fn a_test_that_ends_or_panics_disarms_its_watchdog() {
     assert!(r.is_err());
     // Either watchdog, had it stayed armed, would have ended this process by now.
     std::thread::sleep(Duration::from_millis(600));
+}
+
+#[test]
+fn with_env_runs_each_check_in_a_child_with_its_variables() {
+    let _watchdog = common::watchdog!();
+    // Each child runs only its own check (the other call does nothing there).
+    common::with_env!(&[("SOLO_TESTS_PROBE", "a")], || {
+        assert_eq!(std::env::var("SOLO_TESTS_PROBE").as_deref(), Ok("a"));
+    });
+    common::with_env!(&[("SOLO_TESTS_PROBE", "b")], || {
+        assert_eq!(std::env::var("SOLO_TESTS_PROBE").as_deref(), Ok("b"));
+    });
+}
+
+#[test]
+#[ignore = "helper process for a_check_that_fails_in_the_child_fails_the_test"]
+fn failing_check_helper() {
+    let _watchdog = common::watchdog!();
+    common::with_env!(&[("SOLO_TESTS_PROBE", "c")], || panic!("the check failed"));
+}
+
+#[test]
+fn a_check_that_fails_in_the_child_fails_the_test() {
+    let _watchdog = common::watchdog!();
+    let out = common::rerun("failing_check_helper")
+        .arg("--ignored")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("the check failed"), "{stdout}");
+    // And a check that never ran (no such test to run in the child) is a failure too.
+    let r = std::panic::catch_unwind(|| common::check_in_child("no_such_test", &[], || {}));
+    assert!(r.is_err());
 }

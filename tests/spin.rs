@@ -131,22 +131,20 @@ fn a_manual_clock_jumps_to_timers_without_spinning() {
 #[test]
 fn the_spin_can_come_from_the_environment() {
     let _watchdog = common::watchdog!();
-    // Every other test in this binary sets the spin explicitly, so the variable affects only
-    // the loops built here.
-    let sleeps_with = |value: &str| {
-        std::env::set_var("SOLO_SPIN_US", value);
+    // Each value in a child process with the variable set (see tests/common): this process's
+    // environment, which the loops of the other tests read, is never written.
+    let sleeps = || {
         let el = EventLoop::builder().debug(true).build().unwrap();
-        std::env::remove_var("SOLO_SPIN_US");
         el.run_until_complete(solo::time::sleep(Duration::from_millis(30)))
             .unwrap();
         el.stats().unwrap().sleeps
     };
-    assert_eq!(
-        sleeps_with("10000000"),
-        0,
-        "a 10 s spin covers the 30 ms timer"
-    );
-    assert!(sleeps_with("not a number") >= 1, "ignored: no spin");
+    common::with_env!(&[("SOLO_SPIN_US", "10000000")], || {
+        assert_eq!(sleeps(), 0, "a 10 s spin covers the 30 ms timer");
+    });
+    common::with_env!(&[("SOLO_SPIN_US", "not a number")], || {
+        assert!(sleeps() >= 1, "ignored: no spin");
+    });
 }
 
 #[test]

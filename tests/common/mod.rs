@@ -1,5 +1,16 @@
 //! Helpers shared by the integration tests (each test file has `mod common;`): the watchdog that
-//! every test running a loop arms.
+//! every test running a loop arms, and child processes for checks that need an environment
+//! variable.
+//!
+//! Environment variables: `SOLO_DEBUG` and `SOLO_SPIN_US` are read by every loop built without
+//! an explicit `debug(..)` or `spin_before_sleep(..)`, and the tests of one file run on parallel
+//! threads of one process. So no test here calls `std::env::set_var` or `remove_var`: a check
+//! that needs a variable runs in a child process (this test binary again, only that test, the
+//! variable given to the child at exec) through [`with_env!`]. That is more robust than a lock:
+//! a lock protects only the tests that remember to take it (every test that builds a loop, in
+//! every file that sets a variable), and not the reads it cannot see, such as libc's own
+//! `getenv` in the resolver on a pool thread, which glibc does not make safe against a
+//! concurrent `setenv`. With the child process, this process's environment is never written.
 
 #![allow(dead_code, unused_macros, unused_imports)]
 
@@ -90,4 +101,44 @@ pub fn rerun(test: &str) -> Command {
     let mut c = Command::new(std::env::current_exe().unwrap());
     c.args([test, "--exact", "--test-threads=1"]);
     c
+}
+
+/// Set in a child started by [`check_in_child`]: which call of which test it is for.
+const CHILD: &str = "SOLO_TESTS_CHILD";
+
+/// Runs `check` with the variables `vars` set: `common::with_env!(&[("SOLO_DEBUG", "1")], || ...)`
+/// in a test. See [`check_in_child`].
+macro_rules! with_env {
+    ($vars:expr, $check:expr) => {
+        $crate::common::check_in_child(&$crate::common::test_name!(), $vars, $check)
+    };
+}
+pub(crate) use with_env;
+
+/// Runs `check` in a child process with `vars` in its environment, and panics with the child's
+/// output if the check fails there (see the module's comment for why). The child is this test
+/// binary running only `test`: the test runs again from its start, and this call is where it
+/// runs `check`; other `with_env!` calls in the same test, for other variables, do nothing in
+/// that child (each has its own child).
+pub fn check_in_child(test: &str, vars: &[(&str, &str)], check: impl FnOnce()) {
+    let key = format!("{test} {vars:?}");
+    match std::env::var(CHILD) {
+        Ok(k) if k == key => check(),
+        Ok(_) => {} // a child for another call of this test
+        Err(_) => {
+            let out = rerun(test)
+                .args(["--include-ignored", "--nocapture"])
+                .envs(vars.iter().copied())
+                .env(CHILD, &key)
+                .output()
+                .expect("start the child process");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains("test result: ok. 1 passed"),
+                "{test} with {vars:?}, in a child process: {}\n{stdout}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }
