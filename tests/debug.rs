@@ -12,6 +12,8 @@ use solo::{CallbackKind, EventLoop, Handle, ManualClock};
 
 mod common;
 
+use common::run_once;
+
 type Reports = Arc<Mutex<Vec<solo::debug::Report>>>;
 
 fn debug_loop() -> (EventLoop, ManualClock, Reports) {
@@ -25,11 +27,6 @@ fn debug_loop() -> (EventLoop, ManualClock, Reports) {
         .build()
         .unwrap();
     (el, clock, reports)
-}
-
-fn run_once(el: &EventLoop) {
-    el.stop();
-    el.run_forever().unwrap();
 }
 
 fn taken(reports: &Reports) -> Vec<solo::debug::Report> {
@@ -94,18 +91,9 @@ fn every_kind_of_callback_is_timed() {
     let slow = move |c: &ManualClock| c.advance(Duration::from_millis(200));
     let c = clock.clone();
     h.call_later(Duration::from_millis(1), move || slow(&c));
-    let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
-    std::io::Write::write_all(&mut b, b"x").unwrap();
-    let (c, h2, fd) = (
-        clock.clone(),
-        h.clone(),
-        std::os::fd::AsRawFd::as_raw_fd(&a),
-    );
-    h.add_reader(&a, move || {
-        slow(&c);
-        h2.remove_reader(&fd);
-    })
-    .unwrap();
+    let (a, b) = common::readable_pair();
+    let c = clock.clone();
+    common::add_reader_once(&h, &a, move || slow(&c));
     let c = clock.clone();
     h.add_writer(&b, {
         let h = h.clone();
@@ -227,13 +215,8 @@ fn readiness_to_dispatch_time_is_measured_for_readers() {
     let _watchdog = common::watchdog!();
     let (el, clock, _reports) = debug_loop();
     let h = el.handle();
-    let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
-    std::io::Write::write_all(&mut b, b"x").unwrap();
-    let (h2, fd) = (h.clone(), std::os::fd::AsRawFd::as_raw_fd(&a));
-    h.add_reader(&a, move || {
-        h2.remove_reader(&fd);
-    })
-    .unwrap();
+    let (a, _b) = common::readable_pair();
+    common::add_reader_once(&h, &a, || {});
     // The reader's event arrives in the same poll; a callback ahead of it delays it 7 ms.
     let c = clock.clone();
     h.call_soon(move || c.advance(Duration::from_millis(7)));

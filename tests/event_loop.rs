@@ -13,17 +13,7 @@ use solo::{EventLoop, ManualClock, RunError};
 
 mod common;
 
-fn manual() -> (EventLoop, ManualClock) {
-    let clock = ManualClock::new();
-    let el = EventLoop::builder().clock(clock.clone()).build().unwrap();
-    (el, clock)
-}
-
-/// Runs exactly one iteration (asyncio's trick: stop, then run_forever).
-fn run_once(el: &EventLoop) {
-    el.stop();
-    el.run_forever().unwrap();
-}
+use common::{manual, run_once, Counted};
 
 type Log = Rc<RefCell<Vec<String>>>;
 
@@ -447,8 +437,7 @@ fn add_reader_replaces_and_remove_inside_the_callback_is_safe() {
     let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
-    let (a, mut b) = UnixStream::pair().unwrap();
-    b.write_all(b"x").unwrap();
+    let (a, _b) = common::readable_pair();
     let l = log();
     let l1 = l.clone();
     h.add_reader(&a, move || l1.borrow_mut().push("old".into()))
@@ -566,8 +555,7 @@ fn a_reader_whose_fd_is_closed_while_registered_is_reported_and_removed() {
     let errors = log();
     let e = errors.clone();
     h.set_exception_handler(move |ctx| e.borrow_mut().push(ctx.message().to_string()));
-    let (a, mut b) = UnixStream::pair().unwrap();
-    b.write_all(b"x").unwrap();
+    let (a, _b) = common::readable_pair();
     let slot = Rc::new(RefCell::new(Some(a.try_clone().unwrap())));
     let s = slot.clone();
     h.add_reader(&a, move || drop(s.borrow_mut().take()))
@@ -629,20 +617,13 @@ fn a_panicking_task_yields_a_join_error_and_is_reported() {
     assert!(seen.borrow()[0].starts_with("solo: task (spawned at tests/event_loop.rs:"));
 }
 
-struct DropFlag(Rc<Cell<u32>>);
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
-
 #[test]
 fn cancel_drops_the_future_at_the_next_safe_point() {
     let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let drops = Rc::new(Cell::new(0));
-    let flag = DropFlag(drops.clone());
+    let flag = Counted(drops.clone());
     let t = h.spawn(async move {
         let _f = flag;
         std::future::pending::<()>().await;
@@ -789,13 +770,6 @@ fn wakers_are_send_and_sync_and_wake_from_threads() {
 }
 
 // 10. Dropping the loop
-struct Counted(Rc<Cell<u32>>);
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
-
 #[test]
 fn dropping_the_loop_drops_everything_exactly_once() {
     let _watchdog = common::watchdog!();
@@ -911,14 +885,9 @@ fn the_loop_starts_no_thread_of_its_own() {
     // neither is used in this test binary. Timers, I/O, tasks and remotes need none.
     let el = EventLoop::new().unwrap();
     let h = el.handle();
-    let (a, mut b) = UnixStream::pair().unwrap();
-    b.write_all(b"x").unwrap();
-    let (h2, fd) = (h.clone(), std::os::fd::AsRawFd::as_raw_fd(&a));
-    h.add_reader(&a, move || {
-        h2.remove_reader(&fd);
-        h2.stop();
-    })
-    .unwrap();
+    let (a, _b) = common::readable_pair();
+    let h2 = h.clone();
+    common::add_reader_once(&h, &a, move || h2.stop());
     h.call_later(Duration::from_millis(1), || {});
     let t = h.spawn(solo::time::sleep(Duration::from_millis(2)));
     el.run_forever().unwrap();

@@ -16,8 +16,7 @@ fn tcp_echo_round_trip_with_vectored_writes() {
     let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     el.run_until_complete(async {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
+        let (l, addr) = common::local_listener();
         let server = Handle::current().spawn(async move {
             let (mut s, _) = l.accept().await.unwrap();
             let mut buf = vec![0u8; 4096];
@@ -66,8 +65,7 @@ fn owned_halves_move_into_separate_tasks() {
     let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     el.run_until_complete(async {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
+        let (l, addr) = common::local_listener();
         let h = Handle::current();
         let client = h.spawn(async move {
             let s = TcpStream::connect(addr).await.unwrap();
@@ -287,13 +285,8 @@ fn ten_thousand_idle_connections_and_a_burst_of_a_thousand() {
                 }
             }
         });
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "scale_client_helper",
-                "--exact",
-                "--ignored",
-                "--test-threads=1",
-            ])
+        let mut child = common::rerun("scale_client_helper")
+            .arg("--ignored")
             .env("SOLO_SCALE_ADDR", addr.to_string())
             .env("SOLO_SCALE_N", IDLE.to_string())
             .stdin(std::process::Stdio::piped())
@@ -342,8 +335,8 @@ fn connect_resolves_host_names_on_the_executor_not_on_the_loop() {
     let el = EventLoop::builder().executor_threads(1).build().unwrap();
     el.run_until_complete(async {
         let h = Handle::current();
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
+        let (l, addr) = common::local_listener();
+        let port = addr.port();
 
         let (release, held) = std::sync::mpsc::channel::<()>();
         let (started, pool_busy) = std::sync::mpsc::channel::<()>();

@@ -8,18 +8,12 @@ use solo::{EventLoop, Handle};
 
 mod common;
 
-struct Counted(Rc<Cell<u32>>);
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
+use common::Counted;
 
 #[test]
 fn shutdown_lets_tasks_finish_then_cancels_the_rest_exactly_once() {
     let _watchdog = common::watchdog!();
-    let clock = solo::ManualClock::new();
-    let el = EventLoop::builder().clock(clock).build().unwrap();
+    let (el, _clock) = common::manual();
     let h = el.handle();
     let drops = Rc::new(Cell::new(0));
     let finished = Rc::new(Cell::new(false));

@@ -93,14 +93,8 @@ fn signal_default_helper() {
 fn removing_the_last_handler_restores_the_default_action() {
     let _watchdog = common::watchdog!();
     use std::os::unix::process::ExitStatusExt;
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "signal_default_helper",
-            "--exact",
-            "--ignored",
-            "--test-threads=1",
-            "--nocapture",
-        ])
+    let out = common::rerun("signal_default_helper")
+        .args(["--ignored", "--nocapture"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -3,15 +3,11 @@
 use std::time::{Duration, Instant};
 
 use solo::time::{interval, sleep, sleep_until, timeout, Elapsed, Sleep};
-use solo::{EventLoop, Handle, ManualClock};
+use solo::Handle;
 
 mod common;
 
-fn manual() -> (EventLoop, ManualClock) {
-    let clock = ManualClock::new();
-    let el = EventLoop::builder().clock(clock.clone()).build().unwrap();
-    (el, clock)
-}
+use common::manual;
 
 #[test]
 fn sleep_is_send_and_sync() {
@@ -33,8 +29,7 @@ fn sleep_never_completes_before_its_deadline() {
     });
     let step = |us: u64| {
         clock.advance(Duration::from_micros(us));
-        el.stop();
-        el.run_forever().unwrap();
+        common::run_once(&el);
     };
     step(0);
     step(2_000);
