@@ -1,4 +1,4 @@
-//! Living with blocking code: run_in_executor, files, signals, graceful shutdown.
+//! Living with blocking code: run_in_executor (the thread pool) and the fs functions that use it.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 
 use solo::{EventLoop, Handle};
 
+mod common;
+
 #[test]
 fn results_and_panics_come_back_from_the_pool() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let loop_thread = std::thread::current().id();
@@ -36,6 +39,7 @@ fn results_and_panics_come_back_from_the_pool() {
 
 #[test]
 fn the_pool_bound_holds_under_a_thousand_jobs() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::builder().executor_threads(4).build().unwrap();
     let h = el.handle();
     let running = Arc::new(AtomicUsize::new(0));
@@ -75,6 +79,7 @@ fn the_pool_bound_holds_under_a_thousand_jobs() {
 
 #[test]
 fn the_default_pool_is_sized_like_asyncios() {
+    let _watchdog = common::watchdog!();
     let cores = std::thread::available_parallelism().unwrap().get();
     assert_eq!(solo::default_threads(), 32.min(cores + 4));
     let el = EventLoop::new().unwrap();
@@ -86,6 +91,7 @@ fn the_default_pool_is_sized_like_asyncios() {
 
 #[test]
 fn threads_start_lazily_and_idle_threads_exit() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::builder()
         .executor_idle_timeout(Duration::from_millis(50))
         .build()
@@ -104,6 +110,7 @@ fn threads_start_lazily_and_idle_threads_exit() {
 
 #[test]
 fn the_loop_keeps_ticking_while_blocking_work_runs_in_the_pool() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let ticks = Rc::new(Cell::new(0u32));
@@ -128,6 +135,7 @@ fn the_loop_keeps_ticking_while_blocking_work_runs_in_the_pool() {
 
 #[test]
 fn dropping_the_future_does_not_interrupt_the_job() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let done = Arc::new(AtomicBool::new(false));
@@ -146,6 +154,7 @@ fn dropping_the_future_does_not_interrupt_the_job() {
 
 #[test]
 fn the_free_function_and_a_custom_executor() {
+    let _watchdog = common::watchdog!();
     struct Counting(AtomicUsize);
     impl solo::Executor for Counting {
         fn execute(&self, job: solo::Job) {
@@ -171,6 +180,7 @@ fn the_free_function_and_a_custom_executor() {
 
 #[test]
 fn debug_stats_show_the_pool_and_pool_time_is_not_loop_time() {
+    let _watchdog = common::watchdog!();
     let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
     let r = reports.clone();
     let el = EventLoop::builder()
@@ -220,6 +230,7 @@ fn debug_stats_show_the_pool_and_pool_time_is_not_loop_time() {
 
 #[test]
 fn fs_functions_run_through_the_pool() {
+    let _watchdog = common::watchdog!();
     let dir = std::env::temp_dir().join(format!("solo-fs-test-{}", std::process::id()));
     let d2 = dir.clone();
     let (len, text, gone) = solo::run(async move {
@@ -239,215 +250,4 @@ fn fs_functions_run_through_the_pool() {
         (5, "12345", std::io::ErrorKind::NotFound)
     );
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-// ---- signals: each test uses its own signal, since handlers are process-wide ----
-
-fn raise(sig: i32) {
-    // SAFETY: sending a signal to our own process.
-    unsafe { libc::kill(libc::getpid(), sig) };
-}
-
-#[test]
-fn a_signal_runs_its_handler_on_the_loop_thread() {
-    let el = EventLoop::new().unwrap();
-    let h = el.handle();
-    let loop_thread = std::thread::current().id();
-    let calls = Rc::new(Cell::new(0));
-    let (c, h2) = (calls.clone(), h.clone());
-    h.add_signal_handler(libc::SIGUSR1, move || {
-        assert_eq!(std::thread::current().id(), loop_thread);
-        c.set(c.get() + 1);
-        h2.stop();
-    })
-    .unwrap();
-    // Sent from another thread, with `kill`, while the loop is blocked in poll.
-    let t = std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_millis(30));
-        raise(libc::SIGUSR1);
-    });
-    el.run_forever().unwrap();
-    t.join().unwrap();
-    assert_eq!(calls.get(), 1);
-    assert!(h.remove_signal_handler(libc::SIGUSR1));
-    assert!(!h.remove_signal_handler(libc::SIGUSR1));
-}
-
-#[test]
-fn a_replaced_handler_is_the_one_called() {
-    let el = EventLoop::new().unwrap();
-    let h = el.handle();
-    let which = Rc::new(Cell::new(""));
-    let w = which.clone();
-    h.add_signal_handler(libc::SIGWINCH, move || w.set("old"))
-        .unwrap();
-    let (w, h2) = (which.clone(), h.clone());
-    h.add_signal_handler(libc::SIGWINCH, move || {
-        w.set("new");
-        h2.stop();
-    })
-    .unwrap();
-    raise(libc::SIGWINCH);
-    el.run_forever().unwrap();
-    assert_eq!(which.get(), "new");
-    assert!(h.remove_signal_handler(libc::SIGWINCH));
-}
-
-/// Run in a child process by the test below, since its last step kills the process.
-#[test]
-#[ignore = "helper process for removing_the_last_handler_restores_the_default_action"]
-fn signal_default_helper() {
-    use std::io::Write;
-    let el = EventLoop::new().unwrap();
-    let h = el.handle();
-    let calls = Rc::new(Cell::new(0));
-    for round in 1..=2 {
-        let (c, h2) = (calls.clone(), h.clone());
-        h.add_signal_handler(libc::SIGUSR2, move || {
-            c.set(c.get() + 1);
-            h2.stop();
-        })
-        .unwrap();
-        raise(libc::SIGUSR2);
-        el.run_forever().unwrap();
-        assert_eq!(calls.get(), round);
-        assert!(h.remove_signal_handler(libc::SIGUSR2));
-    }
-    println!("handled twice");
-    std::io::stdout().flush().unwrap();
-    raise(libc::SIGUSR2); // no handler left: the default action, which terminates
-    std::thread::sleep(Duration::from_secs(5));
-    println!("survived");
-}
-
-#[test]
-fn removing_the_last_handler_restores_the_default_action() {
-    use std::os::unix::process::ExitStatusExt;
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "signal_default_helper",
-            "--exact",
-            "--ignored",
-            "--test-threads=1",
-            "--nocapture",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("handled twice"), "{stdout}");
-    assert!(!stdout.contains("survived"), "{stdout}");
-    assert_eq!(out.status.signal(), Some(libc::SIGUSR2), "{:?}", out.status);
-}
-
-#[test]
-fn invalid_signals_are_errors() {
-    let el = EventLoop::new().unwrap();
-    let h = el.handle();
-    for sig in [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, 0, -3, 1000] {
-        let e = h.add_signal_handler(sig, || {}).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{sig}: {e}");
-    }
-    assert!(!h.remove_signal_handler(libc::SIGKILL));
-}
-
-// ---- shutdown ----
-
-struct Counted(Rc<Cell<u32>>);
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
-
-#[test]
-fn shutdown_lets_tasks_finish_then_cancels_the_rest_exactly_once() {
-    let clock = solo::ManualClock::new();
-    let el = EventLoop::builder().clock(clock).build().unwrap();
-    let h = el.handle();
-    let drops = Rc::new(Cell::new(0));
-    let finished = Rc::new(Cell::new(false));
-    let (c, f) = (Counted(drops.clone()), finished.clone());
-    h.spawn(async move {
-        let _c = c;
-        solo::time::sleep(Duration::from_millis(20)).await;
-        f.set(true);
-    });
-    let c = Counted(drops.clone());
-    h.spawn_named("never", async move {
-        let _c = c;
-        std::future::pending::<()>().await;
-    });
-    let c = Counted(drops.clone());
-    h.spawn(async move {
-        let _c = c;
-        solo::time::sleep(Duration::from_secs(3600)).await;
-    });
-    let remote = h.remote();
-    let report = el.shutdown(Duration::from_millis(100));
-    assert!(
-        finished.get(),
-        "the short task finished within the grace period"
-    );
-    assert_eq!(drops.get(), 3, "every task's destructor ran exactly once");
-    assert_eq!(report.cancelled.len(), 2);
-    assert!(report
-        .cancelled
-        .iter()
-        .any(|t| t.name.as_deref() == Some("never")));
-    assert!(!report.is_clean());
-    assert!(report.to_string().contains("\"never\""));
-    assert!(remote.call_soon_threadsafe(|| {}).is_err());
-    drop(h);
-    assert_eq!(drops.get(), 3);
-}
-
-#[test]
-fn shutdown_returns_within_the_grace_period_with_real_time() {
-    let el = EventLoop::new().unwrap();
-    let h = el.handle();
-    h.spawn(std::future::pending::<()>());
-    let stuck = h.run_in_executor(|| std::thread::sleep(Duration::from_millis(1500)));
-    drop(stuck);
-    let start = Instant::now();
-    let report = el.shutdown(Duration::from_millis(200));
-    let took = start.elapsed();
-    assert!(took < Duration::from_millis(1200), "took {took:?}");
-    assert_eq!(report.cancelled.len(), 1);
-    assert_eq!(
-        report.executor_unfinished, 1,
-        "the sleeping job could not finish"
-    );
-}
-
-#[test]
-fn shutdown_refuses_remote_work_but_takes_wakeups() {
-    let el = EventLoop::new().unwrap();
-    let h = el.handle();
-    let got = Rc::new(Cell::new(0));
-    let g = got.clone();
-    let h2 = h.clone();
-    h.spawn(async move {
-        // Waits for a pool job: its wake-up comes from another thread during shutdown.
-        g.set(h2.run_in_executor(|| 7).await.unwrap());
-    });
-    let report = el.shutdown(Duration::from_secs(5));
-    assert!(report.is_clean(), "{report}");
-    assert_eq!(got.get(), 7);
-}
-
-#[test]
-fn run_is_the_one_call_entry_point() {
-    let drops = Rc::new(Cell::new(0));
-    let c = Counted(drops.clone());
-    let v = solo::run(async move {
-        Handle::current().spawn(async move {
-            let _c = c;
-            std::future::pending::<()>().await;
-        });
-        solo::time::sleep(Duration::from_millis(1)).await;
-        "out"
-    })
-    .unwrap();
-    assert_eq!(v, "out");
-    assert_eq!(drops.get(), 1, "the leftover task was cancelled");
 }

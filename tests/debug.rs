@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 use solo::debug::{ReportKind, TaskState};
 use solo::{CallbackKind, EventLoop, Handle, ManualClock};
 
+mod common;
+
+use common::run_once;
+
 type Reports = Arc<Mutex<Vec<solo::debug::Report>>>;
 
 fn debug_loop() -> (EventLoop, ManualClock, Reports) {
@@ -25,17 +29,13 @@ fn debug_loop() -> (EventLoop, ManualClock, Reports) {
     (el, clock, reports)
 }
 
-fn run_once(el: &EventLoop) {
-    el.stop();
-    el.run_forever().unwrap();
-}
-
 fn taken(reports: &Reports) -> Vec<solo::debug::Report> {
     std::mem::take(&mut *reports.lock().unwrap())
 }
 
 #[test]
 fn a_slow_callback_is_reported_with_its_site_and_type() {
+    let _watchdog = common::watchdog!();
     let (el, clock, reports) = debug_loop();
     let h = el.handle();
     let c = clock.clone();
@@ -63,6 +63,7 @@ fn a_slow_callback_is_reported_with_its_site_and_type() {
 
 #[test]
 fn a_slow_task_poll_names_the_task_and_its_spawn_site() {
+    let _watchdog = common::watchdog!();
     let (el, clock, reports) = debug_loop();
     let h = el.handle();
     let c = clock.clone();
@@ -84,23 +85,15 @@ fn a_slow_task_poll_names_the_task_and_its_spawn_site() {
 
 #[test]
 fn every_kind_of_callback_is_timed() {
+    let _watchdog = common::watchdog!();
     let (el, clock, reports) = debug_loop();
     let h = el.handle();
     let slow = move |c: &ManualClock| c.advance(Duration::from_millis(200));
     let c = clock.clone();
     h.call_later(Duration::from_millis(1), move || slow(&c));
-    let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
-    std::io::Write::write_all(&mut b, b"x").unwrap();
-    let (c, h2, fd) = (
-        clock.clone(),
-        h.clone(),
-        std::os::fd::AsRawFd::as_raw_fd(&a),
-    );
-    h.add_reader(&a, move || {
-        slow(&c);
-        h2.remove_reader(&fd);
-    })
-    .unwrap();
+    let (a, b) = common::readable_pair();
+    let c = clock.clone();
+    common::add_reader_once(&h, &a, move || slow(&c));
     let c = clock.clone();
     h.add_writer(&b, {
         let h = h.clone();
@@ -141,6 +134,7 @@ fn every_kind_of_callback_is_timed() {
 
 #[test]
 fn the_threshold_can_change_while_the_loop_runs() {
+    let _watchdog = common::watchdog!();
     let (el, clock, reports) = debug_loop();
     let h = el.handle();
     let (c, h2) = (clock.clone(), h.clone());
@@ -159,6 +153,7 @@ fn the_threshold_can_change_while_the_loop_runs() {
 
 #[test]
 fn many_small_callbacks_make_a_slow_iteration_with_top_three() {
+    let _watchdog = common::watchdog!();
     let (el, clock, reports) = debug_loop();
     let h = el.handle();
     for ms in [10u64, 40, 30, 20, 35] {
@@ -180,6 +175,7 @@ fn many_small_callbacks_make_a_slow_iteration_with_top_three() {
 
 #[test]
 fn stats_count_iterations_callbacks_polls_and_busy_time() {
+    let _watchdog = common::watchdog!();
     let (el, clock, _reports) = debug_loop();
     let h = el.handle();
     assert!(EventLoop::new().unwrap().stats().is_none() || std::env::var("SOLO_DEBUG").is_ok());
@@ -216,15 +212,11 @@ fn stats_count_iterations_callbacks_polls_and_busy_time() {
 
 #[test]
 fn readiness_to_dispatch_time_is_measured_for_readers() {
+    let _watchdog = common::watchdog!();
     let (el, clock, _reports) = debug_loop();
     let h = el.handle();
-    let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
-    std::io::Write::write_all(&mut b, b"x").unwrap();
-    let (h2, fd) = (h.clone(), std::os::fd::AsRawFd::as_raw_fd(&a));
-    h.add_reader(&a, move || {
-        h2.remove_reader(&fd);
-    })
-    .unwrap();
+    let (a, _b) = common::readable_pair();
+    common::add_reader_once(&h, &a, || {});
     // The reader's event arrives in the same poll; a callback ahead of it delays it 7 ms.
     let c = clock.clone();
     h.call_soon(move || c.advance(Duration::from_millis(7)));
@@ -236,6 +228,7 @@ fn readiness_to_dispatch_time_is_measured_for_readers() {
 
 #[test]
 fn profile_aggregates_by_site_sorted_by_total_time() {
+    let _watchdog = common::watchdog!();
     let (el, clock, _reports) = debug_loop();
     let h = el.handle();
     let mut lines = Vec::new();
@@ -267,6 +260,7 @@ fn profile_aggregates_by_site_sorted_by_total_time() {
 
 #[test]
 fn task_table_shows_live_tasks_and_their_states() {
+    let _watchdog = common::watchdog!();
     let (el, _clock, _reports) = debug_loop();
     let h = el.handle();
     let waiting = h.spawn_named("sleeper", solo::time::sleep(Duration::from_secs(60)));
@@ -301,6 +295,7 @@ fn task_table_shows_live_tasks_and_their_states() {
 
 #[test]
 fn lost_waker_is_reported_once() {
+    let _watchdog = common::watchdog!();
     let (el, _clock, reports) = debug_loop();
     let h = el.handle();
     let line = line!() + 1;
@@ -326,6 +321,7 @@ fn lost_waker_is_reported_once() {
 
 #[test]
 fn pending_at_drop_and_unretrieved_panic_are_reported() {
+    let _watchdog = common::watchdog!();
     let (el, _clock, reports) = debug_loop();
     let h = el.handle();
     h.set_exception_handler(|_| {});
@@ -368,20 +364,23 @@ fn pending_at_drop_and_unretrieved_panic_are_reported() {
 
 #[test]
 fn debug_mode_from_the_environment() {
-    // Other tests in this binary set debug explicitly, so the variable affects only this one.
-    std::env::set_var("SOLO_DEBUG", "1");
-    let el = EventLoop::new().unwrap();
-    std::env::remove_var("SOLO_DEBUG");
-    assert!(el.handle().debug_enabled());
-    assert!(el.stats().is_some());
-    let off = EventLoop::builder().debug(false).build().unwrap();
-    assert!(off.stats().is_none());
+    let _watchdog = common::watchdog!();
+    // In a child process with the variable set (see tests/common): this process's environment,
+    // which the loops of the other tests read, is never written.
+    common::with_env!(&[("SOLO_DEBUG", "1")], || {
+        let el = EventLoop::new().unwrap();
+        assert!(el.handle().debug_enabled());
+        assert!(el.stats().is_some());
+        let off = EventLoop::builder().debug(false).build().unwrap();
+        assert!(off.stats().is_none());
+    });
 }
 
 /// The watchdog, against real time: a task blocks the loop for 1.8 s; the report must arrive
 /// while the sleep is still running, name the task and its spawn site, and carry the task table.
 #[test]
 fn the_watchdog_reports_a_blocked_loop_before_the_callback_returns() {
+    let _watchdog = common::watchdog!();
     let reports: Arc<Mutex<Vec<(Instant, solo::debug::Report)>>> = Arc::default();
     let r = reports.clone();
     let el = EventLoop::builder()
@@ -434,6 +433,7 @@ fn the_watchdog_reports_a_blocked_loop_before_the_callback_returns() {
 
 #[test]
 fn the_watchdog_backs_off_and_is_quiet_when_idle() {
+    let _watchdog = common::watchdog!();
     let reports: Arc<Mutex<Vec<solo::debug::Report>>> = Arc::default();
     let r = reports.clone();
     let el = EventLoop::builder()
@@ -482,6 +482,7 @@ fn the_watchdog_backs_off_and_is_quiet_when_idle() {
 
 #[test]
 fn the_task_table_is_readable_from_another_thread_while_the_loop_is_blocked() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::builder().debug(true).build().unwrap();
     let h = el.handle();
     let remote = h.remote();

@@ -11,17 +11,9 @@ use std::time::{Duration, Instant};
 
 use solo::{EventLoop, ManualClock, RunError};
 
-fn manual() -> (EventLoop, ManualClock) {
-    let clock = ManualClock::new();
-    let el = EventLoop::builder().clock(clock.clone()).build().unwrap();
-    (el, clock)
-}
+mod common;
 
-/// Runs exactly one iteration (asyncio's trick: stop, then run_forever).
-fn run_once(el: &EventLoop) {
-    el.stop();
-    el.run_forever().unwrap();
-}
+use common::{manual, run_once, Counted};
 
 type Log = Rc<RefCell<Vec<String>>>;
 
@@ -38,6 +30,7 @@ fn push(log: &Log, s: impl Into<String>) -> impl FnOnce() + 'static {
 // 1. FIFO
 #[test]
 fn call_soon_runs_in_fifo_order() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let l = log();
@@ -52,6 +45,7 @@ fn call_soon_runs_in_fifo_order() {
 // 2. One iteration runs only what was ready when it began.
 #[test]
 fn callbacks_scheduled_during_an_iteration_run_in_the_next() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let l = log();
@@ -78,6 +72,7 @@ fn forever(h: solo::Handle, count: Rc<Cell<u64>>, clock: Option<ManualClock>) {
 
 #[test]
 fn a_self_rescheduling_callback_does_not_starve_timers() {
+    let _watchdog = common::watchdog!();
     let (el, _clock) = manual();
     let h = el.handle();
     let count = Rc::new(Cell::new(0));
@@ -95,6 +90,7 @@ fn a_self_rescheduling_callback_does_not_starve_timers() {
 // 3. Timers
 #[test]
 fn timers_never_fire_before_their_deadline() {
+    let _watchdog = common::watchdog!();
     let (el, clock) = manual();
     let h = el.handle();
     let fired = Rc::new(Cell::new(false));
@@ -113,6 +109,7 @@ fn timers_never_fire_before_their_deadline() {
 
 #[test]
 fn timers_with_equal_deadlines_run_in_scheduling_order_and_by_deadline() {
+    let _watchdog = common::watchdog!();
     let (el, clock) = manual();
     let h = el.handle();
     let l = log();
@@ -132,6 +129,7 @@ fn timers_with_equal_deadlines_run_in_scheduling_order_and_by_deadline() {
 
 #[test]
 fn call_at_in_the_past_runs_on_the_next_iteration() {
+    let _watchdog = common::watchdog!();
     let (el, clock) = manual();
     clock.advance(Duration::from_secs(10));
     let h = el.handle();
@@ -143,6 +141,7 @@ fn call_at_in_the_past_runs_on_the_next_iteration() {
 
 #[test]
 fn manual_clock_auto_advances_to_the_next_timer_when_idle() {
+    let _watchdog = common::watchdog!();
     let (el, clock) = manual();
     let h = el.handle();
     let h2 = h.clone();
@@ -161,6 +160,7 @@ fn manual_clock_auto_advances_to_the_next_timer_when_idle() {
 // 4. Cancellation
 #[test]
 fn cancelled_callbacks_and_timers_never_run() {
+    let _watchdog = common::watchdog!();
     let (el, clock) = manual();
     let h = el.handle();
     let l = log();
@@ -180,6 +180,7 @@ fn cancelled_callbacks_and_timers_never_run() {
 
 #[test]
 fn cancelling_after_it_ran_is_a_no_op() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let l = log();
@@ -195,6 +196,7 @@ fn cancelling_after_it_ran_is_a_no_op() {
 
 #[test]
 fn a_timer_cancelled_by_an_earlier_timer_in_the_same_batch_does_not_run() {
+    let _watchdog = common::watchdog!();
     let (el, clock) = manual();
     let h = el.handle();
     let l = log();
@@ -212,6 +214,7 @@ fn a_timer_cancelled_by_an_earlier_timer_in_the_same_batch_does_not_run() {
 
 #[test]
 fn a_million_scheduled_and_cancelled_timers_leave_no_memory() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     for i in 0..1_000_000u64 {
@@ -231,6 +234,7 @@ fn a_million_scheduled_and_cancelled_timers_leave_no_memory() {
 // 5. stop and re-entrancy
 #[test]
 fn stop_lets_the_current_iteration_finish() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let l = log();
@@ -251,6 +255,7 @@ fn stop_lets_the_current_iteration_finish() {
 
 #[test]
 fn stop_before_run_forever_runs_exactly_one_iteration() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let count = Rc::new(Cell::new(0u64));
@@ -263,6 +268,7 @@ fn stop_before_run_forever_runs_exactly_one_iteration() {
 
 #[test]
 fn running_the_loop_inside_itself_is_an_error() {
+    let _watchdog = common::watchdog!();
     let el = Rc::new(EventLoop::new().unwrap());
     let h = el.handle();
     let result = Rc::new(RefCell::new(None));
@@ -283,6 +289,7 @@ fn running_the_loop_inside_itself_is_an_error() {
 
 #[test]
 fn another_loop_cannot_run_inside_a_running_loop() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let other = EventLoop::new().unwrap();
     let r = el
@@ -294,6 +301,7 @@ fn another_loop_cannot_run_inside_a_running_loop() {
 
 #[test]
 fn run_until_complete_reports_a_stop_before_completion() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     h.call_soon(move || Handle::current().stop());
@@ -305,6 +313,7 @@ use solo::Handle;
 
 #[test]
 fn run_until_complete_drives_a_borrowing_future() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let mut local = vec![1, 2];
     let n = el
@@ -319,6 +328,7 @@ fn run_until_complete_drives_a_borrowing_future() {
 // 6. Readers and writers
 #[test]
 fn a_reader_that_does_not_drain_is_called_again_next_iteration() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let (mut a, mut b) = UnixStream::pair().unwrap();
@@ -344,6 +354,7 @@ fn a_reader_that_does_not_drain_is_called_again_next_iteration() {
 
 #[test]
 fn a_drained_reader_is_not_called_again() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let (mut a, mut b) = UnixStream::pair().unwrap();
@@ -369,10 +380,10 @@ fn a_drained_reader_is_not_called_again() {
 
 #[test]
 fn add_reader_replaces_and_remove_inside_the_callback_is_safe() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
-    let (a, mut b) = UnixStream::pair().unwrap();
-    b.write_all(b"x").unwrap();
+    let (a, _b) = common::readable_pair();
     let l = log();
     let l1 = l.clone();
     h.add_reader(&a, move || l1.borrow_mut().push("old".into()))
@@ -401,6 +412,7 @@ impl<F: FnMut()> Drop for OnDrop<F> {
 
 #[test]
 fn a_replaced_or_orphaned_callback_is_dropped_outside_the_reactor() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let (a, mut b) = UnixStream::pair().unwrap();
@@ -440,6 +452,7 @@ fn a_replaced_or_orphaned_callback_is_dropped_outside_the_reactor() {
 
 #[test]
 fn writer_is_called_when_writable_and_reader_writer_share_an_fd() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let (a, mut b) = UnixStream::pair().unwrap();
@@ -463,6 +476,7 @@ fn writer_is_called_when_writable_and_reader_writer_share_an_fd() {
 
 #[test]
 fn invalid_and_closed_fds_are_errors() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     assert!(h.add_reader(&-1, || {}).is_err());
@@ -481,13 +495,13 @@ fn invalid_and_closed_fds_are_errors() {
 
 #[test]
 fn a_reader_whose_fd_is_closed_while_registered_is_reported_and_removed() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let errors = log();
     let e = errors.clone();
     h.set_exception_handler(move |ctx| e.borrow_mut().push(ctx.message().to_string()));
-    let (a, mut b) = UnixStream::pair().unwrap();
-    b.write_all(b"x").unwrap();
+    let (a, _b) = common::readable_pair();
     let slot = Rc::new(RefCell::new(Some(a.try_clone().unwrap())));
     let s = slot.clone();
     h.add_reader(&a, move || drop(s.borrow_mut().take()))
@@ -503,6 +517,7 @@ fn a_reader_whose_fd_is_closed_while_registered_is_reported_and_removed() {
 // 7. Panics and cancellation
 #[test]
 fn a_panicking_callback_goes_to_the_handler_and_the_loop_keeps_running() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let seen = log();
@@ -528,6 +543,7 @@ fn a_panicking_callback_goes_to_the_handler_and_the_loop_keeps_running() {
 
 #[test]
 fn a_panicking_task_yields_a_join_error_and_is_reported() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let seen = log();
@@ -547,19 +563,13 @@ fn a_panicking_task_yields_a_join_error_and_is_reported() {
     assert!(seen.borrow()[0].starts_with("solo: task (spawned at tests/event_loop.rs:"));
 }
 
-struct DropFlag(Rc<Cell<u32>>);
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
-
 #[test]
 fn cancel_drops_the_future_at_the_next_safe_point() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let drops = Rc::new(Cell::new(0));
-    let flag = DropFlag(drops.clone());
+    let flag = Counted(drops.clone());
     let t = h.spawn(async move {
         let _f = flag;
         std::future::pending::<()>().await;
@@ -579,6 +589,7 @@ fn cancel_drops_the_future_at_the_next_safe_point() {
 
 #[test]
 fn a_task_can_cancel_itself_while_running() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let slot: Rc<RefCell<Option<solo::JoinHandle<()>>>> = Rc::new(RefCell::new(None));
@@ -596,6 +607,7 @@ fn a_task_can_cancel_itself_while_running() {
 
 #[test]
 fn a_detached_task_keeps_running() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let done = Rc::new(Cell::new(false));
@@ -612,6 +624,7 @@ fn a_detached_task_keeps_running() {
 // 8. Threadsafe wake-ups
 #[test]
 fn call_soon_threadsafe_wakes_a_loop_blocked_on_a_far_timer() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     h.call_later(Duration::from_secs(30), || {
@@ -632,6 +645,7 @@ fn call_soon_threadsafe_wakes_a_loop_blocked_on_a_far_timer() {
 
 #[test]
 fn remote_spawn_and_waking_from_another_thread() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let (tx, rx) = futures::channel::oneshot::channel::<u32>();
@@ -649,6 +663,7 @@ fn remote_spawn_and_waking_from_another_thread() {
 
 #[test]
 fn remote_after_the_loop_is_dropped_is_an_error_not_a_panic() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let remote = el.handle().remote();
     drop(el);
@@ -662,6 +677,7 @@ fn remote_after_the_loop_is_dropped_is_an_error_not_a_panic() {
 // 9. Wakers
 #[test]
 fn waking_a_task_whose_loop_is_gone_is_a_no_op() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let stash: Arc<std::sync::Mutex<Option<std::task::Waker>>> = Default::default();
@@ -679,6 +695,7 @@ fn waking_a_task_whose_loop_is_gone_is_a_no_op() {
 
 #[test]
 fn wakers_are_send_and_sync_and_wake_from_threads() {
+    let _watchdog = common::watchdog!();
     fn assert_send_sync<T: Send + Sync>(_: &T) {}
     let el = EventLoop::new().unwrap();
     let h = el.handle();
@@ -699,15 +716,9 @@ fn wakers_are_send_and_sync_and_wake_from_threads() {
 }
 
 // 10. Dropping the loop
-struct Counted(Rc<Cell<u32>>);
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
-
 #[test]
 fn dropping_the_loop_drops_everything_exactly_once() {
+    let _watchdog = common::watchdog!();
     let drops = Rc::new(Cell::new(0));
     let (a, _b) = UnixStream::pair().unwrap();
     {
@@ -769,6 +780,7 @@ fn dropping_the_loop_drops_everything_exactly_once() {
 
 #[test]
 fn remote_callbacks_queued_at_drop_are_dropped_once() {
+    let _watchdog = common::watchdog!();
     let drops = Arc::new(AtomicUsize::new(0));
     struct D(Arc<AtomicUsize>);
     impl Drop for D {
@@ -788,6 +800,7 @@ fn remote_callbacks_queued_at_drop_are_dropped_once() {
 
 #[test]
 fn a_handle_outliving_its_loop_refuses_work_cleanly() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     drop(el);
@@ -813,18 +826,14 @@ fn thread_names() -> Vec<String> {
 
 #[test]
 fn the_loop_starts_no_thread_of_its_own() {
+    let _watchdog = common::watchdog!();
     // Debug mode (watchdog) and run_in_executor (pool) are the only ways solo starts threads;
     // neither is used in this test binary. Timers, I/O, tasks and remotes need none.
     let el = EventLoop::new().unwrap();
     let h = el.handle();
-    let (a, mut b) = UnixStream::pair().unwrap();
-    b.write_all(b"x").unwrap();
-    let (h2, fd) = (h.clone(), std::os::fd::AsRawFd::as_raw_fd(&a));
-    h.add_reader(&a, move || {
-        h2.remove_reader(&fd);
-        h2.stop();
-    })
-    .unwrap();
+    let (a, _b) = common::readable_pair();
+    let h2 = h.clone();
+    common::add_reader_once(&h, &a, move || h2.stop());
     h.call_later(Duration::from_millis(1), || {});
     let t = h.spawn(solo::time::sleep(Duration::from_millis(2)));
     el.run_forever().unwrap();
@@ -839,6 +848,7 @@ fn the_loop_starts_no_thread_of_its_own() {
 // Integration with the futures ecosystem.
 #[test]
 fn local_spawn_ext_works() {
+    let _watchdog = common::watchdog!();
     use futures::task::LocalSpawnExt;
     let el = EventLoop::new().unwrap();
     let h = el.handle();
@@ -852,6 +862,7 @@ fn local_spawn_ext_works() {
 
 #[test]
 fn spawn_ext_works_on_remote() {
+    let _watchdog = common::watchdog!();
     use futures::task::SpawnExt;
     let el = EventLoop::new().unwrap();
     let remote = el.handle().remote();
@@ -866,6 +877,7 @@ fn spawn_ext_works_on_remote() {
 
 #[test]
 fn handle_current_inside_and_outside() {
+    let _watchdog = common::watchdog!();
     assert!(Handle::try_current().is_none());
     let el = EventLoop::new().unwrap();
     let ok = el
@@ -879,6 +891,7 @@ fn handle_current_inside_and_outside() {
 
 #[test]
 fn a_panic_in_the_main_future_propagates_and_leaves_the_loop_usable() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         el.run_until_complete(async { panic!("main") })
@@ -890,6 +903,7 @@ fn a_panic_in_the_main_future_propagates_and_leaves_the_loop_usable() {
 
 #[test]
 fn many_tasks_spawning_and_yielding() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     let total = Rc::new(Cell::new(0u64));

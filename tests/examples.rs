@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
-use solo::net::{TcpListener, TcpStream};
+use solo::net::TcpStream;
 use solo::{EventLoop, Handle};
+
+mod common;
 
 #[allow(dead_code)]
 #[path = "../examples/echo.rs"]
@@ -14,23 +16,12 @@ mod echo;
 #[path = "../examples/kv.rs"]
 mod kv;
 
-/// Starts `serve` on an ephemeral port in the running loop; returns the address.
-fn start<F, Fut>(serve: F) -> std::net::SocketAddr
-where
-    F: FnOnce(TcpListener) -> Fut,
-    Fut: std::future::Future<Output = std::io::Result<()>> + 'static,
-{
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(Handle::current().spawn(serve(l)));
-    addr
-}
-
 #[test]
 fn echo_answers_a_pipelined_client() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     el.run_until_complete(async {
-        let addr = start(echo::serve);
+        let addr = common::start_server(echo::serve);
         let mut c = TcpStream::connect(addr).await.unwrap();
         let mut all = Vec::new();
         for i in 0..500u32 {
@@ -86,9 +77,10 @@ fn resp(args: &[&str]) -> Vec<u8> {
 
 #[test]
 fn kv_speaks_resp_with_pipelining() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     el.run_until_complete(async {
-        let addr = start(kv::serve);
+        let addr = common::start_server(kv::serve);
         let mut c = TcpStream::connect(addr).await.unwrap();
         let mut req = Vec::new();
         for cmd in [
@@ -135,9 +127,10 @@ fn kv_speaks_resp_with_pipelining() {
 
 #[test]
 fn kv_expires_keys() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     el.run_until_complete(async {
-        let addr = start(kv::serve);
+        let addr = common::start_server(kv::serve);
         let mut c = TcpStream::connect(addr).await.unwrap();
         let got = roundtrip(&mut c, &resp(&["SET", "gone", "x", "PX", "1"]), 5).await;
         assert_eq!(got, b"+OK\r\n");
@@ -150,9 +143,10 @@ fn kv_expires_keys() {
 
 #[test]
 fn kv_malformed_request_gets_an_error_and_others_are_unaffected() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     el.run_until_complete(async {
-        let addr = start(kv::serve);
+        let addr = common::start_server(kv::serve);
         let mut good = TcpStream::connect(addr).await.unwrap();
         assert_eq!(
             roundtrip(&mut good, &resp(&["SET", "k", "1"]), 5).await,

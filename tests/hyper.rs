@@ -6,8 +6,10 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use solo::hyper::{HyperExecutor, HyperIo, HyperTimer};
-use solo::net::{TcpListener, TcpStream};
+use solo::net::TcpStream;
 use solo::{EventLoop, Handle};
+
+mod common;
 
 #[allow(dead_code)]
 #[path = "../examples/hello_http.rs"]
@@ -15,11 +17,10 @@ mod hello_http;
 
 #[test]
 fn hello_http_answers_a_real_http_client() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     el.run_until_complete(async {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(Handle::current().spawn(hello_http::serve(l)));
+        let addr = common::start_server(hello_http::serve);
 
         let stream = TcpStream::connect(addr).await.unwrap();
         let (mut sender, conn) = hyper::client::conn::http1::handshake(HyperIo::new(stream))
@@ -42,9 +43,9 @@ fn hello_http_answers_a_real_http_client() {
 
 #[test]
 fn hyper_timer_and_executor_run_on_the_loop_clock() {
+    let _watchdog = common::watchdog!();
     use hyper::rt::{Executor, Timer};
-    let clock = solo::ManualClock::new();
-    let el = EventLoop::builder().clock(clock.clone()).build().unwrap();
+    let (el, clock) = common::manual();
     el.run_until_complete(async {
         let t0 = HyperTimer.now();
         HyperTimer.sleep(Duration::from_secs(30)).await;

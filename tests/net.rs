@@ -9,12 +9,14 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 use solo::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
 use solo::{Async, EventLoop, Handle};
 
+mod common;
+
 #[test]
 fn tcp_echo_round_trip_with_vectored_writes() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     el.run_until_complete(async {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
+        let (l, addr) = common::local_listener();
         let server = Handle::current().spawn(async move {
             let (mut s, _) = l.accept().await.unwrap();
             let mut buf = vec![0u8; 4096];
@@ -60,10 +62,10 @@ fn tcp_echo_round_trip_with_vectored_writes() {
 
 #[test]
 fn owned_halves_move_into_separate_tasks() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     el.run_until_complete(async {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
+        let (l, addr) = common::local_listener();
         let h = Handle::current();
         let client = h.spawn(async move {
             let s = TcpStream::connect(addr).await.unwrap();
@@ -93,6 +95,7 @@ fn owned_halves_move_into_separate_tasks() {
 
 #[test]
 fn connect_to_a_closed_port_is_an_error() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -112,6 +115,7 @@ fn sockets_outside_a_loop_are_an_error_not_a_panic() {
 
 #[test]
 fn udp_connected_and_unconnected() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     el.run_until_complete(async {
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -135,6 +139,7 @@ fn udp_connected_and_unconnected() {
 
 #[test]
 fn unix_listener_and_stream() {
+    let _watchdog = common::watchdog!();
     let dir = std::env::temp_dir().join(format!("solo-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("sock");
@@ -164,6 +169,7 @@ fn unix_listener_and_stream() {
 
 #[test]
 fn async_wraps_any_fd_and_waits_for_readiness() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
     el.run_until_complete(async move {
@@ -211,6 +217,7 @@ fn raise_fd_limit(want: u64) -> u64 {
 /// second for its retry.
 #[test]
 fn a_burst_of_connects_fits_in_the_listen_backlog() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let l = el
         .run_until_complete(async { TcpListener::bind("127.0.0.1:0") })
@@ -253,6 +260,7 @@ fn scale_client_helper() {
 /// burst of 1,000 connects at once from this process, all echoing; bounded in time.
 #[test]
 fn ten_thousand_idle_connections_and_a_burst_of_a_thousand() {
+    let _watchdog = common::watchdog!(Duration::from_secs(300));
     const IDLE: usize = 10_000;
     let limit = raise_fd_limit(25_000);
     assert!(limit >= 12_500, "fd limit {limit} too low for this test");
@@ -277,13 +285,8 @@ fn ten_thousand_idle_connections_and_a_burst_of_a_thousand() {
                 }
             }
         });
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "scale_client_helper",
-                "--exact",
-                "--ignored",
-                "--test-threads=1",
-            ])
+        let mut child = common::rerun("scale_client_helper")
+            .arg("--ignored")
             .env("SOLO_SCALE_ADDR", addr.to_string())
             .env("SOLO_SCALE_N", IDLE.to_string())
             .stdin(std::process::Stdio::piped())
@@ -328,11 +331,12 @@ fn ten_thousand_idle_connections_and_a_burst_of_a_thousand() {
 /// 127.0.0.1 and its accept complete meanwhile), and it finishes once the thread is free.
 #[test]
 fn connect_resolves_host_names_on_the_executor_not_on_the_loop() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::builder().executor_threads(1).build().unwrap();
     el.run_until_complete(async {
         let h = Handle::current();
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
+        let (l, addr) = common::local_listener();
+        let port = addr.port();
 
         let (release, held) = std::sync::mpsc::channel::<()>();
         let (started, pool_busy) = std::sync::mpsc::channel::<()>();
@@ -364,6 +368,7 @@ fn connect_resolves_host_names_on_the_executor_not_on_the_loop() {
 
 #[test]
 fn lookup_host_takes_ip_addresses_at_once_and_names_on_the_pool() {
+    let _watchdog = common::watchdog!();
     // IP addresses need no loop and no thread.
     let direct = futures::executor::block_on(solo::net::lookup_host("127.0.0.1:7"));
     let want: std::net::SocketAddr = "127.0.0.1:7".parse().unwrap();

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use solo::{Async, EventLoop, ManualClock};
 
+mod common;
+
 const LONG_SPIN: Duration = Duration::from_secs(10);
 
 fn spinning_loop(spin: Duration) -> EventLoop {
@@ -22,6 +24,7 @@ fn spinning_loop(spin: Duration) -> EventLoop {
 
 #[test]
 fn io_that_arrives_while_spinning_is_handled_without_sleeping() {
+    let _watchdog = common::watchdog!();
     let el = spinning_loop(LONG_SPIN);
     let (a, mut b) = UnixStream::pair().unwrap();
     let writer = std::thread::spawn(move || {
@@ -46,6 +49,7 @@ fn io_that_arrives_while_spinning_is_handled_without_sleeping() {
 
 #[test]
 fn a_call_from_another_thread_ends_the_spin() {
+    let _watchdog = common::watchdog!();
     let el = spinning_loop(LONG_SPIN);
     let remote = el.handle().remote();
     let t = std::thread::spawn(move || {
@@ -65,6 +69,7 @@ fn a_call_from_another_thread_ends_the_spin() {
 
 #[test]
 fn a_timer_shorter_than_the_spin_fires_on_time_without_sleeping() {
+    let _watchdog = common::watchdog!();
     let el = spinning_loop(LONG_SPIN);
     let started = Instant::now();
     el.run_until_complete(solo::time::sleep(Duration::from_millis(30)))
@@ -80,6 +85,7 @@ fn a_timer_shorter_than_the_spin_fires_on_time_without_sleeping() {
 
 #[test]
 fn after_a_short_spin_the_loop_sleeps() {
+    let _watchdog = common::watchdog!();
     let el = spinning_loop(Duration::from_millis(1));
     el.run_until_complete(solo::time::sleep(Duration::from_millis(200)))
         .unwrap();
@@ -90,6 +96,7 @@ fn after_a_short_spin_the_loop_sleeps() {
 
 #[test]
 fn without_spin_every_wait_sleeps() {
+    let _watchdog = common::watchdog!();
     let el = EventLoop::builder()
         .debug(true)
         .spin_before_sleep(Duration::ZERO)
@@ -104,6 +111,7 @@ fn without_spin_every_wait_sleeps() {
 
 #[test]
 fn a_manual_clock_jumps_to_timers_without_spinning() {
+    let _watchdog = common::watchdog!();
     let clock = ManualClock::new();
     let el = EventLoop::builder()
         .debug(true)
@@ -122,26 +130,26 @@ fn a_manual_clock_jumps_to_timers_without_spinning() {
 
 #[test]
 fn the_spin_can_come_from_the_environment() {
-    // Every other test in this binary sets the spin explicitly, so the variable affects only
-    // the loops built here.
-    let sleeps_with = |value: &str| {
-        std::env::set_var("SOLO_SPIN_US", value);
+    let _watchdog = common::watchdog!();
+    // Each value in a child process with the variable set (see tests/common): this process's
+    // environment, which the loops of the other tests read, is never written.
+    let sleeps = || {
         let el = EventLoop::builder().debug(true).build().unwrap();
-        std::env::remove_var("SOLO_SPIN_US");
         el.run_until_complete(solo::time::sleep(Duration::from_millis(30)))
             .unwrap();
         el.stats().unwrap().sleeps
     };
-    assert_eq!(
-        sleeps_with("10000000"),
-        0,
-        "a 10 s spin covers the 30 ms timer"
-    );
-    assert!(sleeps_with("not a number") >= 1, "ignored: no spin");
+    common::with_env!(&[("SOLO_SPIN_US", "10000000")], || {
+        assert_eq!(sleeps(), 0, "a 10 s spin covers the 30 ms timer");
+    });
+    common::with_env!(&[("SOLO_SPIN_US", "not a number")], || {
+        assert!(sleeps() >= 1, "ignored: no spin");
+    });
 }
 
 #[test]
 fn a_wake_from_another_thread_ends_the_spin() {
+    let _watchdog = common::watchdog!();
     let el = spinning_loop(LONG_SPIN);
     let (tx, rx) = futures::channel::oneshot::channel::<u32>();
     let t = std::thread::spawn(move || {
@@ -175,6 +183,7 @@ async fn read_a_write_made_soon(a: &Async<UnixStream>, b: &UnixStream) {
 /// longer than the writes' 5 ms and far shorter than the 600 ms timer.
 #[test]
 fn a_spin_that_finds_nothing_disarms_until_events_come_close_together_again() {
+    let _watchdog = common::watchdog!();
     let el = spinning_loop(Duration::from_millis(200));
     let (a, b) = UnixStream::pair().unwrap();
     // Registered, and its first (writable) event consumed, before counting.

@@ -3,13 +3,11 @@
 use std::time::{Duration, Instant};
 
 use solo::time::{interval, sleep, sleep_until, timeout, Elapsed, Sleep};
-use solo::{EventLoop, Handle, ManualClock};
+use solo::Handle;
 
-fn manual() -> (EventLoop, ManualClock) {
-    let clock = ManualClock::new();
-    let el = EventLoop::builder().clock(clock.clone()).build().unwrap();
-    (el, clock)
-}
+mod common;
+
+use common::manual;
 
 #[test]
 fn sleep_is_send_and_sync() {
@@ -19,6 +17,7 @@ fn sleep_is_send_and_sync() {
 
 #[test]
 fn sleep_never_completes_before_its_deadline() {
+    let _watchdog = common::watchdog!();
     let (el, clock) = manual();
     let h = el.handle();
     let done = std::rc::Rc::new(std::cell::Cell::new(false));
@@ -30,8 +29,7 @@ fn sleep_never_completes_before_its_deadline() {
     });
     let step = |us: u64| {
         clock.advance(Duration::from_micros(us));
-        el.stop();
-        el.run_forever().unwrap();
+        common::run_once(&el);
     };
     step(0);
     step(2_000);
@@ -46,6 +44,7 @@ fn sleep_never_completes_before_its_deadline() {
 
 #[test]
 fn sleep_until_and_a_past_deadline() {
+    let _watchdog = common::watchdog!();
     let (el, clock) = manual();
     let t = el
         .run_until_complete(async {
@@ -62,6 +61,7 @@ fn sleep_until_and_a_past_deadline() {
 
 #[test]
 fn a_sleep_made_outside_the_loop_counts_from_its_first_poll() {
+    let _watchdog = common::watchdog!();
     let (el, clock) = manual();
     let s = sleep(Duration::from_secs(2));
     clock.advance(Duration::from_secs(100)); // before the first poll: does not count
@@ -72,6 +72,7 @@ fn a_sleep_made_outside_the_loop_counts_from_its_first_poll() {
 
 #[test]
 fn reset_moves_the_deadline() {
+    let _watchdog = common::watchdog!();
     let (el, clock) = manual();
     el.run_until_complete(async {
         let h = Handle::current();
@@ -90,6 +91,7 @@ fn reset_moves_the_deadline() {
 
 #[test]
 fn timeout_elapses_or_passes_the_output_through() {
+    let _watchdog = common::watchdog!();
     let (el, _clock) = manual();
     let (a, b) = el
         .run_until_complete(async {
@@ -114,6 +116,7 @@ fn timeout_elapses_or_passes_the_output_through() {
 
 #[test]
 fn a_cancelled_timeout_frees_its_timer() {
+    let _watchdog = common::watchdog!();
     let (el, _clock) = manual();
     el.run_until_complete(async {
         for _ in 0..1000 {
@@ -131,6 +134,7 @@ fn a_cancelled_timeout_frees_its_timer() {
 
 #[test]
 fn interval_ticks_on_schedule_and_skips_missed_ticks() {
+    let _watchdog = common::watchdog!();
     let (el, clock) = manual();
     let ticks = el
         .run_until_complete(async {
@@ -155,6 +159,7 @@ fn interval_ticks_on_schedule_and_skips_missed_ticks() {
 
 #[test]
 fn polling_a_sleep_outside_a_loop_is_a_clear_panic() {
+    let _watchdog = common::watchdog!();
     let r = std::panic::catch_unwind(|| {
         futures::executor::block_on(sleep_until(Instant::now() + Duration::from_secs(1)))
     });
