@@ -27,6 +27,14 @@
 //! schedules the task. So the task's *state* is only ever touched on the loop thread, and is a
 //! plain `Cell` too. If the loop is gone, a remote wake just drops its reference.
 //!
+//! # Why one file
+//!
+//! The cell's layout, its two reference counts, the waker vtable and the `JoinHandle` form one
+//! unsafe protocol: each `// SAFETY:` comment leans on facts established in the others (who
+//! may free the cell, when the stage is empty, which thread touches the state). Split across
+//! files, a reader would have to hold all of them open to check one block; here they are read
+//! top to bottom, with the Miri tests at the end.
+//!
 //! # Invariants
 //!
 //! * `Header::state` and `Header::local` are read and written only on the loop thread.
@@ -53,12 +61,63 @@ use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use crate::error::{panic_message, JoinError};
 use crate::shared::Shared;
 
+// The task state bits. `Header::state` is read and written only on the loop thread.
+// ARCHITECTURE.md ("A task's states") draws the machine they make.
+
+/// The task has exactly one `Runnable::Task` entry in the loop's ready queue.
+///
+/// Set by `TaskRef::mark_scheduled` at spawn, and by `schedule_local` when a wake is handled on
+/// the loop thread (directly, or in phase 3 for a wake that came through the remote queue), and
+/// only if neither `SCHEDULED` nor `COMPLETE` is set; each set comes with one queue entry holding
+/// a local reference. Cleared by `TaskRef::run`, first thing, when that entry is popped.
+/// Transitions: 0/`RUNNING`/`CANCEL` → `+SCHEDULED` (wake); `SCHEDULED` → `RUNNING` (popped),
+/// or → `COMPLETE` (popped with `CANCEL`). It may still be set beside `COMPLETE` (woken during
+/// the poll that returned `Ready`); `run` then drops the entry without polling.
 pub(crate) const SCHEDULED: u8 = 1;
+
+/// The future is being polled right now, inside `TaskRef::run`.
+///
+/// Set by `run` just before the poll; cleared by `run` right after it returns, whether it
+/// returned `Pending`, `Ready` or panicked (the vtable's `poll` catches the panic). Only `run`
+/// sets it, so a set bit rules out a re-entrant poll, and `JoinHandle::poll` leaves the stage
+/// alone while it is set. Transitions: `RUNNING` → 0 (`Pending`), → `COMPLETE` (`Ready`),
+/// → `COMPLETE | FAILED` (panic); a wake while `RUNNING` adds `SCHEDULED`, so the task runs again
+/// next iteration.
 pub(crate) const RUNNING: u8 = 2;
+
+/// The future is gone for good: it returned `Ready`, panicked, or was dropped by a cancel, the
+/// loop's drop or `shutdown`. The stage holds the output or a `JoinError` until the
+/// `JoinHandle` takes it (or it is dropped because the handle is gone).
+///
+/// Set by `run` after `Ready` or a panic, by `run` when it pops a task with `CANCEL` (dropping
+/// the future instead of polling it), and by `abort_on_loop_drop`. Never cleared: a terminal
+/// state. Wakes of a `COMPLETE` task do nothing; `JoinHandle::poll` takes the output only once
+/// it is set.
 pub(crate) const COMPLETE: u8 = 4;
+
+/// A cancel was requested: the future is dropped the next time the task is popped, never in
+/// the middle of a poll.
+///
+/// Set by `request_cancel` (`JoinHandle::cancel`) unless `COMPLETE` or `CANCEL` is already set;
+/// it then wakes the task so that it gets queued. Also set, together with `COMPLETE`, by
+/// `abort_on_loop_drop`. Never cleared. Transition: `CANCEL | SCHEDULED` → popped by `run` →
+/// `COMPLETE | CANCEL`, the future dropped and a cancelled `JoinError` stored.
 pub(crate) const CANCEL: u8 = 8;
+
+/// The `JoinHandle` was dropped without taking the output: nobody will read it.
+///
+/// Set by `JoinHandle`'s drop, in any state. Never cleared. If the task is already `COMPLETE`,
+/// that drop also drops the stage; otherwise `TaskRef::finish` drops the output at completion,
+/// on the loop thread. A handle whose `poll` returned `Ready` has already let go of the task and
+/// never sets it.
 pub(crate) const DETACHED: u8 = 16;
-/// The task's output is a panic or cancellation that its `JoinHandle` has not taken.
+
+/// The task panicked and its `JoinHandle` has not taken the error (a cancellation does not set
+/// it).
+///
+/// Set by the vtable's `poll` when the future panics (`run` adds `COMPLETE` right after).
+/// Cleared by `JoinHandle::poll` when it takes the output. A `JoinHandle` dropped while
+/// `COMPLETE | FAILED` reports an unretrieved panic (debug mode, on its running loop).
 pub(crate) const FAILED: u8 = 32;
 
 /// Hooks into the loop that owns a task, so this module stays free of the loop's types.
@@ -173,7 +232,8 @@ pub(crate) struct TaskRef {
 }
 
 impl TaskRef {
-    /// Allocates a task; returns two local references (registry and queue) and the join handle.
+    /// Allocates a task; returns two local references (the registry's and the `JoinHandle`'s;
+    /// `mark_scheduled` adds the ready queue's).
     pub(crate) fn new<F>(
         future: F,
         shared: Arc<Shared>,

@@ -1,6 +1,7 @@
 //! The loop's semantics, one test (or a few) per rule in ARCHITECTURE.md's "Semantics".
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
@@ -539,6 +540,118 @@ fn a_panicking_callback_goes_to_the_handler_and_the_loop_keeps_running() {
         *seen.borrow(),
         [format!("callback|panicked: boom|{}", file!())]
     );
+}
+
+/// A waker that panics when woken: someone else's executor with a bug.
+struct PanickingWaker;
+
+impl std::task::Wake for PanickingWaker {
+    fn wake(self: Arc<Self>) {
+        panic!("bad waker");
+    }
+}
+
+fn panicking_context() -> std::task::Waker {
+    std::task::Waker::from(Arc::new(PanickingWaker))
+}
+
+/// Records what the exception handler sees, as `kind|message|Display`.
+fn record_exceptions(h: &solo::Handle) -> Log {
+    let seen = log();
+    let s = seen.clone();
+    h.set_exception_handler(move |ctx| {
+        s.borrow_mut()
+            .push(format!("{}|{}|{ctx}", ctx.kind(), ctx.message()))
+    });
+    seen
+}
+
+#[test]
+fn a_panicking_waker_of_a_timer_is_reported_and_the_loop_runs_on() {
+    let _watchdog = common::watchdog!();
+    let (el, _clock) = manual();
+    let h = el.handle();
+    let seen = record_exceptions(&h);
+    // A solo sleep polled by a foreign executor whose waker panics.
+    let mut sleep = Box::pin(solo::time::sleep(Duration::from_millis(10)));
+    let l = log();
+    let l2 = l.clone();
+    h.call_soon(move || {
+        let waker = panicking_context();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(sleep.as_mut().poll(&mut cx).is_pending());
+        std::mem::forget(sleep); // keep the timer registered
+        l2.borrow_mut().push("polled".into());
+    });
+    let (h2, l3) = (h.clone(), l.clone());
+    h.call_later(Duration::from_millis(20), move || {
+        l3.borrow_mut().push("later".into());
+        h2.stop();
+    });
+    el.run_forever().unwrap();
+    assert_eq!(*l.borrow(), ["polled", "later"]);
+    assert_eq!(
+        *seen.borrow(),
+        ["event loop|a waker panicked: bad waker|solo: event loop: a waker panicked: bad waker"]
+    );
+}
+
+#[test]
+fn a_panicking_waker_of_an_fd_is_reported_and_the_loop_runs_on() {
+    let _watchdog = common::watchdog!();
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let seen = record_exceptions(&h);
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let fd = el
+        .run_until_complete(async { solo::Async::new(a) })
+        .unwrap()
+        .unwrap();
+    let waker = panicking_context();
+    let mut cx = std::task::Context::from_waker(&waker);
+    // Drain the initial readiness (a fresh socket pair is writable, not readable).
+    assert!(fd.poll_readable(&mut cx).is_pending());
+    // A second pair whose reader stops the loop: both events come back from the same poll, so
+    // the panicking waker has been woken by the time the reader runs.
+    let (c, mut d) = UnixStream::pair().unwrap();
+    let l = log();
+    let (l2, h2) = (l.clone(), h.clone());
+    h.add_reader(&c, move || {
+        l2.borrow_mut().push("reader".into());
+        h2.stop();
+    })
+    .unwrap();
+    b.write_all(b"x").unwrap();
+    d.write_all(b"x").unwrap();
+    el.run_forever().unwrap();
+    assert_eq!(*l.borrow(), ["reader"]);
+    assert!(h.remove_reader(&c));
+    assert_eq!(
+        *seen.borrow(),
+        ["event loop|a waker panicked: bad waker|solo: event loop: a waker panicked: bad waker"]
+    );
+}
+
+#[test]
+fn a_panicking_debug_report_hook_does_not_take_the_loop_down() {
+    let _watchdog = common::watchdog!();
+    let clock = ManualClock::new();
+    let el = EventLoop::builder()
+        .clock(clock.clone())
+        .debug(true)
+        .slow_callback_duration(Duration::from_millis(10))
+        .on_slow(|_| panic!("bad hook"))
+        .build()
+        .unwrap();
+    let h = el.handle();
+    let l = log();
+    let c = clock.clone();
+    h.call_soon(move || c.advance(Duration::from_millis(50))); // "slow" on the loop clock
+    let l2 = l.clone();
+    h.call_soon(move || l2.borrow_mut().push("after".into()));
+    run_once(&el);
+    assert_eq!(*l.borrow(), ["after"]);
+    assert_eq!(el.stats().unwrap().callbacks, 2);
 }
 
 #[test]
