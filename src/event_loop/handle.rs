@@ -9,7 +9,7 @@
 //!
 //! Both point at the same [`Inner`]; dropping the `EventLoop` closes the loop, and a `Handle`
 //! that outlives it refuses new work (`is_closed`). The methods that schedule callbacks, watch
-//! fds and run the loop live in their own rooms (`callbacks.rs`, `io.rs`, `run.rs`).
+//! fds and run the loop live in their own rooms (`callbacks.rs`, `readers.rs`, `run.rs`).
 
 use std::fmt;
 use std::future::Future;
