@@ -112,7 +112,7 @@ impl<T: AsRawFd> Async<T> {
     }
 
     fn poll_ready(&self, dir: Dir, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.handle.inner.poll_ready(self.token, dir, cx).map(Ok)
+        self.handle.inner.poll_ready(self.token, dir, cx)
     }
 
     pub(crate) fn clear(&self, dir: Dir) {

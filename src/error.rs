@@ -127,3 +127,13 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
         "Box<dyn Any>"
     }
 }
+
+/// Drops a panic payload; a payload whose own destructor panics is forgotten instead, so that
+/// containing a panic can never start a second one.
+pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload)))
+    {
+        std::mem::forget(again);
+    }
+}

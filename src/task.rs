@@ -46,6 +46,7 @@
 //! * A future is never polled after it returned `Ready`, panicked or was cancelled, and never
 //!   polled re-entrantly.
 
+use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::future::Future;
@@ -58,7 +59,7 @@ use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
-use crate::error::{panic_message, JoinError};
+use crate::error::{drop_payload, panic_message, JoinError};
 use crate::shared::Shared;
 
 // The task state bits. `Header::state` is read and written only on the loop thread.
@@ -126,6 +127,21 @@ pub(crate) trait Scheduler {
     fn push_task(&self, task: TaskRef);
     /// A `JoinHandle` of a panicked task was dropped without taking the error (debug lint).
     fn unretrieved_panic(&self, site: &'static Location<'static>, slot: u32);
+    /// Dropping the task's future or output panicked (the panic was caught here).
+    fn destructor_panicked(&self, task: &Header, payload: Box<dyn Any + Send>);
+    /// The waker of whoever awaits the task's `JoinHandle` panicked when woken.
+    fn join_waker_panicked(&self, site: &'static Location<'static>, payload: Box<dyn Any + Send>);
+}
+
+/// The scheduler of the loop running on this thread, if it is `h`'s loop.
+fn with_own_scheduler<R>(h: &Header, f: impl FnOnce(Option<&dyn Scheduler>) -> R) -> R {
+    let (shared, sched) = RUNNING_LOOP.with(|c| c.get());
+    match sched {
+        // SAFETY: the enter guard keeps the scheduler alive while it is installed, and this
+        // borrow ends before `f` returns, inside the guard's lifetime.
+        Some(s) if shared == Arc::as_ptr(&h.shared) => f(Some(unsafe { s.as_ref() })),
+        _ => f(None),
+    }
 }
 
 thread_local! {
@@ -342,7 +358,13 @@ impl TaskRef {
             unsafe { (h.vtable.drop_stage)(self.ptr) };
         }
         if let Some(w) = join {
-            w.wake();
+            // Someone else's waker, perhaps: its panic must not unwind into the loop.
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| w.wake())) {
+                with_own_scheduler(h, |s| match s {
+                    Some(s) => s.join_waker_panicked(h.site, payload),
+                    None => drop_payload(payload),
+                });
+            }
         }
     }
 
@@ -499,11 +521,23 @@ fn vtable<F: Future + 'static>() -> &'static Vtable {
     }
 }
 
-/// Replaces the stage, catching a panic from the old value's destructor.
-fn set_stage<F: Future>(stage: &mut Stage<F>, new: Stage<F>) {
+/// Replaces the stage, catching a panic from the old value's destructor (the future's or the
+/// output's: user code) and reporting it to the task's loop, or to stderr outside it.
+fn set_stage<F: Future>(h: &Header, stage: &mut Stage<F>, new: Stage<F>) {
     let old = std::mem::replace(stage, new);
-    // A panicking destructor must not unwind into the loop; its payload is dropped.
-    let _ = catch_unwind(AssertUnwindSafe(move || drop(old)));
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(old))) {
+        with_own_scheduler(h, |s| match s {
+            Some(s) => s.destructor_panicked(h, payload),
+            None => {
+                eprintln!(
+                    "solo: task (spawned at {}) failed: panicked in its destructor: {}",
+                    h.site,
+                    panic_message(&*payload)
+                );
+                drop_payload(payload);
+            }
+        });
+    }
 }
 
 unsafe fn poll<F: Future>(
@@ -524,7 +558,7 @@ unsafe fn poll<F: Future>(
         Ok(Poll::Pending) => RunResult::Pending,
         Ok(Poll::Ready(v)) => {
             *join_out = take_join(stage);
-            set_stage(stage, Stage::Finished(Ok(v)));
+            set_stage(&cell.header, stage, Stage::Finished(Ok(v)));
             RunResult::Done
         }
         Err(payload) => {
@@ -532,7 +566,7 @@ unsafe fn poll<F: Future>(
             h.state.set(h.state.get() | FAILED);
             let msg = format!("panicked: {}", panic_message(&*payload));
             *join_out = take_join(stage);
-            set_stage(stage, Stage::Finished(Err(JoinError::panicked(payload))));
+            set_stage(h, stage, Stage::Finished(Err(JoinError::panicked(payload))));
             RunResult::Panicked(msg)
         }
     }
@@ -544,7 +578,11 @@ unsafe fn cancel<F: Future>(ptr: NonNull<Header>) -> Option<Waker> {
     // SAFETY: as above; no other borrow of the stage is live.
     let stage = unsafe { &mut *cell.stage.get() };
     let join = take_join(stage);
-    set_stage(stage, Stage::Finished(Err(JoinError::cancelled())));
+    set_stage(
+        &cell.header,
+        stage,
+        Stage::Finished(Err(JoinError::cancelled())),
+    );
     join
 }
 
@@ -587,7 +625,11 @@ unsafe fn drop_stage<F: Future>(ptr: NonNull<Header>) {
     // SAFETY: (caller) loop thread, nobody else borrows the stage.
     let cell = unsafe { ptr.cast::<TaskCell<F>>().as_ref() };
     // SAFETY: as above.
-    set_stage(unsafe { &mut *cell.stage.get() }, Stage::Consumed);
+    set_stage(
+        &cell.header,
+        unsafe { &mut *cell.stage.get() },
+        Stage::Consumed,
+    );
 }
 
 unsafe fn dealloc<F: Future>(ptr: NonNull<Header>) {
@@ -690,11 +732,9 @@ impl<T> Drop for JoinHandle<T> {
             task.set_state(state | DETACHED);
             if state & (COMPLETE | FAILED) == COMPLETE | FAILED {
                 let h = task.header();
-                RUNNING_LOOP.with(|c| {
-                    let (shared, sched) = c.get();
-                    if let (true, Some(sched)) = (shared == Arc::as_ptr(&h.shared), sched) {
-                        // SAFETY: the enter guard keeps the scheduler alive while installed.
-                        unsafe { sched.as_ref() }.unretrieved_panic(h.site, h.slot.get());
+                with_own_scheduler(h, |s| {
+                    if let Some(s) = s {
+                        s.unretrieved_panic(h.site, h.slot.get());
                     }
                 });
             }

@@ -33,7 +33,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use super::{Handle, Inner};
-use crate::callback::{Callback, Sited};
+use crate::callback::{Callback, CallbackKind, Sited};
 use crate::clock::duration_to_nanos;
 use crate::reactor::Dir;
 use crate::shared::RemoteCall;
@@ -118,11 +118,12 @@ impl Handle {
     #[track_caller]
     pub fn call_soon(&self, f: impl FnOnce() + 'static) -> CallbackHandle {
         let inner = &self.inner;
+        let site = Location::caller();
         if inner.closed.get() {
+            inner.drop_guarded(f, CallbackKind::Soon, site);
             return CallbackHandle::closed();
         }
         let id = inner.soon.next();
-        let site = Location::caller();
         inner.push(Runnable::Soon(id, Box::new(Sited { site, f })));
         CallbackHandle {
             inner: Rc::downgrade(inner),
@@ -157,6 +158,8 @@ impl Handle {
     fn schedule_timer(&self, deadline: u64, now: u64, f: Box<dyn Callback>) -> CallbackHandle {
         let inner = &self.inner;
         if inner.closed.get() {
+            let site = f.site();
+            inner.drop_guarded(f, CallbackKind::Timer, site);
             return CallbackHandle::closed();
         }
         let key = inner

@@ -21,7 +21,7 @@ use std::rc::Rc;
 
 use super::{Handle, Inner};
 use crate::callback::CallbackKind;
-use crate::error::panic_message;
+use crate::error::{drop_payload, panic_message};
 
 /// What the exception handler is told about a panic in a callback or task.
 #[derive(Debug)]
@@ -105,6 +105,38 @@ impl Inner {
         });
     }
 
+    /// Drops `value`, which may run user code (a callback's captures, a future, a waker),
+    /// catching a panic from its destructor and reporting it as one of this kind's, scheduled
+    /// or registered at `site`. The loop and its caller never see the unwind.
+    pub(super) fn drop_guarded<T>(
+        &self,
+        value: T,
+        kind: CallbackKind,
+        site: &'static Location<'static>,
+    ) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+            self.report_destructor_panic(kind, site, None, payload);
+        }
+    }
+
+    /// Reports a panic from a destructor of user code.
+    pub(super) fn report_destructor_panic(
+        &self,
+        kind: CallbackKind,
+        site: &'static Location<'static>,
+        task_name: Option<&str>,
+        payload: Box<dyn std::any::Any + Send>,
+    ) {
+        let msg = format!("panicked in its destructor: {}", panic_message(&*payload));
+        drop_payload(payload);
+        self.report(&ExceptionContext {
+            kind,
+            site,
+            task_name,
+            message: &msg,
+        });
+    }
+
     /// Reports a task that panicked (`msg` says how), with its name if it has one.
     pub(super) fn report_task_failure(
         &self,
@@ -159,6 +191,12 @@ impl Handle {
     /// assert_eq!(*seen.borrow(), "panicked: oops");
     /// ```
     pub fn set_exception_handler(&self, f: impl Fn(&ExceptionContext<'_>) + 'static) {
-        *self.inner.exception_handler.borrow_mut() = Some(Rc::new(f));
+        let old = self
+            .inner
+            .exception_handler
+            .borrow_mut()
+            .replace(Rc::new(f));
+        self.inner
+            .drop_guarded(old, CallbackKind::Loop, Location::caller());
     }
 }

@@ -100,6 +100,11 @@ impl Inner {
         probe.end_iteration();
     }
 
+    /// Whether the future of a running `run_until_complete` was woken.
+    fn main_woken(&self) -> bool {
+        self.main_running.get() && self.shared.main_woken.load(Ordering::Acquire)
+    }
+
     /// Phase 1. Decides how long the poll may block: zero if anything is ready to run (or the
     /// loop is stopping, or another thread queued work); otherwise until the next timer;
     /// otherwise until an event. Reads the clock, unless the loop is busy with no timers and
@@ -109,8 +114,7 @@ impl Inner {
     fn plan_wait(&self) -> Wait {
         // Work: queued entries, or the `run_until_complete` future woken (it is polled between
         // iterations rather than from the queue).
-        let has_work =
-            !self.ready.borrow().is_empty() || self.shared.main_woken.load(Ordering::Acquire);
+        let has_work = !self.ready.borrow().is_empty() || self.main_woken();
         let busy = has_work || self.stopping.get() || self.shared.has_pending();
         let next_timer = self.timers.borrow().next_deadline();
         let now = if next_timer.is_some()
@@ -198,9 +202,8 @@ impl Inner {
     /// timer and nothing else happened (no I/O, no remote work, no wake of the main future),
     /// jumps the clock to that timer. Returns the loop time.
     fn jump_to_timer(&self, wait: &Wait, now: u64) -> u64 {
-        let quiet = self.ready.borrow().is_empty()
-            && !self.shared.has_pending()
-            && !self.shared.main_woken.load(Ordering::Acquire);
+        let quiet =
+            self.ready.borrow().is_empty() && !self.shared.has_pending() && !self.main_woken();
         match wait.next_timer {
             Some(t) if quiet => {
                 self.clock.jump_to(t);
@@ -260,7 +263,10 @@ impl Inner {
     fn run_entry<P: Probe>(&self, r: Runnable, probe: &P) {
         match r {
             Runnable::Soon(id, f) => {
-                if !self.soon.take_cancelled(id) {
+                if self.soon.take_cancelled(id) {
+                    let site = f.site();
+                    self.drop_guarded(f, CallbackKind::Soon, site);
+                } else {
                     self.call(CallbackKind::Soon, f, probe);
                 }
             }
@@ -316,7 +322,10 @@ impl Inner {
         }
         let fd = cb.fd;
         let (left, rearmed) = self.reactor.borrow_mut().restore_callback(token, dir, cb);
-        drop(left);
+        for cb in left {
+            // Removed or replaced while it ran, or its fd was found closed.
+            self.drop_unregistered(cb);
+        }
         if let Err(e) = rearmed {
             let msg =
                 format!("fd {fd} was closed while registered; its callbacks were removed ({e})");
@@ -343,7 +352,7 @@ impl Inner {
     /// Wakes a task (or a foreign future) that the loop holds a waker for. A waker may be
     /// someone else's code, so its panic is caught and reported like a callback's.
     #[inline]
-    fn wake(&self, w: Waker) {
+    pub(super) fn wake(&self, w: Waker) {
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| w.wake())) {
             let msg = format!("a waker panicked: {}", crate::error::panic_message(&*p));
             self.report_loop_error(&msg);

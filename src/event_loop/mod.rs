@@ -45,13 +45,14 @@ use std::task::{Context, Poll, Waker};
 
 use slab::Slab;
 
+use crate::callback::CallbackKind;
 use crate::clock::{Clock, ManualClock};
 use crate::debug::{Debug, ReportKind, TaskState};
 use crate::executor::ThreadPool;
-use crate::reactor::{Dir, Reactor};
+use crate::reactor::{Dir, IoFn, Reactor, Unregistered};
 use crate::shared::Shared;
 use crate::signal::Signals;
-use crate::task::{JoinHandle, Scheduler, TaskRef};
+use crate::task::{Header, JoinHandle, Scheduler, TaskRef};
 use crate::timer::{TimerKey, Wheel};
 
 mod builder;
@@ -107,6 +108,9 @@ pub(crate) struct Inner {
     /// Which `call_soon` entries are still queued, and which of those were cancelled.
     soon: SoonIds,
     running: Cell<bool>,
+    /// Inside `run_until_complete`: only then does a wake of the main future count as work (a
+    /// stale main waker firing later must not keep the loop from sleeping).
+    main_running: Cell<bool>,
     /// Set by `stop`; the run entry points clear it when they see it.
     stopping: Cell<bool>,
     /// Set once, by `close`: from then on the loop accepts no work.
@@ -136,6 +140,32 @@ impl Scheduler for Inner {
         if let Some(d) = self.debug() {
             d.lint(ReportKind::UnretrievedPanic, site, slot);
         }
+    }
+
+    fn destructor_panicked(&self, task: &Header, payload: Box<dyn std::any::Any + Send>) {
+        // The name, if the task is still registered (a finished task's slot may hold another).
+        let slot = task.slot.get();
+        let registered = self
+            .tasks
+            .borrow()
+            .get(slot as usize)
+            .is_some_and(|t| std::ptr::eq(t.header(), task));
+        let name = registered.then(|| self.task_name(slot)).flatten();
+        self.report_destructor_panic(CallbackKind::Task, task.site, name.as_deref(), payload);
+    }
+
+    fn join_waker_panicked(
+        &self,
+        site: &'static Location<'static>,
+        payload: Box<dyn std::any::Any + Send>,
+    ) {
+        let msg = format!(
+            "the waker of the task awaiting a JoinHandle (of the task spawned at {site}) \
+             panicked: {}",
+            crate::error::panic_message(&*payload)
+        );
+        crate::error::drop_payload(payload);
+        self.report_loop_error(&msg);
     }
 }
 
@@ -168,6 +198,7 @@ impl Inner {
             task_extras: Cell::new(debug.is_some()),
             soon: SoonIds::default(),
             running: Cell::new(false),
+            main_running: Cell::new(false),
             stopping: Cell::new(false),
             closed: Cell::new(false),
             // The first iteration always polls.
@@ -269,29 +300,112 @@ impl Inner {
         }
     }
 
-    /// Removes a timer (a no-op if it is gone). What it held is dropped after the borrow ends:
-    /// a callback's or a waker's destructor is user code.
+    /// Removes a timer (a no-op if it is gone). What it held is dropped after the borrow ends,
+    /// behind the panic guard: a callback's or a waker's destructor is user code.
     pub(crate) fn cancel_timer(&self, key: TimerKey) {
         let payload = self.timers.borrow_mut().remove(key);
-        drop(payload);
+        match payload {
+            Some(TimerPayload::Call(f)) => {
+                let site = f.site();
+                self.drop_guarded(f, CallbackKind::Timer, site);
+            }
+            Some(TimerPayload::Wake(w)) => {
+                self.drop_guarded(w, CallbackKind::Loop, Location::caller());
+            }
+            None => {}
+        }
     }
 
-    // ---- I/O registrations of `Async` (the futures path) ----
+    // ---- I/O registrations ----
+    //
+    // The reactor never runs user code: what it unregisters (a replaced callback, the wakers of
+    // a removed source, a registration found stale) comes back to these methods, which drop it
+    // after the reactor's borrow ends, behind the panic guard, and report stale registrations.
+
+    /// Sets the reader or writer callback of `fd`; returns the callback it replaced.
+    pub(super) fn set_io_callback(
+        &self,
+        fd: RawFd,
+        dir: Dir,
+        f: IoFn,
+        site: &'static Location<'static>,
+        kind: CallbackKind,
+    ) -> io::Result<Option<Unregistered>> {
+        let set = self
+            .reactor
+            .borrow_mut()
+            .set_callback(fd, dir, f, site, kind);
+        self.report_evicted();
+        set
+    }
+
+    /// Removes the reader or writer callback of `fd`; whether there was one.
+    pub(super) fn remove_io_callback(&self, fd: RawFd, dir: Dir) -> bool {
+        let removed = self.reactor.borrow_mut().remove_callback(fd, dir);
+        self.report_evicted();
+        match removed {
+            Some(Some(cb)) => {
+                self.drop_unregistered(cb);
+                true
+            }
+            Some(None) => true, // it is running now; it is dropped when it returns
+            None => false,
+        }
+    }
+
+    /// Drops a callback that is no longer registered, behind the panic guard.
+    pub(super) fn drop_unregistered(&self, cb: Unregistered) {
+        self.drop_guarded(cb.f, cb.kind, cb.site);
+    }
+
+    /// Reports the registrations the reactor found stale (their fds were closed while
+    /// registered and the numbers reused), and drops what they held.
+    fn report_evicted(&self) {
+        let evicted = self.reactor.borrow_mut().take_evicted();
+        for e in evicted {
+            let msg = format!(
+                "fd {} was closed while registered and its number reused; its registration was \
+                 removed (deregister before closing: remove_reader/remove_writer, or drop the \
+                 Async)",
+                e.fd
+            );
+            match e.callbacks.first() {
+                Some(cb) => self.report_error(cb.kind, cb.site, &msg),
+                None => self.report_loop_error(&msg),
+            }
+            for cb in e.callbacks {
+                self.drop_unregistered(cb);
+            }
+            for w in e.wakers {
+                // The task's next operation on the `Async` fails with a clear error.
+                self.wake(w);
+            }
+        }
+    }
 
     /// Registers `fd` for readiness caching in both directions; returns its token.
     pub(crate) fn register_async(&self, fd: RawFd) -> io::Result<usize> {
-        self.reactor.borrow_mut().register_async(fd)
+        let token = self.reactor.borrow_mut().register_async(fd);
+        self.report_evicted();
+        token
     }
 
     /// Deregisters an `Async` source; its wakers are dropped after the borrow ends.
     pub(crate) fn deregister_async(&self, token: usize) {
         let wakers = self.reactor.borrow_mut().deregister_async(token);
-        drop(wakers);
+        if let Some(wakers) = wakers {
+            self.drop_guarded(wakers, CallbackKind::Loop, Location::caller());
+        }
     }
 
     /// Ready if the source was seen ready in `dir` since its last `WouldBlock`; otherwise stores
-    /// the waker.
-    pub(crate) fn poll_ready(&self, token: usize, dir: Dir, cx: &mut Context<'_>) -> Poll<()> {
+    /// the waker. An error if the registration is gone (its fd was closed behind its back).
+    pub(crate) fn poll_ready(
+        &self,
+        token: usize,
+        dir: Dir,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
         self.reactor.borrow_mut().poll_ready(token, dir, cx)
     }
 
@@ -312,6 +426,7 @@ impl Inner {
         F: Future + 'static,
     {
         if self.closed.get() {
+            self.drop_guarded(future, CallbackKind::Task, site);
             return JoinHandle::closed();
         }
         let (task, join) = TaskRef::new(future, self.shared.clone(), site);

@@ -26,7 +26,18 @@
 //!
 //! The reactor keeps the callbacks (it must find them from an event's token); this room is the
 //! `Handle` side. Replaced or removed callbacks are dropped after the reactor's borrow ends,
-//! because their destructors are user code.
+//! behind the panic guard, because their destructors are user code.
+//!
+//! # Deregister before you close
+//!
+//! Remove a reader or writer (or drop the `Async`) *before* closing its fd. The kernel forgets a
+//! registration when the file is closed, and hands the number to the next file opened. If a
+//! registered fd is closed anyway, solo notices when the number is used again (by `add_reader`,
+//! `add_writer`, or an `Async` on the new file) or when the old callback is re-armed: the old
+//! registration is removed, its callbacks are dropped and the exception handler is told ("fd N
+//! was closed while registered and its number reused"), and the new file gets a registration of
+//! its own. Nothing that belongs to the new file is torn down or taken over; until the number is
+//! reused, the old callbacks simply never run again.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -42,6 +53,7 @@ impl Handle {
     ///
     /// Errors if `fd` is not an open file descriptor, cannot be polled (a regular file), is
     /// registered with this loop by a [`net`](crate::net) object, or the loop is closed.
+    /// Remove it before closing the fd (see the module docs on what solo does otherwise).
     #[track_caller]
     pub fn add_reader(&self, fd: &impl AsRawFd, f: impl FnMut() + 'static) -> io::Result<()> {
         self.add_io(fd.as_raw_fd(), Dir::Read, Box::new(f))
@@ -70,16 +82,15 @@ impl Handle {
         f: Box<dyn FnMut()>,
         kind: CallbackKind,
     ) -> io::Result<()> {
+        let site = Location::caller();
         if self.inner.closed.get() {
+            self.inner.drop_guarded(f, kind, site);
             return Err(io::Error::other("the event loop is closed"));
         }
-        let site = Location::caller();
-        let replaced = self
-            .inner
-            .reactor
-            .borrow_mut()
-            .set_callback(fd, dir, f, site, kind)?;
-        drop(replaced); // after the borrow: its destructor is user code
+        let replaced = self.inner.set_io_callback(fd, dir, f, site, kind)?;
+        if let Some(old) = replaced {
+            self.inner.drop_unregistered(old);
+        }
         Ok(())
     }
 
@@ -107,6 +118,8 @@ impl Handle {
     #[track_caller]
     pub fn add_signal_handler(&self, signal: i32, mut f: impl FnMut() + 'static) -> io::Result<()> {
         if self.inner.closed.get() {
+            let site = Location::caller();
+            self.inner.drop_guarded(f, CallbackKind::Signal, site);
             return Err(io::Error::other("the event loop is closed"));
         }
         let (fd, drain_end) = {
@@ -129,12 +142,7 @@ impl Handle {
         let read = self.inner.signals.borrow_mut().unwatch(signal);
         match read {
             Some(read) => {
-                let (_, f) = self
-                    .inner
-                    .reactor
-                    .borrow_mut()
-                    .remove_callback(read.as_raw_fd(), Dir::Read);
-                drop(f);
+                self.inner.remove_io_callback(read.as_raw_fd(), Dir::Read);
                 true
             }
             None => false,
@@ -144,23 +152,11 @@ impl Handle {
     /// Stops watching `fd` for reading. Returns whether a reader was registered. Safe to call
     /// from inside the reader itself.
     pub fn remove_reader(&self, fd: &impl AsRawFd) -> bool {
-        let (had, f) = self
-            .inner
-            .reactor
-            .borrow_mut()
-            .remove_callback(fd.as_raw_fd(), Dir::Read);
-        drop(f);
-        had
+        self.inner.remove_io_callback(fd.as_raw_fd(), Dir::Read)
     }
 
     /// Stops watching `fd` for writing. Returns whether a writer was registered.
     pub fn remove_writer(&self, fd: &impl AsRawFd) -> bool {
-        let (had, f) = self
-            .inner
-            .reactor
-            .borrow_mut()
-            .remove_callback(fd.as_raw_fd(), Dir::Write);
-        drop(f);
-        had
+        self.inner.remove_io_callback(fd.as_raw_fd(), Dir::Write)
     }
 }

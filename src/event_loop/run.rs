@@ -18,21 +18,20 @@ use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::panic::Location;
-use std::pin::pin;
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use std::time::{Duration, Instant};
 
-use super::callbacks::Runnable;
+use super::callbacks::{Runnable, TimerPayload};
 use super::probe::Probe;
 use super::{EventLoop, Inner, CURRENT};
 use crate::callback::CallbackKind;
 use crate::debug::{self, ReportKind, What};
 use crate::error::RunError;
-use crate::shared::Shared;
+use crate::shared::{RemoteItem, Shared};
 use crate::task::{self, TaskRef};
 
 /// Marks the loop as running on this thread; undoes it on drop, also during a panic.
@@ -78,12 +77,12 @@ impl Inner {
     }
 
     /// Drops everything the loop holds, exactly once: tasks' futures, queued callbacks, timers,
-    /// registrations. Called when the `EventLoop` is dropped.
+    /// registrations. Called when the `EventLoop` is dropped. Every destructor is user code and
+    /// runs behind the panic guard: a panicking one is reported, and the rest are still dropped.
     pub(super) fn close(self: &Rc<Inner>) {
         if self.closed.replace(true) {
             return;
         }
-        drop(self.shared.close());
         // Destructors run with the loop "entered", so wakes they cause take the local path and
         // `Handle::current` works; the loop refuses new work because it is closed.
         let _guard = if task::running_loop_id().is_null() {
@@ -91,6 +90,15 @@ impl Inner {
         } else {
             None
         };
+        for item in self.shared.close() {
+            match item {
+                RemoteItem::Call(f) => {
+                    let site = f.site();
+                    self.drop_guarded(f, CallbackKind::Remote, site);
+                }
+                RemoteItem::Wake(w) => self.drop_guarded(w, CallbackKind::Loop, Location::caller()),
+            }
+        }
         if let Some(d) = self.debug() {
             for t in self.tasks.borrow().iter().map(|(_, t)| t) {
                 // A cancelled task is not "still pending": its drop was asked for.
@@ -103,6 +111,9 @@ impl Inner {
                 }
             }
         }
+        // Destructors may schedule more (a drop that spawns or calls `call_soon` on a closed
+        // loop gets nothing queued, but a callback's drop may release a timer's last handle...):
+        // repeat until a pass finds nothing.
         loop {
             let tasks: Vec<TaskRef> = self.tasks.borrow_mut().drain().collect();
             let ready: Vec<Runnable> = self.ready.borrow_mut().drain(..).collect();
@@ -111,20 +122,40 @@ impl Inner {
             }
             let mut timers = Vec::new();
             self.timers.borrow_mut().drain(|p| timers.push(p));
-            let io = self.reactor.borrow_mut().drain();
-            if tasks.is_empty() && ready.is_empty() && timers.is_empty() && io.is_empty() {
+            let (callbacks, wakers) = self.reactor.borrow_mut().drain();
+            if tasks.is_empty()
+                && ready.is_empty()
+                && timers.is_empty()
+                && callbacks.is_empty()
+                && wakers.is_empty()
+            {
                 break;
             }
             for t in &tasks {
-                t.abort_on_loop_drop();
+                t.abort_on_loop_drop(); // drops the future; a panic there is reported
             }
-            drop((tasks, ready, timers, io));
+            for t in tasks {
+                let site = t.header().site;
+                self.drop_guarded(t, CallbackKind::Task, site);
+            }
+            for r in ready {
+                self.drop_runnable(r);
+            }
+            for p in timers {
+                self.drop_timer_payload(p);
+            }
+            for cb in callbacks {
+                self.drop_unregistered(cb);
+            }
+            self.drop_guarded(wakers, CallbackKind::Loop, Location::caller());
         }
         self.task_names.borrow_mut().clear();
         self.soon.clear();
         // Idle pool threads exit now; a running job cannot be interrupted and finishes alone.
         self.executor.shutdown(Instant::now());
-        *self.exception_handler.borrow_mut() = None;
+        let handler = self.exception_handler.borrow_mut().take();
+        // Reported to stderr if it panics: the handler is gone by then.
+        self.drop_guarded(handler, CallbackKind::Loop, Location::caller());
         if let Some(d) = self.debug() {
             d.shutdown();
             let profile = d.profile();
@@ -134,6 +165,36 @@ impl Inner {
                     debug::format_profile(&profile[..profile.len().min(20)])
                 );
             }
+        }
+    }
+
+    /// Drops a ready-queue entry that will not run (the loop is closing).
+    fn drop_runnable(&self, r: Runnable) {
+        match r {
+            Runnable::Soon(_, f) => {
+                let site = f.site();
+                self.drop_guarded(f, CallbackKind::Soon, site);
+            }
+            Runnable::Remote(f) => {
+                let site = f.site();
+                self.drop_guarded(f, CallbackKind::Remote, site);
+            }
+            Runnable::Task(t) => {
+                let site = t.header().site;
+                self.drop_guarded(t, CallbackKind::Task, site);
+            }
+            Runnable::Timer(..) | Runnable::Io(..) => {} // the wheel or the reactor holds them
+        }
+    }
+
+    /// Drops a timer's payload that will not run (the loop is closing).
+    fn drop_timer_payload(&self, p: TimerPayload) {
+        match p {
+            TimerPayload::Call(f) => {
+                let site = f.site();
+                self.drop_guarded(f, CallbackKind::Timer, site);
+            }
+            TimerPayload::Wake(w) => self.drop_guarded(w, CallbackKind::Loop, Location::caller()),
         }
     }
 }
@@ -157,19 +218,25 @@ impl EventLoop {
 
     /// Runs the loop until `future` completes and returns its output.
     ///
-    /// The future may borrow from the caller (it is polled in place, not spawned). If it panics,
-    /// the panic propagates out of this call, as asyncio re-raises the exception. If the loop is
-    /// stopped first, returns [`RunError::Stopped`].
+    /// The future is not spawned: it is polled in place, between iterations, whenever its waker
+    /// was woken. If it panics, the panic propagates out of this call, as asyncio re-raises the
+    /// exception (after the future is dropped). If the loop is stopped first, returns
+    /// [`RunError::Stopped`]: a `stop` before this call, or during it, lets the current
+    /// iteration finish, and the future gets one last poll if that iteration woke it (asyncio:
+    /// one iteration runs, then "Event loop stopped before Future completed").
     #[track_caller]
     pub fn run_until_complete<F: Future>(&self, future: F) -> Result<F::Output, RunError> {
         let site = Location::caller();
         let inner = &self.handle.inner;
         let _guard = inner.start_running()?;
-        let mut future = pin!(future);
+        // Boxed so that it can be dropped behind the panic guard before this call returns.
+        let mut future = Box::pin(future);
         let waker = main_waker(&inner.shared);
         let mut cx = Context::from_waker(&waker);
+        inner.main_running.set(true);
         inner.shared.main_woken.store(true, Ordering::Release);
-        loop {
+        let mut stopped = false;
+        let outcome = loop {
             if inner.shared.main_woken.swap(false, Ordering::AcqRel) {
                 let what = || What {
                     kind: CallbackKind::Main,
@@ -177,17 +244,28 @@ impl EventLoop {
                     type_name: Some(std::any::type_name::<F>()),
                     task: None,
                 };
-                let polled = inner
-                    .probe()
-                    .run((), |_| what(), |_| future.as_mut().poll(&mut cx));
-                if let Poll::Ready(v) = polled {
-                    return Ok(v);
+                let polled = inner.probe().run(
+                    (),
+                    |_| what(),
+                    |_| catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))),
+                );
+                match polled {
+                    Ok(Poll::Ready(v)) => break Ok(Ok(v)),
+                    Ok(Poll::Pending) => {}
+                    Err(payload) => break Err(payload),
                 }
             }
-            if inner.stopping.replace(false) {
-                return Err(RunError::Stopped);
+            if stopped {
+                break Ok(Err(RunError::Stopped));
             }
             inner.run_once();
+            stopped = inner.stopping.replace(false);
+        };
+        inner.main_running.set(false);
+        inner.drop_guarded(future, CallbackKind::Main, site);
+        match outcome {
+            Ok(result) => result,
+            Err(payload) => std::panic::resume_unwind(payload),
         }
     }
 
@@ -213,7 +291,10 @@ impl EventLoop {
     /// ```
     pub fn shutdown(self, grace: Duration) -> ShutdownReport {
         let inner = &self.handle.inner;
-        let real_deadline = Instant::now() + grace;
+        // A grace past `Instant`'s range means "wait as long as it takes".
+        let real_deadline = Instant::now()
+            .checked_add(grace)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600));
         inner.shared.refuse_calls();
         if let Ok(_guard) = inner.start_running() {
             let expired = Rc::new(Cell::new(false));
@@ -244,8 +325,11 @@ impl EventLoop {
                 }
                 t.abort_on_loop_drop();
             }
+            for t in alive {
+                let site = t.header().site;
+                inner.drop_guarded(t, CallbackKind::Task, site);
+            }
         }
-        drop(alive);
         let executor_unfinished = inner.executor.shutdown(real_deadline);
         drop(self);
         ShutdownReport {

@@ -1,0 +1,459 @@
+//! The reactor: file descriptors, mio, and what to do when one becomes ready.
+//!
+//! ```
+//! use std::io::Write;
+//! use std::os::unix::net::UnixStream;
+//!
+//! let el = solo::EventLoop::new().unwrap();
+//! let h = el.handle();
+//! let (a, mut b) = UnixStream::pair().unwrap();
+//! let h2 = h.clone();
+//! h.add_reader(&a, move || h2.stop()).unwrap(); // a callback source
+//! b.write_all(b"x").unwrap(); // an event for its token
+//! el.run_forever().unwrap();
+//! assert!(h.remove_reader(&a));
+//! ```
+//!
+//! # The idea
+//!
+//! mio tells us *when* a file descriptor changes state; the reactor remembers *what to do* about
+//! it. Each registered fd is a [`Source`] in a slab, and its mio `Token` is its slab index plus a
+//! generation, so an event finds its source in O(1) and never a newer registration that reused
+//! the slot. A source is one of two kinds (`callbacks.rs`, `async_sources.rs`):
+//!
+//! * **callbacks** — asyncio's `add_reader`/`add_writer`. asyncio's readers are
+//!   *level-triggered*: a reader that leaves data in the socket is called again on the next
+//!   iteration. mio is edge-triggered, so after each reader or writer callback the reactor re-arms
+//!   the fd (`epoll_ctl(MOD)`), which makes the kernel report it again if it is still ready. That
+//!   is one syscall per callback invocation, the price of asyncio's semantics.
+//! * **async** — the futures path ([`Async`](crate::Async), [`net`](crate::net)). The fd is
+//!   registered once for both directions, edge-triggered, and the reactor *caches* readiness: an
+//!   event sets the ready bits and wakes the waiting task; an operation that hits `WouldBlock`
+//!   clears its bit and stores the task's waker. No `epoll_ctl` per read or write, and no extra
+//!   `read` just to learn that a socket is empty.
+//!
+//! # Invariants
+//!
+//! * A callback registration is re-armed after every invocation, and deregistered when its last
+//!   callback is removed.
+//! * An async source's ready bit is cleared only by the operation that saw `WouldBlock` (or a
+//!   short read/write), so an edge is never lost: data that arrives after the `WouldBlock` causes
+//!   a new edge.
+//! * The reactor never calls user code while it is borrowed: callbacks are queued and wakers are
+//!   collected, then run or woken by the loop after the borrow ends; what it unregisters is
+//!   handed back for the loop to drop.
+//! * `by_fd` names, for each fd number, the one live registration of that number (of either
+//!   kind). A registration whose number the backend shows to be closed or reused is evicted
+//!   without a syscall and handed to the loop ([`Reactor::take_evicted`]); a removal deletes the
+//!   number from the backend only if `by_fd` still names that registration.
+//!
+//! # Spinning before sleeping
+//!
+//! A loop that sleeps in `epoll_wait` must be woken, and the wake is paid by whoever makes the fd
+//! ready: a peer's `write` on another CPU has to pull the sleeping thread back onto its CPU (an
+//! inter-processor interrupt, and on a virtual machine an exit to the hypervisor). A loop that
+//! finishes its work faster than requests arrive sleeps between every batch and makes its peers
+//! pay that each time; a saturated server such as Redis under load never sleeps and never makes
+//! them pay. [`Builder::spin_before_sleep`](crate::Builder::spin_before_sleep) lets the loop poll
+//! without blocking for a while before it sleeps (glommio's `spin_before_park`, Linux's
+//! `busy_poll`): under steady traffic it never sleeps.
+//!
+//! Spinning is wasted when events are further apart than the spin, so the reactor spins only
+//! while it pays: a spin that finds nothing disarms it, and it re-arms when a sleep ends with
+//! events within the spin time, a sign that they come close together again. Sparse traffic
+//! therefore costs one wasted spin per change of pace, not one per wake-up.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::RawFd;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Token};
+use slab::Slab;
+
+mod async_sources;
+mod callbacks;
+
+use callbacks::IoCallback;
+pub(crate) use callbacks::Unregistered;
+
+/// A reader or writer callback.
+pub(crate) type IoFn = Box<dyn FnMut()>;
+
+/// The token of the loop's cross-thread waker.
+pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
+
+/// A direction of readiness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dir {
+    Read,
+    Write,
+}
+
+const READABLE: u8 = 1;
+const WRITABLE: u8 = 2;
+const READ_CLOSED: u8 = 4;
+const WRITE_CLOSED: u8 = 8;
+const ERROR: u8 = 16;
+
+impl Dir {
+    /// The readiness bits that let an operation in this direction make progress.
+    fn bits(self) -> u8 {
+        match self {
+            Dir::Read => READABLE | READ_CLOSED | ERROR,
+            Dir::Write => WRITABLE | WRITE_CLOSED | ERROR,
+        }
+    }
+}
+
+enum Kind {
+    Callbacks {
+        reader: IoCallback,
+        writer: IoCallback,
+    },
+    Async {
+        readiness: u8,
+        read_waker: Option<Waker>,
+        write_waker: Option<Waker>,
+    },
+}
+
+struct Source {
+    fd: RawFd,
+    /// The token this registration was made with: its slot and its generation. An event or a
+    /// key that carries another generation is for an older registration of the same slot.
+    token: usize,
+    kind: Kind,
+}
+
+/// A token is a slab slot in its low half and a registration generation in its high half, so a
+/// slot reused by a new registration gets a new token: an event queued for the old one, or an
+/// old `Async`'s key, can never reach the new one.
+const SLOT_BITS: u32 = usize::BITS / 2;
+const SLOT_MASK: usize = (1 << SLOT_BITS) - 1;
+const GEN_MASK: usize = usize::MAX >> SLOT_BITS;
+
+/// A registration found stale: its fd was closed while registered, and the number was given to
+/// another file that was then registered (or the kernel refused to re-arm it). What it held, for
+/// the loop to report and drop outside the reactor's borrow.
+pub(crate) struct Evicted {
+    pub(crate) fd: RawFd,
+    /// Its reader and writer callbacks.
+    pub(crate) callbacks: Vec<Unregistered>,
+    /// Wakers of tasks that waited on an `Async` source.
+    pub(crate) wakers: Vec<Waker>,
+}
+
+/// What an I/O event asks the loop to do.
+#[derive(Debug)]
+pub(crate) enum IoAction {
+    /// Run the reader or writer callback of this token.
+    Call(usize, Dir),
+}
+
+/// The reactor. Owned by the loop, behind a `RefCell`.
+pub(crate) struct Reactor {
+    poll: mio::Poll,
+    events: Events,
+    sources: Slab<Source>,
+    /// The live registration of each fd number, of either kind (callbacks or `Async`).
+    by_fd: HashMap<RawFd, usize>,
+    /// The generation of the last registration (tokens' high half).
+    next_gen: usize,
+    /// Stale registrations found since the loop last asked.
+    evicted: Vec<Evicted>,
+    /// How long to poll without blocking before a blocking poll (zero: never spin).
+    spin: Duration,
+    /// Whether the next wait spins: cleared by a spin that found nothing, set again by a sleep
+    /// that ended with events within the spin time.
+    spin_armed: bool,
+    /// Waits allowed to block that reached the blocking poll (after any spin).
+    sleeps: u64,
+    /// Waits allowed to block that spun.
+    spins: u64,
+    /// Waits allowed to block that found events while spinning.
+    spin_hits: u64,
+}
+
+/// The spin time `SOLO_SPIN_US` asks for, in microseconds (unset or not a number: zero).
+pub(crate) fn env_spin() -> Duration {
+    std::env::var("SOLO_SPIN_US")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_micros)
+}
+
+impl Reactor {
+    pub(crate) fn new(spin: Duration) -> io::Result<(Reactor, mio::Waker)> {
+        let poll = mio::Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+        Ok((
+            Reactor {
+                poll,
+                events: Events::with_capacity(1024),
+                sources: Slab::new(),
+                by_fd: HashMap::new(),
+                next_gen: 0,
+                evicted: Vec::new(),
+                spin,
+                spin_armed: true,
+                sleeps: 0,
+                spins: 0,
+                spin_hits: 0,
+            },
+            waker,
+        ))
+    }
+
+    /// The spin figures for [`Stats`](crate::debug::Stats): (sleeps, spins, spin hits).
+    pub(crate) fn spin_stats(&self) -> (u64, u64, u64) {
+        (self.sleeps, self.spins, self.spin_hits)
+    }
+
+    /// Waits for events for at most `timeout` (`None`: until an event). A wait that may block
+    /// first spins (polls without blocking) for up to the spin time, if armed, and then blocks
+    /// for what is left of `timeout`.
+    pub(crate) fn poll(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        if timeout == Some(Duration::ZERO) {
+            return self.wait(timeout);
+        }
+        if self.spin.is_zero() {
+            self.sleeps += 1;
+            return self.wait(timeout);
+        }
+        let mut timeout = timeout;
+        if self.spin_armed {
+            self.spins += 1;
+            let start = Instant::now();
+            loop {
+                self.wait(Some(Duration::ZERO))?;
+                if !self.events.is_empty() {
+                    self.spin_hits += 1;
+                    return Ok(());
+                }
+                let spent = start.elapsed();
+                if timeout.is_some_and(|t| spent >= t) {
+                    return Ok(()); // the deadline came while spinning
+                }
+                if spent >= self.spin {
+                    timeout = timeout.map(|t| t - spent);
+                    self.spin_armed = false;
+                    break;
+                }
+            }
+        }
+        self.sleeps += 1;
+        let slept = Instant::now();
+        self.wait(timeout)?;
+        if !self.events.is_empty() && slept.elapsed() < self.spin {
+            self.spin_armed = true;
+        }
+        Ok(())
+    }
+
+    /// One backend poll. An interrupted wait (a signal) counts as a wait with no events.
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match self.poll.poll(&mut self.events, timeout) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                self.events.clear();
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    /// Turns the events of the last poll into actions and wakers. The cross-thread waker's
+    /// event carries nothing to act on: it only ends the wait, and the loop learns what other
+    /// threads sent from their queue's own flag.
+    pub(crate) fn dispatch(&mut self, actions: &mut Vec<IoAction>, wakers: &mut Vec<Waker>) {
+        for ev in self.events.iter() {
+            let token = ev.token();
+            if token == WAKER_TOKEN {
+                continue;
+            }
+            let Some(src) = lookup(&mut self.sources, token.0) else {
+                continue; // deregistered, or an older registration of a reused slot
+            };
+            let mut bits = 0;
+            if ev.is_readable() {
+                bits |= READABLE;
+            }
+            if ev.is_writable() {
+                bits |= WRITABLE;
+            }
+            if ev.is_read_closed() {
+                bits |= READ_CLOSED;
+            }
+            if ev.is_write_closed() {
+                bits |= WRITE_CLOSED;
+            }
+            if ev.is_error() {
+                bits |= ERROR;
+            }
+            match &mut src.kind {
+                Kind::Callbacks { reader, writer } => {
+                    if bits & Dir::Read.bits() != 0 && reader.is_waiting() {
+                        actions.push(IoAction::Call(token.0, Dir::Read));
+                    }
+                    if bits & Dir::Write.bits() != 0 && writer.is_waiting() {
+                        actions.push(IoAction::Call(token.0, Dir::Write));
+                    }
+                }
+                Kind::Async {
+                    readiness,
+                    read_waker,
+                    write_waker,
+                } => {
+                    *readiness |= bits;
+                    if bits & Dir::Read.bits() != 0 {
+                        wakers.extend(read_waker.take());
+                    }
+                    if bits & Dir::Write.bits() != 0 {
+                        wakers.extend(write_waker.take());
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- registrations: keys, generations, stale fds ----
+
+    /// The source a token names, if it is still the registration the token was made for.
+    fn get_mut(&mut self, token: usize) -> Option<&mut Source> {
+        lookup(&mut self.sources, token)
+    }
+
+    /// Registers `fd` with the backend under a fresh token and records it. If the kernel takes
+    /// the registration although a source of ours is indexed under the same number, that source
+    /// is stale (its file was closed while registered and the number reused): it is evicted.
+    fn insert_source(&mut self, fd: RawFd, interest: Interest, kind: Kind) -> io::Result<usize> {
+        let slot = self.sources.vacant_key();
+        if slot >= SLOT_MASK {
+            return Err(io::Error::other(format!(
+                "fd {fd}: too many registrations with one loop ({slot})"
+            )));
+        }
+        self.next_gen = (self.next_gen + 1) & GEN_MASK;
+        let token = (self.next_gen << SLOT_BITS) | slot;
+        self.poll
+            .registry()
+            .register(&mut SourceFd(&fd), Token(token), interest)
+            .map_err(|e| annotate(e, fd))?;
+        let key = self.sources.insert(Source { fd, token, kind });
+        debug_assert_eq!(key, slot);
+        // After the insert: evicting frees a slot, which must not be the one the token names.
+        if let Some(old) = self.by_fd.insert(fd, token) {
+            self.evict(old);
+        }
+        Ok(token)
+    }
+
+    /// Forgets a stale registration without a syscall (the kernel dropped it when its file was
+    /// closed, or its number now belongs to another registration) and keeps what it held for
+    /// the loop to report and drop ([`Reactor::take_evicted`]). The caller fixes `by_fd`.
+    fn evict(&mut self, token: usize) {
+        let Some(src) = self.sources.try_remove(token & SLOT_MASK) else {
+            return;
+        };
+        debug_assert_eq!(src.token, token);
+        let mut evicted = Evicted {
+            fd: src.fd,
+            callbacks: Vec::new(),
+            wakers: Vec::new(),
+        };
+        match src.kind {
+            Kind::Callbacks { reader, writer } => {
+                evicted.callbacks.extend(
+                    [reader, writer]
+                        .into_iter()
+                        .filter_map(IoCallback::unregister),
+                );
+            }
+            Kind::Async {
+                read_waker,
+                write_waker,
+                ..
+            } => evicted
+                .wakers
+                .extend(read_waker.into_iter().chain(write_waker)),
+        }
+        self.evicted.push(evicted);
+    }
+
+    /// Removes a registration that is being given up by its owner. The fd is deleted from the
+    /// backend only if the number still names this registration: after a close and reuse it may
+    /// name another one, which must not be torn down.
+    fn remove_source(&mut self, token: usize) -> Option<Source> {
+        let src = self.sources.try_remove(token & SLOT_MASK)?;
+        debug_assert_eq!(src.token, token);
+        if self.by_fd.get(&src.fd) == Some(&token) {
+            self.by_fd.remove(&src.fd);
+            // Errors mean the fd is closed already, which removed it from the backend anyway.
+            let _ = self.poll.registry().deregister(&mut SourceFd(&src.fd));
+        }
+        Some(src)
+    }
+
+    /// Registrations found stale since the last call, for the loop to report.
+    pub(crate) fn take_evicted(&mut self) -> Vec<Evicted> {
+        std::mem::take(&mut self.evicted)
+    }
+
+    /// How many fds are registered (callbacks and async sources).
+    pub(crate) fn len(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// Empties the reactor, returning the callbacks and wakers for the caller to drop.
+    pub(crate) fn drain(&mut self) -> (Vec<Unregistered>, Vec<Waker>) {
+        let (mut callbacks, mut wakers) = (Vec::new(), Vec::new());
+        for src in self.sources.drain() {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&src.fd));
+            match src.kind {
+                Kind::Callbacks { reader, writer } => callbacks.extend(
+                    [reader, writer]
+                        .into_iter()
+                        .filter_map(IoCallback::unregister),
+                ),
+                Kind::Async {
+                    read_waker,
+                    write_waker,
+                    ..
+                } => wakers.extend(read_waker.into_iter().chain(write_waker)),
+            }
+        }
+        self.by_fd.clear();
+        (callbacks, wakers)
+    }
+}
+
+impl std::fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reactor")
+            .field("sources", &self.sources.len())
+            .finish()
+    }
+}
+
+/// The source `token` names, if the slot still holds the registration the token was made for.
+fn lookup(sources: &mut Slab<Source>, token: usize) -> Option<&mut Source> {
+    sources
+        .get_mut(token & SLOT_MASK)
+        .filter(|s| s.token == token)
+}
+
+/// Adds the fd to the OS error's message, keeping its kind and code.
+fn annotate(e: io::Error, fd: RawFd) -> io::Error {
+    let what = match e.raw_os_error() {
+        Some(libc::EBADF) => "not an open file descriptor",
+        Some(libc::EPERM) => "this kind of file cannot be polled (regular files are always ready)",
+        Some(libc::EEXIST) => {
+            "already registered with this loop by another owner (an `Async` or a socket of \
+             solo::net)"
+        }
+        _ => "cannot be registered",
+    };
+    io::Error::new(e.kind(), format!("fd {fd}: {what} ({e})"))
+}
