@@ -268,6 +268,88 @@ fn stop_before_run_forever_runs_exactly_one_iteration() {
 }
 
 #[test]
+fn stop_before_run_until_complete_runs_one_iteration_then_stops_unless_the_future_is_done() {
+    let _watchdog = common::watchdog!();
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    // A future that needs one iteration (asyncio: the loop stops after one iteration, and
+    // run_until_complete raises unless the future completed in it).
+    el.stop();
+    assert_eq!(
+        el.run_until_complete(async {
+            solo::yield_now().await;
+            1
+        }),
+        Ok(1)
+    );
+    // One that needs two: the loop stops first.
+    el.stop();
+    let r = el.run_until_complete(async {
+        solo::yield_now().await;
+        solo::yield_now().await;
+    });
+    assert_eq!(r, Err(RunError::Stopped));
+    // The iteration that runs does run what was queued before, and only that.
+    let l = log();
+    let (l2, h2) = (l.clone(), h.clone());
+    h.call_soon(move || {
+        l2.borrow_mut().push("queued".into());
+        h2.call_soon(push(&l2, "next"));
+    });
+    el.stop();
+    assert_eq!(
+        el.run_until_complete(std::future::pending::<()>()),
+        Err(RunError::Stopped)
+    );
+    assert_eq!(*l.borrow(), ["queued"]);
+    // And the loop is not left stopped.
+    assert_eq!(el.run_until_complete(async { 2 }), Ok(2));
+    run_once(&el);
+    assert_eq!(*l.borrow(), ["queued", "next"]);
+}
+
+#[test]
+fn stop_inside_the_main_future_lets_the_iteration_finish() {
+    let _watchdog = common::watchdog!();
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let l = log();
+    h.call_soon(push(&l, "queued"));
+    let r = el.run_until_complete(async {
+        Handle::current().stop();
+        std::future::pending::<()>().await
+    });
+    assert_eq!(r, Err(RunError::Stopped));
+    assert_eq!(*l.borrow(), ["queued"]);
+}
+
+#[test]
+fn a_stale_main_waker_does_not_keep_the_loop_awake() {
+    let _watchdog = common::watchdog!();
+    let (el, _clock) = manual();
+    let h = el.handle();
+    // A task keeps the waker of a run_until_complete that has returned.
+    let kept: Rc<RefCell<Option<std::task::Waker>>> = Rc::default();
+    let k = kept.clone();
+    el.run_until_complete(std::future::poll_fn(move |cx| {
+        *k.borrow_mut() = Some(cx.waker().clone());
+        Poll::Ready(())
+    }))
+    .unwrap();
+    kept.borrow_mut().take().unwrap().wake();
+    // With the stale wake counted as work, the loop would never sleep, and a manual clock would
+    // never jump to the timer: this would hang.
+    let fired = Rc::new(Cell::new(false));
+    let (f, h2) = (fired.clone(), h.clone());
+    h.call_later(Duration::from_secs(30), move || {
+        f.set(true);
+        h2.stop();
+    });
+    el.run_forever().unwrap();
+    assert!(fired.get());
+}
+
+#[test]
 fn running_the_loop_inside_itself_is_an_error() {
     let _watchdog = common::watchdog!();
     let el = Rc::new(EventLoop::new().unwrap());
