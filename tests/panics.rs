@@ -277,7 +277,7 @@ fn shutdown_cancels_tasks_whose_futures_panic_on_drop_without_unwinding() {
 }
 
 /// A future that is ready at once and holds a bomb.
-struct ReadyWith(Option<Bomb>);
+struct ReadyWith(#[allow(dead_code)] Option<Bomb>);
 
 impl Future for ReadyWith {
     type Output = u8;
