@@ -35,6 +35,7 @@ pub mod fs;
 pub mod hyper;
 pub mod net;
 mod reactor;
+mod reclaim;
 mod shared;
 mod signal;
 mod stack;

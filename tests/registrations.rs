@@ -304,3 +304,230 @@ fn bad_fds_are_clear_errors() {
     let file = std::fs::File::open("/proc/self/status").unwrap();
     assert!(h.add_reader(&file, || {}).is_err());
 }
+
+// ---- the model ----
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::{BTreeSet, HashMap};
+
+    #[derive(Clone, Copy, Debug)]
+    enum Op {
+        AddReader(usize),
+        AddWriter(usize),
+        RemoveReader(usize),
+        RemoveWriter(usize),
+        /// Close the slot's socket without removing its callbacks (the rule broken).
+        Close(usize),
+        /// A new socket for a closed slot: its number is often the one just closed.
+        Reopen(usize),
+        MakeReady(usize),
+        Drain(usize),
+        RunOnce,
+    }
+
+    const SLOTS: usize = 3;
+
+    fn op() -> impl Strategy<Value = Op> {
+        let s = 0..SLOTS;
+        prop_oneof![
+            s.clone().prop_map(Op::AddReader),
+            s.clone().prop_map(Op::AddWriter),
+            s.clone().prop_map(Op::RemoveReader),
+            s.clone().prop_map(Op::RemoveWriter),
+            s.clone().prop_map(Op::Close),
+            s.clone().prop_map(Op::Reopen),
+            s.clone().prop_map(Op::MakeReady),
+            s.clone().prop_map(Op::Drain),
+            Just(Op::RunOnce),
+            Just(Op::RunOnce),
+        ]
+    }
+
+    /// A registration as the model sees it: which callback, and whether its file is still the
+    /// one open under that number.
+    #[derive(Clone, Copy, Debug)]
+    struct Reg {
+        id: u32,
+        live: bool,
+    }
+
+    /// Per fd number: the reader and the writer registered under it.
+    #[derive(Default, Debug)]
+    struct Regs {
+        reader: Option<Reg>,
+        writer: Option<Reg>,
+    }
+
+    struct Slot {
+        end: Option<UnixStream>,
+        peer: Option<UnixStream>,
+    }
+
+    fn run(ops: &[Op]) -> Result<(), TestCaseError> {
+        let el = EventLoop::new().unwrap();
+        let h = el.handle();
+        let reports = exceptions(&h);
+        let ran: Rc<RefCell<Vec<u32>>> = Rc::default();
+        let mut slots: Vec<Slot> = (0..SLOTS)
+            .map(|_| {
+                let (a, b) = UnixStream::pair().unwrap();
+                b.set_nonblocking(true).unwrap();
+                a.set_nonblocking(true).unwrap();
+                Slot {
+                    end: Some(a),
+                    peer: Some(b),
+                }
+            })
+            .collect();
+        let mut regs: HashMap<RawFd, Regs> = HashMap::new();
+        let mut next_id = 0u32;
+        let mut expected_reports = 0usize;
+        for &op in ops {
+            match op {
+                Op::AddReader(i) | Op::AddWriter(i) => {
+                    let reader = matches!(op, Op::AddReader(_));
+                    let Some(end) = &slots[i].end else { continue };
+                    let fd = end.as_raw_fd();
+                    next_id += 1;
+                    let (id, r) = (next_id, ran.clone());
+                    let f = move || r.borrow_mut().push(id);
+                    if reader {
+                        h.add_reader(end, f).unwrap();
+                    } else {
+                        h.add_writer(end, f).unwrap();
+                    }
+                    let e = regs.entry(fd).or_default();
+                    // Registrations under this number left by a closed file are evicted and
+                    // reported, once, with all their callbacks.
+                    let stale = [e.reader, e.writer].iter().flatten().any(|r| !r.live);
+                    if stale {
+                        expected_reports += 1;
+                        *e = Regs::default();
+                    }
+                    let reg = Some(Reg { id, live: true });
+                    if reader {
+                        e.reader = reg;
+                    } else {
+                        e.writer = reg;
+                    }
+                }
+                Op::RemoveReader(i) | Op::RemoveWriter(i) => {
+                    let reader = matches!(op, Op::RemoveReader(_));
+                    let Some(end) = &slots[i].end else { continue };
+                    let fd = end.as_raw_fd();
+                    let got = if reader {
+                        h.remove_reader(end)
+                    } else {
+                        h.remove_writer(end)
+                    };
+                    let e = regs.entry(fd).or_default();
+                    let stale = [e.reader, e.writer].iter().flatten().any(|r| !r.live);
+                    let mine = if reader { &mut e.reader } else { &mut e.writer };
+                    let want = mine.take().is_some();
+                    prop_assert_eq!(got, want, "remove on fd {} ({:?})", fd, op);
+                    // Removing one side of a stale registration re-arms the other with the
+                    // backend, which reveals the staleness: the rest is evicted.
+                    if stale && want {
+                        let other = if reader { &mut e.writer } else { &mut e.reader };
+                        if other.take().is_some() {
+                            expected_reports += 1;
+                        }
+                    }
+                }
+                Op::Close(i) => {
+                    if let Some(end) = slots[i].end.take() {
+                        if let Some(e) = regs.get_mut(&end.as_raw_fd()) {
+                            for r in [&mut e.reader, &mut e.writer].into_iter().flatten() {
+                                r.live = false;
+                            }
+                        }
+                    }
+                }
+                Op::Reopen(i) => {
+                    if slots[i].end.is_none() {
+                        let (a, b) = UnixStream::pair().unwrap();
+                        a.set_nonblocking(true).unwrap();
+                        b.set_nonblocking(true).unwrap();
+                        slots[i] = Slot {
+                            end: Some(a),
+                            peer: Some(b),
+                        };
+                    }
+                }
+                Op::MakeReady(i) => {
+                    if slots[i].end.is_some() {
+                        let _ = slots[i].peer.as_ref().unwrap().write(b"x");
+                    }
+                }
+                Op::Drain(i) => {
+                    if let Some(end) = &slots[i].end {
+                        let mut buf = [0; 64];
+                        while (&*end).read(&mut buf).is_ok_and(|n| n > 0) {}
+                    }
+                }
+                Op::RunOnce => {
+                    ran.borrow_mut().clear();
+                    run_once(&el);
+                    let got: BTreeSet<u32> = ran.borrow().iter().copied().collect();
+                    prop_assert_eq!(got.len(), ran.borrow().len(), "a callback ran twice");
+                    // Exactly the live callbacks whose files are ready ran: readers of sockets
+                    // with unread data, every writer (a socket pair is always writable).
+                    let mut want = BTreeSet::new();
+                    for s in &slots {
+                        let Some(end) = &s.end else { continue };
+                        let Some(e) = regs.get(&end.as_raw_fd()) else {
+                            continue;
+                        };
+                        let mut probe = [0u8; 1];
+                        let readable = {
+                            // SAFETY: a 1-byte buffer of ours, an open socket; MSG_PEEK
+                            // leaves the data in place.
+                            let n = unsafe {
+                                libc::recv(
+                                    end.as_raw_fd(),
+                                    probe.as_mut_ptr().cast(),
+                                    1,
+                                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                                )
+                            };
+                            n > 0
+                        };
+                        if let Some(r) = e.reader.filter(|r| r.live && readable) {
+                            want.insert(r.id);
+                        }
+                        if let Some(w) = e.writer.filter(|w| w.live) {
+                            want.insert(w.id);
+                        }
+                    }
+                    prop_assert_eq!(got, want);
+                }
+            }
+        }
+        prop_assert_eq!(
+            reports.borrow().len(),
+            expected_reports,
+            "{:?}",
+            reports.borrow()
+        );
+        // Whatever happened, the loop still serves a fresh callback.
+        let fresh = Rc::new(Cell::new(false));
+        let f = fresh.clone();
+        h.call_soon(move || f.set(true));
+        run_once(&el);
+        prop_assert!(fresh.get());
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+        #[test]
+        fn random_registration_histories_run_exactly_the_live_ready_callbacks(
+            ops in proptest::collection::vec(op(), 1..40)
+        ) {
+            let _watchdog = common::watchdog!();
+            run(&ops)?;
+        }
+    }
+}

@@ -330,6 +330,11 @@ impl Debug {
         }
     }
 
+    /// Gives back what a burst left in the queue-time records (see `reclaim.rs`).
+    pub(crate) fn release_memory(&self) {
+        crate::reclaim::deque(&mut self.ready_times.borrow_mut());
+    }
+
     /// The ready queue was emptied without running it (the loop is closing).
     pub(crate) fn clear_queue_times(&self) {
         self.ready_times.borrow_mut().clear();

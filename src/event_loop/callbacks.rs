@@ -36,6 +36,7 @@ use super::{Handle, Inner};
 use crate::callback::{Callback, CallbackKind, Sited};
 use crate::clock::duration_to_nanos;
 use crate::reactor::Dir;
+use crate::reclaim;
 use crate::shared::RemoteCall;
 use crate::task::TaskRef;
 use crate::timer::TimerKey;
@@ -95,6 +96,10 @@ impl SoonIds {
 
     pub(super) fn clear(&self) {
         self.cancelled.borrow_mut().clear();
+    }
+
+    pub(super) fn release_memory(&self) {
+        reclaim::set(&mut self.cancelled.borrow_mut());
     }
 }
 

@@ -46,6 +46,7 @@ use super::{Inner, CLOCK_CHECK_EVERY, POLL_EVERY_ITERATIONS, POLL_EVERY_NS};
 use crate::callback::{Callback, CallbackKind};
 use crate::debug::What;
 use crate::reactor::{Dir, IoAction};
+use crate::reclaim;
 use crate::shared::RemoteItem;
 use crate::task::{RunResult, TaskRef};
 use crate::timer::Fired;
@@ -90,13 +91,16 @@ impl Inner {
         let scratch = &mut *scratch;
         probe.begin_iteration();
         let wait = self.plan_wait(); // 1
-        let mut now = self.poll_io(&wait, probe, scratch); // 2
+        let (mut now, polled) = self.poll_io(&wait, probe, scratch); // 2
         self.take_remote_work(&mut scratch.remote); // 3
         if wait.waiting_for_timer {
             now = self.jump_to_timer(&wait, now);
         }
         self.expire_timers(wait.next_timer, now, probe, &mut scratch.fired); // 4
         self.run_ready(probe); // 5
+        if polled {
+            self.release_memory(scratch);
+        }
         probe.end_iteration();
     }
 
@@ -148,16 +152,16 @@ impl Inner {
     /// would not block anyway, so it is skipped unless `POLL_EVERY_ITERATIONS` iterations or
     /// `POLL_EVERY_NS` of loop time have passed since the last one: a chain of a million
     /// `call_soon`s pays for a few thousand syscalls, and I/O is never starved longer than that.
-    /// Returns the loop time after the poll. A failed wait is reported (kind
-    /// [`CallbackKind::Loop`]); the iteration goes on.
+    /// Returns the loop time after the poll, and whether it polled. A failed wait is reported
+    /// (kind [`CallbackKind::Loop`]); the iteration goes on.
     #[inline(always)]
-    fn poll_io<P: Probe>(&self, wait: &Wait, probe: &P, scratch: &mut Scratch) -> u64 {
+    fn poll_io<P: Probe>(&self, wait: &Wait, probe: &P, scratch: &mut Scratch) -> (u64, bool) {
         let must_poll = !wait.has_work
             || self.iters_since_poll.get() >= POLL_EVERY_ITERATIONS
             || wait.now.saturating_sub(self.last_poll.get()) >= POLL_EVERY_NS;
         if !must_poll {
             self.iters_since_poll.set(self.iters_since_poll.get() + 1);
-            return wait.now;
+            return (wait.now, false);
         }
         // Spins first if the builder asked for it, then blocks for what is left of the timeout.
         let polled = self.reactor.borrow_mut().poll(wait.timeout);
@@ -177,7 +181,7 @@ impl Inner {
         let now = self.read_clock();
         self.iters_since_poll.set(0);
         self.last_poll.set(now);
-        now
+        (now, true)
     }
 
     /// Phase 3. Moves what other threads queued since the last drain into this iteration:
@@ -346,6 +350,24 @@ impl Inner {
                 self.retire(slot);
                 self.report_task_failure(site, name.as_deref(), &msg);
             }
+        }
+    }
+
+    /// After an iteration that polled (so at most once per iteration, and rarely while the loop
+    /// is busy): gives back the memory a burst left in the loop's queues, registries and scratch
+    /// buffers (see `reclaim.rs` for the policy). A few comparisons when there is nothing to do.
+    fn release_memory(&self, scratch: &mut Scratch) {
+        reclaim::deque(&mut self.ready.borrow_mut());
+        reclaim::slab(&mut self.tasks.borrow_mut());
+        reclaim::map(&mut self.task_names.borrow_mut());
+        self.soon.release_memory();
+        self.reactor.borrow_mut().release_memory();
+        reclaim::vec(&mut scratch.fired);
+        reclaim::vec(&mut scratch.actions);
+        reclaim::vec(&mut scratch.wakers);
+        reclaim::vec(&mut scratch.remote);
+        if let Some(d) = self.debug() {
+            d.release_memory();
         }
     }
 

@@ -401,6 +401,13 @@ impl Reactor {
         std::mem::take(&mut self.evicted)
     }
 
+    /// Gives back what a burst of registrations left (see `reclaim.rs`).
+    pub(crate) fn release_memory(&mut self) {
+        crate::reclaim::slab(&mut self.sources);
+        crate::reclaim::map(&mut self.by_fd);
+        crate::reclaim::vec(&mut self.evicted);
+    }
+
     /// How many fds are registered (callbacks and async sources).
     pub(crate) fn len(&self) -> usize {
         self.sources.len()
