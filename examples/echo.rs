@@ -8,10 +8,12 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 use solo::net::{TcpListener, TcpStream};
 use solo::Handle;
 
-/// Accepts connections forever, one task each.
+/// Accepts connections forever, one task each. `incoming` rides out accept errors (out of fds:
+/// back off and retry; a connection reset before it was accepted: skip it).
 pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
+    let mut incoming = listener.incoming();
     loop {
-        let (conn, _) = listener.accept().await?;
+        let (conn, _) = incoming.next().await?;
         drop(Handle::current().spawn(echo(conn)));
     }
 }

@@ -24,10 +24,12 @@ async fn hello(_req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
     ))))
 }
 
-/// Serves HTTP/1 on every accepted connection, one task each.
+/// Serves HTTP/1 on every accepted connection, one task each (`incoming` rides out accept
+/// errors such as running out of fds).
 pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
+    let mut incoming = listener.incoming();
     loop {
-        let (conn, _) = listener.accept().await?;
+        let (conn, _) = incoming.next().await?;
         let _ = conn.set_nodelay(true);
         drop(Handle::current().spawn(async move {
             let _ = http1::Builder::new()

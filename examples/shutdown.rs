@@ -24,9 +24,12 @@ fn main() -> std::io::Result<()> {
 
     let acceptor = Rc::new(h.spawn_named("acceptor", async move {
         let mut n = 0u64;
+        // Out of fds, `incoming` backs off on the loop's timers instead of spinning, so the
+        // signal handlers below still get their turn.
+        let mut incoming = server.incoming();
         loop {
-            let Ok((mut conn, peer)) = server.accept().await else {
-                continue;
+            let Ok((mut conn, peer)) = incoming.next().await else {
+                return; // the listener itself failed
             };
             n += 1;
             Handle::current().spawn_named(&format!("request-{n}"), async move {

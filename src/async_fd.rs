@@ -119,6 +119,12 @@ impl<T: AsRawFd> Async<T> {
         self.handle.inner.clear_ready(self.token, dir);
     }
 
+    /// Forgets `dir`'s readiness and asks the backend to report the fd again if it is still
+    /// ready (one `epoll_ctl`): for error paths, where `WouldBlock` never comes to clear it.
+    fn rearm(&self, dir: Dir) {
+        self.handle.inner.rearm_async(self.token, dir);
+    }
+
     /// Waits until the fd is readable.
     pub async fn readable(&self) -> io::Result<()> {
         poll_fn(|cx| self.poll_readable(cx)).await
@@ -156,7 +162,11 @@ impl<T: AsRawFd> Async<T> {
     }
 
     /// One attempt of a readiness-gated operation: ready state is cleared on `WouldBlock`, and
-    /// then the waker is stored by the re-poll.
+    /// then the waker is stored by the re-poll. Each completed operation spends a unit of the
+    /// task's cooperative budget (`coop.rs`), so a source that is always ready cannot keep the
+    /// task running forever. An error clears the cached readiness too, and re-arms the fd with
+    /// the backend: if it is still ready (a listener whose `accept` keeps failing, a socket in
+    /// error), the next poll says so, and the loop has had its turn in between.
     pub(crate) fn poll_with<R>(
         &self,
         dir: Dir,
@@ -167,8 +177,18 @@ impl<T: AsRawFd> Async<T> {
             if self.poll_ready(dir, cx)?.is_pending() {
                 return Poll::Pending;
             }
+            if self.handle.inner.budget().poll_proceed(cx).is_pending() {
+                return Poll::Pending;
+            }
             match op(self.get_ref()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear(dir),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.handle.inner.budget().refund();
+                    self.clear(dir);
+                }
+                Err(e) => {
+                    self.rearm(dir);
+                    return Poll::Ready(Err(e));
+                }
                 r => return Poll::Ready(r),
             }
         }
@@ -184,8 +204,18 @@ impl<T: AsRawFd> Async<T> {
             if self.poll_ready(dir, cx)?.is_pending() {
                 return Poll::Pending;
             }
+            if self.handle.inner.budget().poll_proceed(cx).is_pending() {
+                return Poll::Pending;
+            }
             match op(self.get_mut()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear(dir),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.handle.inner.budget().refund();
+                    self.clear(dir);
+                }
+                Err(e) => {
+                    self.rearm(dir);
+                    return Poll::Ready(Err(e));
+                }
                 r => return Poll::Ready(r),
             }
         }

@@ -26,6 +26,7 @@
 mod async_fd;
 mod callback;
 mod clock;
+mod coop;
 pub mod debug;
 mod error;
 mod event_loop;

@@ -31,6 +31,10 @@ use futures_io::{AsyncRead, AsyncWrite};
 use crate::reactor::Dir;
 use crate::{Async, Handle};
 
+mod incoming;
+
+pub use incoming::{Incoming, Listener, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN};
+
 /// Tries `op` on each address `addr` resolves to; the first success, or the last error.
 fn each_addr<T>(
     addr: impl StdToSocketAddrs,
@@ -243,6 +247,13 @@ impl TcpListener {
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let (s, addr) = self.io.read_with(|l| l.accept()).await?;
         Ok((TcpStream { io: Async::new(s)? }, addr))
+    }
+
+    /// The connections of this listener, accepted as a production server must: errors of one
+    /// connection are skipped, running out of fds backs off and retries (see [`Incoming`]).
+    #[track_caller]
+    pub fn incoming(&self) -> Incoming<'_, TcpListener> {
+        Incoming::new(self, std::panic::Location::caller())
     }
 
     /// Polls for a connection.
@@ -547,6 +558,22 @@ impl UnixListener {
     pub async fn accept(&self) -> io::Result<UnixStream> {
         let (s, _) = self.io.read_with(|l| l.accept()).await?;
         Ok(UnixStream { io: Async::new(s)? })
+    }
+
+    /// Polls for a connection.
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<UnixStream>> {
+        match self.io.poll_with(Dir::Read, cx, &mut |l| l.accept()) {
+            Poll::Ready(Ok((s, _))) => Poll::Ready(Async::new(s).map(|io| UnixStream { io })),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// The connections of this listener, accepted as a production server must (see
+    /// [`Incoming`]).
+    #[track_caller]
+    pub fn incoming(&self) -> Incoming<'_, UnixListener> {
+        Incoming::new(self, std::panic::Location::caller())
     }
 
     /// The bound address.

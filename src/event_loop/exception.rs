@@ -152,6 +152,12 @@ impl Inner {
         });
     }
 
+    /// Tells the exception handler something it should know that is not a failure of user
+    /// code (an accept loop backing off): kind [`CallbackKind::Loop`], at the user's `site`.
+    pub(crate) fn report_notice(&self, site: &'static Location<'static>, msg: &str) {
+        self.report_error(CallbackKind::Loop, site, msg);
+    }
+
     /// Reports an error of the loop itself (kind [`CallbackKind::Loop`]); the site is the place
     /// in solo that saw it.
     #[track_caller]

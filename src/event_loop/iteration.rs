@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use super::callbacks::{Runnable, TimerPayload};
 use super::probe::{DebugProbe, NoProbe, Probe};
-use super::{Inner, CLOCK_CHECK_EVERY, POLL_EVERY_ITERATIONS, POLL_EVERY_NS};
+use super::{Inner, CLOCK_CHECK_EVERY, POLL_EVERY_ITERATIONS, POLL_EVERY_NS, RELEASE_EVERY_NS};
 use crate::callback::{Callback, CallbackKind};
 use crate::debug::What;
 use crate::reactor::{Dir, IoAction};
@@ -98,7 +98,8 @@ impl Inner {
         }
         self.expire_timers(wait.next_timer, now, probe, &mut scratch.fired); // 4
         self.run_ready(probe); // 5
-        if polled {
+        if polled && now.saturating_sub(self.last_release.get()) >= RELEASE_EVERY_NS {
+            self.last_release.set(now);
             self.release_memory(scratch);
         }
         probe.end_iteration();
@@ -342,7 +343,7 @@ impl Inner {
     fn run_task<P: Probe>(&self, t: TaskRef, probe: &P) {
         let slot = t.header().slot.get();
         let site = t.header().site;
-        match probe.poll_task(t) {
+        match self.budget.with_budget(|| probe.poll_task(t)) {
             RunResult::Pending => {}
             RunResult::Done => self.retire(slot),
             RunResult::Panicked(msg) => {
@@ -353,9 +354,11 @@ impl Inner {
         }
     }
 
-    /// After an iteration that polled (so at most once per iteration, and rarely while the loop
-    /// is busy): gives back the memory a burst left in the loop's queues, registries and scratch
-    /// buffers (see `reclaim.rs` for the policy). A few comparisons when there is nothing to do.
+    /// After an iteration that polled, at most once per `RELEASE_EVERY_NS` of loop time: gives
+    /// back the memory a burst left in the loop's queues, registries and scratch buffers (see
+    /// `reclaim.rs` for the policy). The time bound keeps a loop whose bursts come every few
+    /// milliseconds from shrinking and regrowing its queues for each one; a few comparisons when
+    /// there is nothing to do.
     fn release_memory(&self, scratch: &mut Scratch) {
         reclaim::deque(&mut self.ready.borrow_mut());
         reclaim::slab(&mut self.tasks.borrow_mut());

@@ -47,6 +47,7 @@ use slab::Slab;
 
 use crate::callback::CallbackKind;
 use crate::clock::{Clock, ManualClock};
+use crate::coop::Budget;
 use crate::debug::{Debug, ReportKind, TaskState};
 use crate::executor::ThreadPool;
 use crate::reactor::{Dir, IoFn, Reactor, Unregistered};
@@ -82,6 +83,8 @@ const POLL_EVERY_ITERATIONS: u32 = 128;
 const POLL_EVERY_NS: u64 = 1_000_000;
 /// ...where a busy loop with no timers checks the time at least every this many iterations.
 const CLOCK_CHECK_EVERY: u32 = 8;
+/// The loop gives back memory left by a burst at most this often (1 s of loop time).
+const RELEASE_EVERY_NS: u64 = 1_000_000_000;
 
 /// The loop's state. Shared by [`EventLoop`] and every [`Handle`] through an `Rc`; only the
 /// files of this folder touch its fields, every other module goes through its methods.
@@ -117,6 +120,8 @@ pub(crate) struct Inner {
     closed: Cell<bool>,
     iters_since_poll: Cell<u32>,
     last_poll: Cell<u64>,
+    /// When memory was last given back (loop ns).
+    last_release: Cell<u64>,
     /// The last clock reading (loop ns): a lower bound of the current time, free to read.
     now: Cell<u64>,
     exception_handler: RefCell<Option<ExceptionHandler>>,
@@ -125,6 +130,8 @@ pub(crate) struct Inner {
     debug: Option<Box<Debug>>,
     executor: ThreadPool,
     signals: RefCell<Signals>,
+    /// What the task being polled may still do before it must yield (`coop.rs`).
+    budget: Budget,
 }
 
 impl Scheduler for Inner {
@@ -204,12 +211,14 @@ impl Inner {
             // The first iteration always polls.
             iters_since_poll: Cell::new(POLL_EVERY_ITERATIONS),
             last_poll: Cell::new(0),
+            last_release: Cell::new(0),
             now: Cell::new(0),
             exception_handler: RefCell::new(None),
             scratch: RefCell::new(Scratch::default()),
             debug,
             executor,
             signals: RefCell::new(Signals::default()),
+            budget: Budget::default(),
         }
     }
 
@@ -227,6 +236,12 @@ impl Inner {
     /// An identifier of this loop, unique while it lives (the address of its shared part).
     pub(crate) fn id(&self) -> usize {
         Arc::as_ptr(&self.shared) as usize
+    }
+
+    /// The cooperative budget of the task being polled.
+    #[inline]
+    pub(crate) fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     pub(crate) fn clock(&self) -> &Clock {
@@ -407,6 +422,12 @@ impl Inner {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         self.reactor.borrow_mut().poll_ready(token, dir, cx)
+    }
+
+    /// Forgets the source's readiness in `dir` and re-arms it with the backend (an operation
+    /// failed: if the fd is still ready, the next poll reports it).
+    pub(crate) fn rearm_async(&self, token: usize, dir: Dir) {
+        self.reactor.borrow_mut().rearm_async(token, dir);
     }
 
     /// Forgets the source's readiness in `dir` (an operation saw `WouldBlock`).

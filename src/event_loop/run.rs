@@ -247,7 +247,10 @@ impl EventLoop {
                 let polled = inner.probe().run(
                     (),
                     |_| what(),
-                    |_| catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))),
+                    |_| {
+                        let poll = || inner.budget.with_budget(|| future.as_mut().poll(&mut cx));
+                        catch_unwind(AssertUnwindSafe(poll))
+                    },
                 );
                 match polled {
                     Ok(Poll::Ready(v)) => break Ok(Ok(v)),

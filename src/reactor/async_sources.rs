@@ -90,6 +90,21 @@ impl Reactor {
         Poll::Pending
     }
 
+    /// Forgets that `dir` is ready and re-registers the fd, so that the backend reports it again
+    /// if it is still ready: for an operation that failed, where no `WouldBlock` will come.
+    pub(crate) fn rearm_async(&mut self, token: usize, dir: Dir) {
+        self.clear_ready(token, dir);
+        if let Some(src) = self.get_mut(token) {
+            let fd = src.fd;
+            // An error means the fd is closed; its owner's next operation reports that.
+            let _ = self.poll.registry().reregister(
+                &mut mio::unix::SourceFd(&fd),
+                mio::Token(token),
+                Interest::READABLE | Interest::WRITABLE,
+            );
+        }
+    }
+
     /// Forgets that `dir` is ready (the operation saw `WouldBlock`, or a short read/write).
     pub(crate) fn clear_ready(&mut self, token: usize, dir: Dir) {
         if let Some(Source {
