@@ -16,10 +16,31 @@
 //!
 //! **Dropping the future does not interrupt the job**, as in asyncio: the thread runs it to the
 //! end and the result is thrown away.
+//!
+//! # The bound
+//!
+//! The pool's queue holds at most a bound of jobs waiting for a thread (64 per thread by
+//! default). Past it, [`Handle::run_in_executor`](crate::Handle::run_in_executor) *waits*: the
+//! [`Blocking`] future keeps the job and stays pending until there is room, and submitters wait
+//! in line in the order they started waiting (FIFO).
+//! [`Handle::try_run_in_executor`](crate::Handle::try_run_in_executor) *fails* instead, with a
+//! [`TrySubmitError`] that hands the closure back. So a burst of a million submissions never
+//! puts a million jobs in the queue: it holds at most the bound; the rest are refused (`try_`),
+//! or wait one per future, and go with their future when it is dropped. Only futures that are
+//! awaited (polled) keep a job waiting, so what waits is what the program is waiting for.
+//!
+//! How a waiting submitter gets its turn: its first poll that finds no room puts it in line,
+//! with its job. When a thread takes a job from the queue, the slot it frees goes to the first
+//! job in line, which moves into the queue there and then (the loop need not come around for
+//! it); the submitter is woken when the job has run, as if it had been queued at once. A
+//! submitter dropped while in line takes its job out of the line, unrun; one that is never
+//! polled is not in line and keeps its job to itself. No slot is ever reserved, so none can be
+//! lost.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
+use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -34,6 +55,11 @@ pub type Job = Box<dyn FnOnce() + Send + 'static>;
 /// Something that runs blocking jobs off the loop thread: the default [`ThreadPool`], or your
 /// own (a CPU pool such as rayon's, say) given to
 /// [`Handle::run_in_executor_on`](crate::Handle::run_in_executor_on).
+///
+/// solo puts no bound on an executor of yours: `run_in_executor_on` hands it the job at once,
+/// and what happens when it is busy (queue, block, refuse) is its own policy. A job it drops
+/// without running completes its [`Blocking`] future with a cancelled
+/// [`JoinError`](crate::JoinError), so the awaiting task is never left hanging.
 ///
 /// ```
 /// struct NewThreadEach;
@@ -50,6 +76,12 @@ pub type Job = Box<dyn FnOnce() + Send + 'static>;
 pub trait Executor: Send + Sync {
     /// Runs `job` somewhere other than the loop thread, eventually.
     fn execute(&self, job: Job);
+
+    /// A [`ThreadPool`] says so here, so that `run_in_executor_on` keeps its bound.
+    #[doc(hidden)]
+    fn as_thread_pool(&self) -> Option<&ThreadPool> {
+        None
+    }
 }
 
 /// The default pool size: `min(32, cores + 4)`, like asyncio's.
@@ -61,12 +93,88 @@ pub fn default_threads() -> usize {
 /// The default idle timeout after which a pool thread exits.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The default queue bound per thread: a pool of `n` threads queues at most `64 * n` jobs.
+const QUEUE_PER_THREAD: usize = 64;
+
+/// A queue or line emptied after a burst gives its memory back when it grew past this.
+const SHRINK_ABOVE: usize = 1024;
+
+/// A place in line: the waiting submitter's job, until it moves into the queue (or is taken
+/// back by its dropped future, or dropped at shutdown). The job is taken only under the pool's
+/// lock; its future reads whether it is still there without that lock, hence a mutex of its
+/// own (short, rarely contended).
+struct Waiter {
+    job: Mutex<Option<Job>>,
+}
+
+impl Waiter {
+    fn take(&self) -> Option<Job> {
+        self.job.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn in_line(&self) -> bool {
+        self.job.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+}
+
 struct PoolState {
     queue: VecDeque<Job>,
     threads: usize,
     idle: usize,
     busy: usize,
     shutdown: bool,
+    /// Submitters waiting for room with their jobs, in the order they started waiting.
+    /// Entries whose future was dropped are skipped when met at the front.
+    line: VecDeque<Arc<Waiter>>,
+    /// Entries of `line` still holding a job.
+    in_line: usize,
+    /// Jobs not queued yet for lack of room: in line, or held by futures never polled.
+    holding: usize,
+    /// Submissions refused: `try_` on a full queue, anything after shutdown.
+    rejected: u64,
+    /// Jobs dropped unrun because their future was dropped while it waited for room.
+    abandoned: u64,
+}
+
+impl PoolState {
+    fn has_room(&self, bound: usize) -> bool {
+        self.queue.len() < bound
+    }
+
+    /// After a slot was freed: moves jobs from the front of the line into the queue while
+    /// there is room. The line is non-empty only while the queue is full (a submitter joins it
+    /// only then, and every freed slot goes to it), so this moves at most one job per slot
+    /// freed. Returns whether it moved any.
+    fn admit(&mut self, bound: usize) -> bool {
+        let mut moved = false;
+        while self.in_line > 0 && self.has_room(bound) {
+            let Some(w) = self.line.pop_front() else {
+                break;
+            };
+            if let Some(job) = w.take() {
+                self.in_line -= 1;
+                self.holding -= 1;
+                self.queue.push_back(job);
+                moved = true;
+            }
+        }
+        self.trim_line();
+        moved
+    }
+
+    /// Drops the entries that left the line from both ends, and the line's memory once it is
+    /// empty after a burst.
+    fn trim_line(&mut self) {
+        while self.line.front().is_some_and(|w| !w.in_line()) {
+            self.line.pop_front();
+        }
+        while self.line.back().is_some_and(|w| !w.in_line()) {
+            self.line.pop_back();
+        }
+        if self.line.is_empty() && self.line.capacity() > SHRINK_ABOVE {
+            self.line = VecDeque::new();
+        }
+    }
 }
 
 struct PoolInner {
@@ -75,7 +183,19 @@ struct PoolInner {
     /// Signalled when a thread exits (for `join`).
     exited: Condvar,
     max: usize,
+    /// The most jobs the queue holds (not counting running ones).
+    bound: usize,
     idle_timeout: Duration,
+}
+
+/// The figures debug mode's stats read from a pool.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PoolFigures {
+    pub(crate) queued: usize,
+    pub(crate) busy: usize,
+    pub(crate) waiting: usize,
+    pub(crate) rejected: u64,
+    pub(crate) abandoned: u64,
 }
 
 /// A bounded, lazily started thread pool: the default executor of
@@ -88,6 +208,18 @@ struct PoolInner {
 /// Jobs queue in FIFO order when every thread is busy. A panic in a job is caught: it becomes the
 /// job's [`JoinError`](crate::JoinError) and the thread lives on. Dropping a job's future does
 /// not interrupt the job: the thread runs it to the end and the result is thrown away.
+///
+/// The queue is bounded: it holds at most [`queue_bound`](ThreadPool::queue_bound) jobs
+/// waiting for a thread (64 per thread by default,
+/// [`Builder::executor_queue_bound`](crate::Builder::executor_queue_bound)); running jobs are
+/// not counted. A submission past the bound waits (`run_in_executor`) or is refused
+/// (`try_run_in_executor`); see [`Handle::run_in_executor`](crate::Handle::run_in_executor).
+/// [`Executor::execute`] called on the pool directly is the exception: it cannot wait or fail,
+/// so it queues the job even past the bound.
+///
+/// After [`shutdown`](ThreadPool::shutdown) (the loop's shutdown or drop) the pool refuses new
+/// jobs: their futures complete at once with a cancelled [`JoinError`](crate::JoinError), and
+/// submitters still waiting for room are refused the same way. Jobs already queued still run.
 #[derive(Clone)]
 pub struct ThreadPool {
     inner: Arc<PoolInner>,
@@ -98,8 +230,44 @@ fn lock(m: &Mutex<PoolState>) -> MutexGuard<'_, PoolState> {
 }
 
 impl ThreadPool {
-    /// A pool of at most `max_threads` threads (at least 1) that exit after `idle_timeout`.
+    /// A pool of at most `max_threads` threads (at least 1) that exit after `idle_timeout`,
+    /// with the default queue bound (64 jobs per thread).
     pub fn new(max_threads: usize, idle_timeout: Duration) -> ThreadPool {
+        let max = max_threads.max(1);
+        ThreadPool::with_bound(max, max * QUEUE_PER_THREAD, idle_timeout)
+    }
+
+    /// A pool of at most `max_threads` threads (at least 1) whose queue holds at most
+    /// `queue_bound` jobs waiting for a thread. A bound of zero is an
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) error: a pool that can queue nothing could
+    /// only run a job on an idle thread, and a submitter waiting for room would wait forever.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = solo::ThreadPool::bounded(2, 8, Duration::from_secs(1)).unwrap();
+    /// assert_eq!(pool.queue_bound(), 8);
+    /// assert!(solo::ThreadPool::bounded(2, 0, Duration::from_secs(1)).is_err());
+    /// ```
+    pub fn bounded(
+        max_threads: usize,
+        queue_bound: usize,
+        idle_timeout: Duration,
+    ) -> io::Result<ThreadPool> {
+        if queue_bound == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "solo: an executor queue bound of 0 cannot hold a job; use at least 1 (and \
+                 try_run_in_executor to refuse work when the queue is full)",
+            ));
+        }
+        Ok(ThreadPool::with_bound(
+            max_threads.max(1),
+            queue_bound,
+            idle_timeout,
+        ))
+    }
+
+    fn with_bound(max: usize, bound: usize, idle_timeout: Duration) -> ThreadPool {
         ThreadPool {
             inner: Arc::new(PoolInner {
                 state: Mutex::new(PoolState {
@@ -108,10 +276,16 @@ impl ThreadPool {
                     idle: 0,
                     busy: 0,
                     shutdown: false,
+                    line: VecDeque::new(),
+                    in_line: 0,
+                    holding: 0,
+                    rejected: 0,
+                    abandoned: 0,
                 }),
                 work: Condvar::new(),
                 exited: Condvar::new(),
-                max: max_threads.max(1),
+                max,
+                bound,
                 idle_timeout,
             }),
         }
@@ -133,12 +307,51 @@ impl ThreadPool {
         self.inner.max
     }
 
+    /// The most jobs the queue holds waiting for a thread (running jobs not counted).
+    pub fn queue_bound(&self) -> usize {
+        self.inner.bound
+    }
+
+    /// Submitters holding a job that is not queued yet because the queue was full: their
+    /// [`Blocking`] futures wait for room.
+    pub fn waiting(&self) -> usize {
+        lock(&self.inner.state).holding
+    }
+
+    /// Submissions refused so far: `try_run_in_executor` on a full queue, and every
+    /// submission after shutdown.
+    pub fn rejected(&self) -> u64 {
+        lock(&self.inner.state).rejected
+    }
+
+    pub(crate) fn figures(&self) -> PoolFigures {
+        let s = lock(&self.inner.state);
+        PoolFigures {
+            queued: s.queue.len(),
+            busy: s.busy,
+            waiting: s.holding,
+            rejected: s.rejected,
+            abandoned: s.abandoned,
+        }
+    }
+
     /// Stops taking jobs, lets the threads finish the queue, and waits until `deadline` for them
-    /// to exit. Returns how many jobs were still queued or running when it gave up.
+    /// to exit. Returns how many jobs were still queued or running when it gave up. Jobs still
+    /// waiting for room are dropped unrun (their futures complete with a cancelled
+    /// `JoinError`).
     pub fn shutdown(&self, deadline: Instant) -> usize {
         let mut s = lock(&self.inner.state);
         s.shutdown = true;
+        let line = std::mem::take(&mut s.line);
+        let refused: Vec<Job> = line.iter().filter_map(|w| w.take()).collect();
+        s.in_line = 0;
+        s.holding -= refused.len();
+        s.rejected += refused.len() as u64;
         self.inner.work.notify_all();
+        drop(s);
+        drop(line);
+        drop(refused); // completes their futures as cancelled, outside the lock
+        let mut s = lock(&self.inner.state);
         while s.threads > 0 {
             let now = Instant::now();
             if now >= deadline {
@@ -153,18 +366,10 @@ impl ThreadPool {
         }
         s.queue.len() + s.busy
     }
-}
 
-impl Executor for ThreadPool {
-    fn execute(&self, job: Job) {
-        let mut s = lock(&self.inner.state);
-        if s.shutdown {
-            // A pool being shut down still runs what it is given (on a thread of its own), so no
-            // job is ever lost; this only happens for jobs submitted during shutdown.
-            drop(s);
-            std::thread::spawn(job);
-            return;
-        }
+    /// Queues `job` (the caller checked for room, or is over-committing) and makes sure a
+    /// thread will take it. Called with the lock held; releases it.
+    fn push(&self, mut s: MutexGuard<'_, PoolState>, job: Job) {
         s.queue.push_back(job);
         if s.idle > 0 {
             self.inner.work.notify_one();
@@ -182,12 +387,80 @@ impl Executor for ThreadPool {
                 s.threads -= 1;
                 if s.threads == 0 {
                     if let Some(job) = s.queue.pop_back() {
+                        s.admit(self.inner.bound);
                         drop(s);
                         job();
                     }
                 }
             }
         }
+    }
+
+    /// `run_in_executor`: queues the job if there is room and nobody is waiting for it, else
+    /// returns a future that waits for room.
+    pub(crate) fn submit<T, F>(&self, f: F) -> Blocking<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (mut blocking, job) = job_for(f);
+        let mut s = lock(&self.inner.state);
+        if s.shutdown {
+            s.rejected += 1;
+            drop(s);
+            drop(job); // completes `blocking` as cancelled
+        } else if s.in_line == 0 && s.has_room(self.inner.bound) {
+            self.push(s, job);
+        } else {
+            s.holding += 1;
+            drop(s);
+            blocking.wait = Some(Wait {
+                pool: self.clone(),
+                job: Some(Mutex::new(job)),
+                waiter: None,
+            });
+        }
+        blocking
+    }
+
+    /// `try_run_in_executor`: queues the job if there is room and nobody is waiting for it,
+    /// else hands `f` back.
+    pub(crate) fn try_submit<T, F>(&self, f: F) -> Result<Blocking<T>, TrySubmitError<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let mut s = lock(&self.inner.state);
+        if s.shutdown {
+            s.rejected += 1;
+            return Err(TrySubmitError::ShutDown(f));
+        }
+        if s.in_line > 0 || !s.has_room(self.inner.bound) {
+            s.rejected += 1;
+            return Err(TrySubmitError::Full(f));
+        }
+        let (blocking, job) = job_for(f);
+        self.push(s, job);
+        Ok(blocking)
+    }
+}
+
+impl Executor for ThreadPool {
+    /// Queues `job`, past the bound if need be (this call can neither wait nor fail); after
+    /// shutdown, drops it unrun and counts it as rejected.
+    fn execute(&self, job: Job) {
+        let mut s = lock(&self.inner.state);
+        if s.shutdown {
+            s.rejected += 1;
+            drop(s);
+            drop(job);
+            return;
+        }
+        self.push(s, job);
+    }
+
+    fn as_thread_pool(&self) -> Option<&ThreadPool> {
+        Some(self)
     }
 }
 
@@ -196,6 +469,13 @@ fn worker(inner: Arc<PoolInner>) {
     loop {
         if let Some(job) = s.queue.pop_front() {
             s.busy += 1;
+            // The slot this job held is free: it goes to the first job in line.
+            if s.admit(inner.bound) && s.idle > 0 {
+                inner.work.notify_one();
+            }
+            if s.queue.is_empty() && s.queue.capacity() > SHRINK_ABOVE {
+                s.queue = VecDeque::new();
+            }
             drop(s);
             // Jobs catch their own panics (see `run_in_executor`); this is a last line of
             // defence for custom jobs, so the thread survives.
@@ -230,26 +510,233 @@ impl fmt::Debug for ThreadPool {
             .field("threads", &s.threads)
             .field("busy", &s.busy)
             .field("queued", &s.queue.len())
+            .field("queue_bound", &self.inner.bound)
+            .field("waiting", &s.holding)
+            .field("rejected", &s.rejected)
             .finish()
     }
 }
+
+/// Why [`Handle::try_run_in_executor`](crate::Handle::try_run_in_executor) did not take a job.
+/// Either way the closure comes back, unrun: run it later, elsewhere, or drop it.
+///
+/// ```
+/// use std::time::Duration;
+/// let el = solo::EventLoop::builder()
+///     .executor_threads(1)
+///     .executor_queue_bound(1)
+///     .build()
+///     .unwrap();
+/// let h = el.handle();
+/// let (tx, rx) = std::sync::mpsc::channel::<()>();
+/// let running = h.try_run_in_executor(move || rx.recv()).unwrap(); // takes the thread...
+/// while h.executor().load().1 == 0 {
+///     std::thread::yield_now();
+/// }
+/// let queued = h.try_run_in_executor(|| 1).unwrap(); // ...and this the one queue slot
+/// let err = h.try_run_in_executor(|| 2).unwrap_err();
+/// assert!(err.is_full());
+/// assert_eq!((err.into_inner())(), 2); // the closure, back
+/// tx.send(()).unwrap();
+/// el.run_until_complete(async {
+///     running.await.unwrap().unwrap();
+///     assert_eq!(queued.await.unwrap(), 1);
+/// })
+/// .unwrap();
+/// ```
+#[non_exhaustive]
+pub enum TrySubmitError<F> {
+    /// The queue is at its bound, or other submitters are waiting for room ahead of this one.
+    Full(F),
+    /// The pool was shut down (the loop was shut down or dropped).
+    ShutDown(F),
+}
+
+impl<F> TrySubmitError<F> {
+    /// The closure that was not run.
+    pub fn into_inner(self) -> F {
+        match self {
+            TrySubmitError::Full(f) | TrySubmitError::ShutDown(f) => f,
+        }
+    }
+
+    /// Whether the queue was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, TrySubmitError::Full(_))
+    }
+
+    /// Whether the pool was shut down.
+    pub fn is_shut_down(&self) -> bool {
+        matches!(self, TrySubmitError::ShutDown(_))
+    }
+}
+
+impl<F> fmt::Display for TrySubmitError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrySubmitError::Full(_) => {
+                "the executor's queue is full (at its bound, or others wait for room first)"
+            }
+            TrySubmitError::ShutDown(_) => "the executor is shut down",
+        })
+    }
+}
+
+impl<F> fmt::Debug for TrySubmitError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TrySubmitError::Full(_) => "Full(..)",
+            TrySubmitError::ShutDown(_) => "ShutDown(..)",
+        })
+    }
+}
+
+impl<F> std::error::Error for TrySubmitError<F> {}
 
 struct Slot<T> {
     value: Option<Result<T, JoinError>>,
     waker: Option<Waker>,
 }
 
+fn lock_slot<T>(slot: &Mutex<Slot<T>>) -> MutexGuard<'_, Slot<T>> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Fills a job's slot: with the job's result, or, if the job is dropped unrun (refused by a
+/// shut-down pool, abandoned, dropped by an executor), with a cancelled `JoinError`, so that
+/// the future never waits for a job that will not run.
+struct Completer<T> {
+    slot: Option<Arc<Mutex<Slot<T>>>>,
+}
+
+impl<T> Completer<T> {
+    fn complete(&mut self, r: Result<T, JoinError>) {
+        if let Some(slot) = self.slot.take() {
+            let waker = {
+                let mut s = lock_slot(&slot);
+                s.value = Some(r);
+                s.waker.take()
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+    }
+}
+
+impl<T> Drop for Completer<T> {
+    fn drop(&mut self) {
+        self.complete(Err(JoinError::cancelled()));
+    }
+}
+
+/// A job whose future waits for room in the pool.
+struct Wait {
+    pool: ThreadPool,
+    /// The job until the future's first poll (queued then, or put in line). Behind a lock only
+    /// so that `Blocking` stays `Sync`; only `&mut Blocking` touches it.
+    job: Option<Mutex<Job>>,
+    /// Its place in line, with the job, from its first poll that found no room.
+    waiter: Option<Arc<Waiter>>,
+}
+
+impl Wait {
+    /// Queues the job if there is room and nobody is ahead of it, else puts it in line (first
+    /// poll); returns whether it is still waiting. A job that left the line was queued (or
+    /// dropped at shutdown, which completed the future): either way the future now waits for
+    /// its result.
+    fn still_waiting(&mut self) -> bool {
+        if let Some(w) = &self.waiter {
+            return w.in_line();
+        }
+        let Some(job) = self.job.take() else {
+            return false;
+        };
+        let job = job.into_inner().unwrap_or_else(|e| e.into_inner());
+        let pool = &self.pool;
+        let mut s = lock(&pool.inner.state);
+        s.holding -= 1;
+        if s.shutdown {
+            s.rejected += 1;
+            drop(s);
+            drop(job); // completes the future as cancelled
+            return false;
+        }
+        if s.in_line == 0 && s.has_room(pool.inner.bound) {
+            pool.push(s, job);
+            return false;
+        }
+        let w = Arc::new(Waiter {
+            job: Mutex::new(Some(job)),
+        });
+        s.line.push_back(w.clone());
+        s.in_line += 1;
+        s.holding += 1;
+        self.waiter = Some(w);
+        true
+    }
+}
+
+impl Drop for Wait {
+    /// A future dropped while it waits for room: its job leaves the line (or was never in it)
+    /// and is dropped unrun.
+    fn drop(&mut self) {
+        match &self.waiter {
+            // Out of line: queued (or dropped at shutdown); never back in line.
+            Some(w) if !w.in_line() => return,
+            None if self.job.is_none() => return,
+            _ => {}
+        }
+        let mut s = lock(&self.pool.inner.state);
+        let job = match (&self.waiter, self.job.take()) {
+            (Some(w), _) => {
+                let job = w.take();
+                if job.is_some() {
+                    s.in_line -= 1;
+                    s.trim_line();
+                }
+                job
+            }
+            (None, Some(job)) => Some(job.into_inner().unwrap_or_else(|e| e.into_inner())),
+            (None, None) => None,
+        };
+        if job.is_some() {
+            s.holding -= 1;
+            s.abandoned += 1;
+        }
+        drop(s);
+        drop(job);
+    }
+}
+
 /// The future of a job's result, from `run_in_executor`. It completes on the loop when the job
-/// has finished; a panic in the job is a [`JoinError`]. Dropping it does not interrupt the job.
+/// has finished; a panic in the job is a [`JoinError`].
+///
+/// - **Queued at once** when the pool's queue has room: then dropping the future does not
+///   interrupt or cancel the job; it runs to the end and its result is thrown away.
+/// - **Waiting** when the queue was full: the future keeps the job, and its first poll puts it
+///   in line; it stays pending until a slot is free for it (the jobs that started waiting
+///   before it go first), then until the job has run. Dropping it while it waits drops the job
+///   unrun ([`Stats::executor_abandoned`](crate::debug::Stats::executor_abandoned)) and gives
+///   up its place in line.
+/// - **Refused** after the pool was shut down: it completes at once with a cancelled
+///   [`JoinError`] ([`JoinError::is_cancelled`]); the job never runs.
 pub struct Blocking<T> {
     slot: Arc<Mutex<Slot<T>>>,
+    /// Set while the job waits for room in the pool.
+    wait: Option<Wait>,
 }
 
 impl<T> Future for Blocking<T> {
     type Output = Result<T, JoinError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut s = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // While in line, the waker goes into the slot as for a queued job: the job's end (or
+        // its drop at shutdown) wakes the future, and moving into the queue needs no wake.
+        if self.wait.as_mut().is_some_and(|w| !w.still_waiting()) {
+            self.wait = None;
+        }
+        let mut s = lock_slot(&self.slot);
         match s.value.take() {
             Some(v) => Poll::Ready(v),
             None => {
@@ -265,12 +752,16 @@ impl<T> Future for Blocking<T> {
 
 impl<T> fmt::Debug for Blocking<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Blocking")
+        f.write_str(if self.wait.is_some() {
+            "Blocking(waiting for room)"
+        } else {
+            "Blocking"
+        })
     }
 }
 
-/// Submits `f` to `executor` and returns the future of its result.
-pub(crate) fn submit<T, F>(executor: &dyn Executor, f: F) -> Blocking<T>
+/// The future of `f`'s result, and the job that runs `f` and fills it.
+fn job_for<T, F>(f: F) -> (Blocking<T>, Job)
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
@@ -279,17 +770,27 @@ where
         value: None,
         waker: None,
     }));
-    let s = slot.clone();
-    executor.execute(Box::new(move || {
+    let mut completer = Completer {
+        slot: Some(slot.clone()),
+    };
+    let job: Job = Box::new(move || {
         let r = catch_unwind(AssertUnwindSafe(f)).map_err(JoinError::panicked);
-        let waker = {
-            let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
-            s.value = Some(r);
-            s.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }));
-    Blocking { slot }
+        completer.complete(r);
+    });
+    (Blocking { slot, wait: None }, job)
+}
+
+/// Submits `f` to `executor` and returns the future of its result: through the bound if the
+/// executor is a [`ThreadPool`], else handed to it at once.
+pub(crate) fn submit<T, F>(executor: &dyn Executor, f: F) -> Blocking<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    if let Some(pool) = executor.as_thread_pool() {
+        return pool.submit(f);
+    }
+    let (blocking, job) = job_for(f);
+    executor.execute(job);
+    blocking
 }

@@ -150,25 +150,43 @@ impl ::hyper::rt::Timer for HyperTimer {
 }
 
 /// hyper's `ReadBufCursor` path (the two unsafe blocks above) on a real socket pair; run under
-/// Miri in CI (`miri_` prefix).
+/// Miri in CI (`miri_` prefix). The stream is an `Async` over a std socket, read the way
+/// `solo::net`'s streams read for hyper (`Async::poll_read_uninit`); the peer writes with
+/// `write(2)`, not std's socket `Write` (see the comment on `async_fd`'s tests).
 #[cfg(test)]
 mod tests {
+    use std::io;
     use std::mem::MaybeUninit;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
     use std::pin::Pin;
+    use std::task::{Context, Poll};
 
-    use futures::AsyncWriteExt;
+    use super::{HyperIo, UninitRead};
+    use crate::async_fd::tests::write_fd;
+    use crate::{Async, EventLoop};
 
-    use super::HyperIo;
-    use crate::net::UnixStream;
-    use crate::EventLoop;
+    /// What `solo::net`'s `uninit_read!` implements for its streams, on a std socket pair.
+    struct Stream(Async<UnixStream>);
+
+    impl UninitRead for Stream {
+        fn poll_read_uninit(
+            &self,
+            cx: &mut Context<'_>,
+            buf: &mut [MaybeUninit<u8>],
+        ) -> Poll<io::Result<usize>> {
+            self.0.poll_read_uninit(cx, buf)
+        }
+    }
 
     #[test]
     fn miri_hyper_read_fills_an_uninitialized_buffer() {
         let el = EventLoop::new().unwrap();
         el.run_until_complete(async {
-            let (a, mut b) = UnixStream::pair().unwrap();
-            let mut io = HyperIo::new(a);
-            b.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+            let (a, b) = UnixStream::pair().unwrap();
+            let mut io = HyperIo::new(Stream(Async::new(a).unwrap()));
+            let request = b"GET / HTTP/1.1\r\n";
+            assert_eq!(write_fd(b.as_raw_fd(), request).unwrap(), request.len());
             let mut storage = [MaybeUninit::<u8>::uninit(); 64];
             let mut buf = ::hyper::rt::ReadBuf::uninit(&mut storage);
             std::future::poll_fn(|cx| {
@@ -176,7 +194,7 @@ mod tests {
             })
             .await
             .unwrap();
-            assert_eq!(buf.filled(), b"GET / HTTP/1.1\r\n");
+            assert_eq!(buf.filled(), request);
             // End of stream: a read that fills nothing.
             drop(b);
             let before = buf.filled().len();

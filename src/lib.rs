@@ -52,5 +52,7 @@ pub use event_loop::{
     run, run_in_executor, Builder, CallbackHandle, CancelledTask, EventLoop, ExceptionContext,
     Handle, Remote, RemoteJoinHandle, ShutdownReport,
 };
-pub use executor::{default_threads, Blocking, Executor, Job, ThreadPool, DEFAULT_IDLE_TIMEOUT};
+pub use executor::{
+    default_threads, Blocking, Executor, Job, ThreadPool, TrySubmitError, DEFAULT_IDLE_TIMEOUT,
+};
 pub use task::{yield_now, JoinHandle};

@@ -803,17 +803,25 @@ fn a_task_can_cancel_itself_while_running() {
 #[test]
 fn a_detached_task_keeps_running() {
     let _watchdog = common::watchdog!();
-    let el = EventLoop::new().unwrap();
+    // A manual clock, so the order does not depend on the machine's speed: loop time stands
+    // still while the loop works and then jumps to the next timer, so the task's 1 ms sleep
+    // (started in the first iteration) ends before the main future's 5 ms one (started just
+    // before it). On the real clock, a loaded machine could reach the task's first poll more
+    // than 4 ms after the main future's, and the main future would finish first.
+    let (el, _clock) = manual();
     let h = el.handle();
-    let done = Rc::new(Cell::new(false));
+    let start = el.time();
+    let done = Rc::new(Cell::new(None));
     let d = done.clone();
     drop(h.spawn(async move {
         solo::time::sleep(Duration::from_millis(1)).await;
-        d.set(true);
+        d.set(Some(solo::Handle::current().time()));
     }));
     el.run_until_complete(solo::time::sleep(Duration::from_millis(5)))
         .unwrap();
-    assert!(done.get());
+    let finished = done.get().expect("the detached task ran to its end");
+    assert!(finished - start >= Duration::from_millis(1));
+    assert!(finished - start < Duration::from_millis(5));
 }
 
 // 8. Threadsafe wake-ups

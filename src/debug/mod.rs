@@ -73,6 +73,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::callback::CallbackKind;
+use crate::executor::PoolFigures;
 
 mod profile;
 mod report;
@@ -108,8 +109,8 @@ pub(crate) fn env_debug() -> bool {
 
 /// Where reports go.
 pub(crate) type Hook = Arc<dyn Fn(&Report) + Send + Sync>;
-/// Reads the executor pool's (queued, busy) figures.
-pub(crate) type ExecutorProbe = Arc<dyn Fn() -> (usize, usize) + Send + Sync>;
+/// Reads the executor pool's figures (queued, busy, waiting, rejected, abandoned).
+pub(crate) type ExecutorProbe = Arc<dyn Fn() -> PoolFigures + Send + Sync>;
 
 /// The current iteration's running totals, for slow-iteration reports.
 #[derive(Default)]

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use super::tasks::TaskInfo;
 use super::{ExecutorProbe, Hook, Report, TaskSnapshot};
 use crate::callback::CallbackKind;
+use crate::executor::PoolFigures;
 
 /// The debug state other threads can see: the watchdog's slot, the task table, the hook.
 pub(crate) struct DebugShared {
@@ -99,12 +100,12 @@ impl DebugShared {
         *self.executor.write().unwrap_or_else(|e| e.into_inner()) = Some(probe);
     }
 
-    pub(crate) fn executor_figures(&self) -> (usize, usize) {
+    pub(crate) fn executor_figures(&self) -> PoolFigures {
         self.executor
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map_or((0, 0), |p| p())
+            .map_or_else(PoolFigures::default, |p| p())
     }
 
     /// The task table, readable from any thread.

@@ -61,10 +61,19 @@ pub struct Stats {
     pub io_dispatch_max: Duration,
     /// Readiness-to-dispatch: the mean.
     pub io_dispatch_mean: Duration,
-    /// Jobs waiting in the `run_in_executor` pool's queue.
+    /// Jobs waiting in the `run_in_executor` pool's queue (at most its bound,
+    /// [`Builder::executor_queue_bound`](crate::Builder::executor_queue_bound)).
     pub executor_queued: usize,
     /// Pool threads running a job right now.
     pub executor_busy: usize,
+    /// `run_in_executor` futures holding a job that is not queued yet: the queue was full and
+    /// they wait for room.
+    pub executor_waiting: usize,
+    /// Submissions the pool refused so far: `try_run_in_executor` on a full queue, and every
+    /// submission after the pool was shut down (their jobs never ran).
+    pub executor_rejected: u64,
+    /// Jobs dropped unrun so far because their future was dropped while it waited for room.
+    pub executor_abandoned: u64,
     /// Waits in the backend that were allowed to block (after spinning, if the loop spins):
     /// the loop went to sleep there unless an event was already waiting.
     pub sleeps: u64,
@@ -164,7 +173,7 @@ impl Debug {
     pub(crate) fn stats(&self) -> Stats {
         let a = self.acc.borrow();
         let mean = |sum: u64, n: u64| Duration::from_nanos(sum.checked_div(n).unwrap_or(0));
-        let (executor_queued, executor_busy) = self.shared.executor_figures();
+        let pool = self.shared.executor_figures();
         Stats {
             iterations: a.iterations,
             callbacks: a.callbacks,
@@ -183,8 +192,11 @@ impl Debug {
             queue_delay_mean: mean(a.queue_sum, a.queued),
             io_dispatch_max: Duration::from_nanos(a.io_max),
             io_dispatch_mean: mean(a.io_sum, a.io),
-            executor_queued,
-            executor_busy,
+            executor_queued: pool.queued,
+            executor_busy: pool.busy,
+            executor_waiting: pool.waiting,
+            executor_rejected: pool.rejected,
+            executor_abandoned: pool.abandoned,
             sleeps: 0,
             spins: 0,
             spin_hits: 0,

@@ -44,6 +44,7 @@ pub struct Builder {
     hook: Option<debug::Hook>,
     executor_threads: Option<usize>,
     executor_idle: Option<Duration>,
+    executor_queue: Option<usize>,
     spin: Option<Duration>,
 }
 
@@ -113,6 +114,28 @@ impl Builder {
         self
     }
 
+    /// The most jobs `run_in_executor`'s pool queues waiting for a thread (default 64 per
+    /// thread, `64 * executor_threads`; running jobs are not counted). Past it,
+    /// [`Handle::run_in_executor`](super::Handle::run_in_executor) waits for room and
+    /// [`Handle::try_run_in_executor`](super::Handle::try_run_in_executor) fails. Zero makes
+    /// [`build`](Builder::build) fail with [`InvalidInput`](io::ErrorKind::InvalidInput).
+    ///
+    /// ```
+    /// let el = solo::EventLoop::builder()
+    ///     .executor_threads(2)
+    ///     .executor_queue_bound(16)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(el.handle().executor().queue_bound(), 16);
+    ///
+    /// let err = solo::EventLoop::builder().executor_queue_bound(0).build().unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// ```
+    pub fn executor_queue_bound(mut self, n: usize) -> Builder {
+        self.executor_queue = Some(n);
+        self
+    }
+
     /// Before the loop sleeps waiting for I/O or a timer, it polls without blocking for up to
     /// `d` (default zero: it sleeps at once). When not called, the environment decides:
     /// `SOLO_SPIN_US=100` spins for 100 µs, without recompiling.
@@ -153,6 +176,15 @@ impl Builder {
     /// Creates the loop: a mio `Poll`, its cross-thread `Waker`, and empty queues. No thread
     /// is started, except the watchdog in debug mode.
     pub fn build(self) -> io::Result<EventLoop> {
+        let threads = self
+            .executor_threads
+            .unwrap_or_else(executor::default_threads)
+            .max(1);
+        let idle = self.executor_idle.unwrap_or(executor::DEFAULT_IDLE_TIMEOUT);
+        let executor = match self.executor_queue {
+            Some(bound) => ThreadPool::bounded(threads, bound, idle)?,
+            None => ThreadPool::new(threads, idle),
+        };
         let spin = self.spin.unwrap_or_else(env_spin);
         let (reactor, waker) = Reactor::new(spin)?;
         let debug = self.debug.unwrap_or_else(debug::env_debug).then(|| {
@@ -162,14 +194,9 @@ impl Builder {
                 hook: self.hook.clone(),
             }))
         });
-        let executor = ThreadPool::new(
-            self.executor_threads
-                .unwrap_or_else(executor::default_threads),
-            self.executor_idle.unwrap_or(executor::DEFAULT_IDLE_TIMEOUT),
-        );
         if let Some(d) = &debug {
             let pool = executor.clone();
-            d.set_executor_probe(Arc::new(move || pool.load()));
+            d.set_executor_probe(Arc::new(move || pool.figures()));
         }
         let shared = Arc::new(Shared::new(waker, debug.as_ref().map(|d| d.shared())));
         let inner = Inner::new(shared, self.clock, reactor, debug, executor);

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::{Builder, Inner, Remote, CURRENT};
 use crate::debug::{Report, SiteProfile, Stats, TaskSnapshot};
-use crate::executor::{self, Blocking, Executor, ThreadPool};
+use crate::executor::{self, Blocking, Executor, ThreadPool, TrySubmitError};
 use crate::task::JoinHandle;
 
 /// A single-threaded event loop.
@@ -169,7 +169,26 @@ impl Handle {
 
     /// Runs the blocking `f` on the loop's thread pool and returns a future of its result,
     /// which completes on the loop. A panic in `f` becomes a [`JoinError`](crate::JoinError).
-    /// Dropping the future does not interrupt `f`.
+    ///
+    /// The pool's queue is bounded ([`Builder::executor_queue_bound`], 64 jobs per thread by
+    /// default), and past the bound this **waits**:
+    ///
+    /// - with room in the queue (and nobody waiting for it), `f` is queued at once, before the
+    ///   future is first polled; dropping the future then does not interrupt `f`, which runs to
+    ///   the end (as in asyncio);
+    /// - with the queue full, the future keeps `f` and stays pending until a slot is free;
+    ///   waiting submitters get slots in the order they started waiting (their first poll).
+    ///   Dropping the future while it waits drops `f` unrun, and its place (or a slot already
+    ///   granted to it) goes to the next in line. So a burst never puts more than the bound in
+    ///   the pool: what is past it stays with the futures that submitted it;
+    /// - after the pool was shut down (the loop was shut down or dropped), the future completes
+    ///   at once with a cancelled `JoinError` ([`is_cancelled`](crate::JoinError::is_cancelled))
+    ///   and `f` never runs.
+    ///
+    /// To be refused instead of waiting, use
+    /// [`try_run_in_executor`](Handle::try_run_in_executor). Debug mode's
+    /// [`Stats`](crate::debug::Stats) show the queue (`executor_queued`), the waiting
+    /// submitters (`executor_waiting`), and the refused and abandoned jobs.
     ///
     /// ```
     /// let el = solo::EventLoop::new().unwrap();
@@ -185,10 +204,39 @@ impl Handle {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        executor::submit(&self.inner.executor, f)
+        self.inner.executor.submit(f)
     }
 
-    /// Like [`run_in_executor`](Handle::run_in_executor), on an executor of your choice.
+    /// Like [`run_in_executor`](Handle::run_in_executor), but **fails** instead of waiting:
+    /// if the pool's queue is at its bound, or other submitters are already waiting for room
+    /// (nobody jumps the line), or the pool was shut down, `f` is not run and comes back inside
+    /// the [`TrySubmitError`]. On success `f` is queued at once, as with `run_in_executor`.
+    ///
+    /// ```
+    /// let el = solo::EventLoop::builder().executor_queue_bound(1).build().unwrap();
+    /// let h = el.handle();
+    /// let job = || 6 * 7;
+    /// match h.try_run_in_executor(job) {
+    ///     Ok(fut) => assert_eq!(el.run_until_complete(fut).unwrap().unwrap(), 42),
+    ///     Err(e) => {
+    ///         eprintln!("{e}; running it here instead");
+    ///         assert_eq!((e.into_inner())(), 42);
+    ///     }
+    /// }
+    /// ```
+    pub fn try_run_in_executor<T, F>(&self, f: F) -> Result<Blocking<T>, TrySubmitError<F>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.inner.executor.try_submit(f)
+    }
+
+    /// Like [`run_in_executor`](Handle::run_in_executor), on an executor of your choice. A
+    /// [`ThreadPool`] keeps its bound here too (the future waits for room); any other
+    /// [`Executor`] is handed the job at once and applies its own policy when busy. If it drops
+    /// the job without running it, the future completes with a cancelled
+    /// [`JoinError`](crate::JoinError) rather than waiting forever.
     pub fn run_in_executor_on<T, F>(&self, executor: &dyn Executor, f: F) -> Blocking<T>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -302,7 +350,8 @@ impl futures_task::LocalSpawn for Handle {
 }
 
 /// Runs `f` on the thread pool of the loop running on this thread (see
-/// [`Handle::run_in_executor`](crate::Handle::run_in_executor)).
+/// [`Handle::run_in_executor`](crate::Handle::run_in_executor): past the pool's queue bound,
+/// the future waits for room).
 ///
 /// # Panics
 /// Outside a running solo loop.
