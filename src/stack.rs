@@ -126,25 +126,68 @@ pub(crate) fn format(ips: &[usize]) -> String {
         })
         .filter(|(name, _)| name != "0x0")
         .collect();
+    render(&frames)
+}
+
+/// Lays out resolved frames (name, " at file:line"), without the capture's own frames. Frames
+/// that could not be resolved (no symbols, or no fd left to open the binary with) print as
+/// addresses: a stack of addresses still says where the loop is, with `addr2line` at hand.
+fn render(frames: &[(String, String)]) -> String {
     // Skip the capture's own frames: the handler, signal-hook's dispatch, the trampoline.
-    let first = frames
-        .iter()
-        .rposition(|(name, _)| {
-            name.contains("stack::on_signal")
-                || name.contains("signal_hook")
-                || name.contains("restore_rt")
-                || name.contains("sigreturn")
-        })
-        .map_or(0, |i| i + 1);
-    // The trampoline itself often has no symbol.
-    let first = first
-        + frames[first..]
-            .iter()
-            .take_while(|(name, _)| name.starts_with("0x"))
-            .count();
+    let handler = frames.iter().rposition(|(name, _)| {
+        name.contains("stack::on_signal")
+            || name.contains("signal_hook")
+            || name.contains("restore_rt")
+            || name.contains("sigreturn")
+    });
+    let first = match handler {
+        // The trampoline right after the handler often has no symbol.
+        Some(i) => {
+            i + 1
+                + frames[i + 1..]
+                    .iter()
+                    .take_while(|(name, _)| name.starts_with("0x"))
+                    .count()
+        }
+        // Nothing resolved to the handler (no symbols at all): show every frame.
+        None => 0,
+    };
     let mut out = String::new();
+    if frames.iter().all(|(name, _)| name.starts_with("0x")) && !frames.is_empty() {
+        out.push_str("    (symbols could not be resolved; addresses shown)\n");
+    }
     for (name, place) in &frames[first..] {
         out.push_str(&format!("    {name}{place}\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod render_tests {
+    use super::render;
+
+    fn frames(names: &[&str]) -> Vec<(String, String)> {
+        names
+            .iter()
+            .map(|n| (n.to_string(), String::new()))
+            .collect()
+    }
+
+    #[test]
+    fn unresolved_frames_still_print_as_addresses() {
+        let out = render(&frames(&["0x1000", "0x2000", "0x3000"]));
+        assert!(out.contains("0x1000") && out.contains("0x3000"), "{out}");
+        assert!(out.contains("could not be resolved"), "{out}");
+    }
+
+    #[test]
+    fn the_capture_frames_are_skipped() {
+        let out = render(&frames(&[
+            "solo::stack::on_signal",
+            "0x7f00",
+            "app::blocking_call",
+            "solo::run",
+        ]));
+        assert_eq!(out, "    app::blocking_call\n    solo::run\n");
+    }
 }

@@ -105,3 +105,29 @@ fn run_is_the_one_call_entry_point() {
     assert_eq!(v, "out");
     assert_eq!(drops.get(), 1, "the leftover task was cancelled");
 }
+
+#[test]
+fn a_stop_before_shutdown_does_not_cut_the_grace_period_short() {
+    let _watchdog = common::watchdog!();
+    let (el, _clock) = common::manual();
+    let h = el.handle();
+    let finished = Rc::new(Cell::new(false));
+    let f = finished.clone();
+    h.spawn(async move {
+        solo::time::sleep(Duration::from_millis(20)).await;
+        f.set(true);
+    });
+    el.stop();
+    let report = el.shutdown(Duration::from_millis(100));
+    assert!(finished.get());
+    assert!(report.is_clean(), "{report}");
+}
+
+#[test]
+fn a_grace_period_past_the_end_of_time_is_no_error() {
+    let _watchdog = common::watchdog!();
+    let el = EventLoop::new().unwrap();
+    el.handle().spawn(async {});
+    let report = el.shutdown(Duration::MAX);
+    assert!(report.is_clean(), "{report}");
+}
