@@ -263,6 +263,37 @@ fn main() {
         }
     }
 
+    // The same echo server on the polling backend (oneshot: one re-arm per wait), against the
+    // same tokio server.
+    {
+        let solo_addr = spawn_solo_echo_on(Duration::ZERO, solo::Backend::Polling, None);
+        for (conns, rounds) in [(1usize, 4_000usize), (10, 800), (100, 80)] {
+            let ops = conns * rounds;
+            let mut a = || {
+                echo_client(solo_addr, conns, rounds);
+            };
+            let mut b = || {
+                echo_client(tokio_addr, conns, rounds);
+            };
+            rows.push(duel(
+                &format!("tcp_echo_{conns}_polling"),
+                ops,
+                r(5),
+                &mut a,
+                &mut b,
+            ));
+        }
+    }
+    if !skipped("syscalls") {
+        for backend in [solo::Backend::Mio, solo::Backend::Polling] {
+            let (waits, modifies) = echo_syscalls(backend, 2_000);
+            println!(
+                "{:<24} {waits:>12.2} waits + {modifies:.2} epoll_ctl(MOD) per echo request",
+                format!("syscalls_echo_{}", backend.name())
+            );
+        }
+    }
+
     if !skipped("memory") {
         rows.extend(memory_rows());
     }

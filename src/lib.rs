@@ -55,4 +55,5 @@ pub use event_loop::{
 pub use executor::{
     default_threads, Blocking, Executor, Job, ThreadPool, TrySubmitError, DEFAULT_IDLE_TIMEOUT,
 };
+pub use reactor::Backend;
 pub use task::{yield_now, JoinHandle};

@@ -14,8 +14,8 @@
 //!
 //! A loop is single-threaded: its queues are `RefCell`s and its handles are `!Send`. Other
 //! threads reach it through [`Shared`], the only loop state that is `Sync`: a mutex-protected
-//! queue of callbacks and task wake-ups, and mio's [`Waker`](mio::Waker), which makes a loop
-//! blocked in `epoll_wait` return.
+//! queue of callbacks and task wake-ups, and the backend's remote waker (mio's `Waker`, or
+//! `polling`'s `Poller::notify`), which makes a loop blocked in `epoll_wait` return.
 //!
 //! Wake-ups are coalesced: the `notified` flag is set by the first push after the loop last
 //! drained the queue, and only that push pays for the `Waker` syscall. The loop clears the flag
@@ -32,6 +32,7 @@ use std::task::Waker;
 
 use crate::callback::Callback;
 use crate::debug::DebugShared;
+use crate::reactor::RemoteWaker;
 
 /// A callback sent from another thread (it carries the site that sent it).
 pub(crate) type RemoteCall = Box<dyn Callback + Send>;
@@ -58,7 +59,7 @@ struct Queue {
 pub(crate) struct Shared {
     queue: Mutex<Queue>,
     notified: AtomicBool,
-    waker: mio::Waker,
+    waker: RemoteWaker,
     /// Set by the waker of the future that `run_until_complete` drives.
     pub(crate) main_woken: AtomicBool,
     /// Debug mode's thread-safe half (the task table), when debug mode is on.
@@ -66,7 +67,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(waker: mio::Waker, debug: Option<Arc<DebugShared>>) -> Shared {
+    pub(crate) fn new(waker: RemoteWaker, debug: Option<Arc<DebugShared>>) -> Shared {
         Shared {
             queue: Mutex::new(Queue::default()),
             notified: AtomicBool::new(false),

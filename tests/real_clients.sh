@@ -54,34 +54,37 @@ expect() { # description, expected, actual
     fi
 }
 
-echo "== kv under redis-cli and redis-benchmark"
-port=$(free_port)
-target/release/examples/kv "127.0.0.1:$port" >/dev/null &
-pids+=($!)
-wait_for "$port"
-cli() { redis-cli -p "$port" "$@"; }
-expect "PING" "PONG" "$(cli ping)"
-expect "SET" "OK" "$(cli set greeting hello)"
-expect "GET" "hello" "$(cli get greeting)"
-expect "SET EX" "OK" "$(cli set short lived EX 100)"
-expect "GET after SET EX" "lived" "$(cli get short)"
-expect "INCR" "1" "$(cli incr counter)"
-expect "INCR again" "2" "$(cli incr counter)"
-expect "MSET" "OK" "$(cli mset a 1 b 2)"
-expect "MGET" "$(printf '1\n2\n')" "$(cli mget a b missing | head -2)"
-expect "EXISTS" "2" "$(cli exists a b missing)"
-expect "DEL" "1" "$(cli del a missing)"
-expect "ECHO" "hi there" "$(cli echo 'hi there')"
-expect "unknown command" "ERR unknown command 'nope', with args beginning with: 'x'" "$(cli nope x)"
-expect "INCR of a non-number" "ERR value is not an integer or out of range" "$(cli incr greeting)"
+# The same checks on each backend: any difference between them is a bug.
+for backend in mio polling; do
+    echo "== kv under redis-cli and redis-benchmark, on the $backend backend"
+    port=$(free_port)
+    SOLO_BACKEND=$backend target/release/examples/kv "127.0.0.1:$port" >/dev/null &
+    pids+=($!)
+    wait_for "$port"
+    cli() { redis-cli -p "$port" "$@"; }
+    expect "PING" "PONG" "$(cli ping)"
+    expect "SET" "OK" "$(cli set greeting hello)"
+    expect "GET" "hello" "$(cli get greeting)"
+    expect "SET EX" "OK" "$(cli set short lived EX 100)"
+    expect "GET after SET EX" "lived" "$(cli get short)"
+    expect "INCR" "1" "$(cli incr counter)"
+    expect "INCR again" "2" "$(cli incr counter)"
+    expect "MSET" "OK" "$(cli mset a 1 b 2)"
+    expect "MGET" "$(printf '1\n2\n')" "$(cli mget a b missing | head -2)"
+    expect "EXISTS" "2" "$(cli exists a b missing)"
+    expect "DEL" "1" "$(cli del a missing)"
+    expect "ECHO" "hi there" "$(cli echo 'hi there')"
+    expect "unknown command" "ERR unknown command 'nope', with args beginning with: 'x'" "$(cli nope x)"
+    expect "INCR of a non-number" "ERR value is not an integer or out of range" "$(cli incr greeting)"
 
-bench=$(redis-benchmark -p "$port" -t set,get,ping -n 200000 -c 50 -P 16 -q 2>&1)
-echo "$bench" | tr '\r' '\n' | grep 'requests per second' || true
-expect "redis-benchmark: four tests finished (PING twice, SET, GET)" "4" \
-    "$(echo "$bench" | tr '\r' '\n' | grep -c 'requests per second' || true)"
-expect "redis-benchmark: no errors or warnings" "0" \
-    "$(echo "$bench" | grep -ciE 'error|warning' || true)"
-expect "kv still answers after the benchmark" "PONG" "$(cli ping)"
+    bench=$(redis-benchmark -p "$port" -t set,get,ping -n 200000 -c 50 -P 16 -q 2>&1)
+    echo "$bench" | tr '\r' '\n' | grep 'requests per second' || true
+    expect "redis-benchmark: four tests finished (PING twice, SET, GET)" "4" \
+        "$(echo "$bench" | tr '\r' '\n' | grep -c 'requests per second' || true)"
+    expect "redis-benchmark: no errors or warnings" "0" \
+        "$(echo "$bench" | grep -ciE 'error|warning' || true)"
+    expect "kv still answers after the benchmark" "PONG" "$(cli ping)"
+done
 
 echo "== hello_http under curl and wrk"
 port=$(free_port)

@@ -396,30 +396,49 @@ pub fn echo_client(addr: SocketAddr, conns: usize, rounds: usize) -> Duration {
 /// A solo echo server on its own thread, its loop spinning for `spin` before it sleeps
 /// (`Duration::ZERO`: the default loop, whatever `SOLO_SPIN_US` says); returns its address.
 pub fn spawn_solo_echo(spin: Duration) -> SocketAddr {
+    spawn_solo_echo_on(spin, solo::Backend::Mio, None)
+}
+
+/// The same server on the given backend. With `stats`, the loop runs in debug mode and sends
+/// its stats over the channel each time a connection closes (for the syscall census).
+pub fn spawn_solo_echo_on(
+    spin: Duration,
+    backend: solo::Backend,
+    stats: Option<std::sync::mpsc::Sender<solo::debug::Stats>>,
+) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use futures::{AsyncReadExt, AsyncWriteExt};
-        let el = solo::EventLoop::builder()
-            .spin_before_sleep(spin)
-            .build()
-            .unwrap();
+        let el = std::rc::Rc::new(
+            solo::EventLoop::builder()
+                .spin_before_sleep(spin)
+                .backend(backend)
+                .debug(stats.is_some())
+                .build()
+                .unwrap(),
+        );
+        let el2 = el.clone();
         el.run_until_complete(async move {
             let l = solo::net::TcpListener::bind("127.0.0.1:0").unwrap();
             tx.send(l.local_addr().unwrap()).unwrap();
             loop {
                 let (mut s, _) = l.accept().await.unwrap();
+                let (el3, stats) = (el2.clone(), stats.clone());
                 s.set_nodelay(true).unwrap();
                 drop(solo::Handle::current().spawn(async move {
                     let mut buf = vec![0u8; 4096];
                     loop {
                         match s.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
+                            Ok(0) | Err(_) => break,
                             Ok(n) => {
                                 if s.write_all(&buf[..n]).await.is_err() {
-                                    return;
+                                    break;
                                 }
                             }
                         }
+                    }
+                    if let (Some(tx), Some(st)) = (stats, el3.stats()) {
+                        let _ = tx.send(st);
                     }
                 }));
             }
@@ -427,6 +446,22 @@ pub fn spawn_solo_echo(spin: Duration) -> SocketAddr {
         .unwrap();
     });
     rx.recv().unwrap()
+}
+
+/// Syscalls per request of the echo server on `backend`: one connection, `rounds` 1 KiB
+/// round trips, counted by the loop's debug stats (waits, and registrations modified).
+pub fn echo_syscalls(backend: solo::Backend, rounds: usize) -> (f64, f64) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let addr = spawn_solo_echo_on(Duration::ZERO, backend, Some(tx));
+    echo_client(addr, 1, 10); // warm-up connection
+    let before = rx.recv().unwrap();
+    echo_client(addr, 1, rounds);
+    let after = rx.recv().unwrap();
+    let per = |a: u64, b: u64| (a - b) as f64 / rounds as f64;
+    (
+        per(after.backend_waits, before.backend_waits),
+        per(after.backend_modifies, before.backend_modifies),
+    )
 }
 
 /// The same server on tokio's current_thread runtime.

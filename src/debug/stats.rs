@@ -81,6 +81,17 @@ pub struct Stats {
     pub spins: u64,
     /// Waits that found events while spinning, so did not sleep.
     pub spin_hits: u64,
+    /// The backend the loop polls with.
+    pub backend: crate::Backend,
+    /// Calls to the backend's wait (`epoll_wait`), spinning ones included.
+    pub backend_waits: u64,
+    /// Registrations the backend was asked to add (`EPOLL_CTL_ADD`).
+    pub backend_adds: u64,
+    /// Registrations changed (`EPOLL_CTL_MOD`): re-arms after reader callbacks on mio, arms of
+    /// waiting `Async` sources on polling, interest changes on both.
+    pub backend_modifies: u64,
+    /// Registrations deleted (`EPOLL_CTL_DEL`).
+    pub backend_deletes: u64,
 }
 
 impl Stats {
@@ -200,6 +211,11 @@ impl Debug {
             sleeps: 0,
             spins: 0,
             spin_hits: 0,
+            backend: crate::Backend::default(),
+            backend_waits: 0,
+            backend_adds: 0,
+            backend_modifies: 0,
+            backend_deletes: 0,
         }
     }
 }

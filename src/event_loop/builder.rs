@@ -25,7 +25,7 @@ use super::{EventLoop, Inner};
 use crate::clock::ManualClock;
 use crate::debug::{self, Debug, Report};
 use crate::executor::{self, ThreadPool};
-use crate::reactor::{env_spin, Reactor};
+use crate::reactor::{env_spin, Backend, Reactor};
 use crate::shared::Shared;
 
 /// Configures an [`EventLoop`]: the clock, and room for debug settings.
@@ -46,6 +46,7 @@ pub struct Builder {
     executor_idle: Option<Duration>,
     executor_queue: Option<usize>,
     spin: Option<Duration>,
+    backend: Option<Backend>,
 }
 
 impl fmt::Debug for Builder {
@@ -56,6 +57,7 @@ impl fmt::Debug for Builder {
             .field("slow", &self.slow)
             .field("blocked", &self.blocked)
             .field("spin", &self.spin)
+            .field("backend", &self.backend)
             .finish_non_exhaustive()
     }
 }
@@ -173,7 +175,27 @@ impl Builder {
         self
     }
 
-    /// Creates the loop: a mio `Poll`, its cross-thread `Waker`, and empty queues. No thread
+    /// Which poller the loop uses (default [`Backend::Mio`]). When not called, the environment
+    /// decides: `SOLO_BACKEND=polling` (or `mio`) picks one without recompiling, and an unknown
+    /// name makes [`build`](Builder::build) fail with `InvalidInput`.
+    ///
+    /// Both run the same loop with the same semantics (the whole test suite runs on each); they
+    /// differ in how they ask the kernel about readiness, and so in the syscalls they make: see
+    /// `Backend`'s module docs and BENCHMARKS.md.
+    ///
+    /// ```
+    /// let el = solo::EventLoop::builder()
+    ///     .backend(solo::Backend::Polling)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(el.backend(), solo::Backend::Polling);
+    /// ```
+    pub fn backend(mut self, backend: Backend) -> Builder {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Creates the loop: the backend's poller, its cross-thread waker, and empty queues. No thread
     /// is started, except the watchdog in debug mode.
     pub fn build(self) -> io::Result<EventLoop> {
         let threads = self
@@ -186,7 +208,11 @@ impl Builder {
             None => ThreadPool::new(threads, idle),
         };
         let spin = self.spin.unwrap_or_else(env_spin);
-        let (reactor, waker) = Reactor::new(spin)?;
+        let backend = match self.backend {
+            Some(b) => b,
+            None => Backend::from_env()?.unwrap_or_default(),
+        };
+        let (reactor, waker) = Reactor::new(spin, backend)?;
         let debug = self.debug.unwrap_or_else(debug::env_debug).then(|| {
             Box::new(Debug::new(debug::Config {
                 slow: self.slow.unwrap_or(debug::DEFAULT_SLOW_CALLBACK),

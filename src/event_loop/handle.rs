@@ -96,14 +96,26 @@ impl EventLoop {
     pub fn stats(&self) -> Option<Stats> {
         let inner = &self.handle.inner;
         inner.debug().map(|d| {
-            let (sleeps, spins, spin_hits) = inner.reactor.borrow().spin_stats();
+            let reactor = inner.reactor.borrow();
+            let (sleeps, spins, spin_hits) = reactor.spin_stats();
+            let (backend, waits, adds, modifies, deletes) = reactor.backend_stats();
             Stats {
                 sleeps,
                 spins,
                 spin_hits,
+                backend,
+                backend_waits: waits,
+                backend_adds: adds,
+                backend_modifies: modifies,
+                backend_deletes: deletes,
                 ..d.stats()
             }
         })
+    }
+
+    /// The backend the loop polls with ([`Builder::backend`], `SOLO_BACKEND`).
+    pub fn backend(&self) -> crate::Backend {
+        self.handle.inner.reactor.borrow().backend_stats().0
     }
 
     /// Time spent per scheduling/spawn site, most first; empty unless debug mode is on. Also

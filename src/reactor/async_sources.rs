@@ -22,9 +22,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::task::{Context, Poll, Waker};
 
-use mio::Interest;
-
-use super::{Dir, Kind, Reactor, Source, READABLE, WRITABLE};
+use super::{Dir, Interest, Kind, Reactor, Source, Use, READABLE, WRITABLE};
 
 impl Reactor {
     /// Registers `fd` for both directions, edge-triggered, with readiness caching.
@@ -33,8 +31,9 @@ impl Reactor {
             readiness: 0,
             read_waker: None,
             write_waker: None,
+            armed: Interest::BOTH,
         };
-        self.insert_source(fd, Interest::READABLE | Interest::WRITABLE, kind)
+        self.insert_source(fd, Interest::BOTH, Use::Async, kind)
     }
 
     /// Removes an async source. Returns its wakers so the caller drops them outside the borrow.
@@ -53,7 +52,9 @@ impl Reactor {
         }
     }
 
-    /// Ready if the cached readiness allows `dir`; otherwise stores the waker. An error if the
+    /// Ready if the cached readiness allows `dir`; otherwise stores the waker, and on a oneshot
+    /// backend arms the registration for `dir` if it is not (after the readiness was cleared,
+    /// so an fd that became ready since is reported at once: no lost wakeup). An error if the
     /// registration is gone: its fd was closed behind its owner's back and the number reused.
     pub(crate) fn poll_ready(
         &mut self,
@@ -62,11 +63,13 @@ impl Reactor {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         let Some(Source {
+            fd,
             kind:
                 Kind::Async {
                     readiness,
                     read_waker,
                     write_waker,
+                    armed,
                 },
             ..
         }) = self.get_mut(token)
@@ -87,21 +90,37 @@ impl Reactor {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => *slot = Some(cx.waker().clone()),
         }
+        let wanted = match dir {
+            Dir::Read => Interest {
+                read: true,
+                ..*armed
+            },
+            Dir::Write => Interest {
+                write: true,
+                ..*armed
+            },
+        };
+        if wanted != *armed {
+            *armed = wanted;
+            let fd = *fd;
+            // An error means the fd is closed; the next operation on it reports that.
+            let _ = self.poller.arm_async(fd, token, wanted);
+        }
         Poll::Pending
     }
 
-    /// Forgets that `dir` is ready and re-registers the fd, so that the backend reports it again
-    /// if it is still ready: for an operation that failed, where no `WouldBlock` will come.
+    /// Forgets that `dir` is ready and makes the backend report the fd again if it is still
+    /// ready: for an operation that failed, where no `WouldBlock` will come. On an edge backend
+    /// that is a re-registration; on a oneshot one, the next wait arms it (`poll_ready`).
     pub(crate) fn rearm_async(&mut self, token: usize, dir: Dir) {
         self.clear_ready(token, dir);
+        if self.poller.is_oneshot() {
+            return;
+        }
         if let Some(src) = self.get_mut(token) {
             let fd = src.fd;
             // An error means the fd is closed; its owner's next operation reports that.
-            let _ = self.poll.registry().reregister(
-                &mut mio::unix::SourceFd(&fd),
-                mio::Token(token),
-                Interest::READABLE | Interest::WRITABLE,
-            );
+            let _ = self.poller.modify(fd, token, Interest::BOTH, Use::Async);
         }
     }
 

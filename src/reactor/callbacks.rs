@@ -28,10 +28,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::panic::Location;
 
-use mio::unix::SourceFd;
-use mio::{Interest, Token};
-
-use super::{annotate, Dir, IoFn, Kind, Reactor, Source, SLOT_MASK};
+use super::{annotate, Dir, Interest, IoFn, Kind, Reactor, Source, Use, SLOT_MASK};
 use crate::CallbackKind;
 
 /// A reader or writer callback lent out to run (see [`Reactor::take_callback`]); hand it back
@@ -95,13 +92,8 @@ impl IoCallback {
     }
 }
 
-fn interest_of(reader: bool, writer: bool) -> Option<Interest> {
-    match (reader, writer) {
-        (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
-        (true, false) => Some(Interest::READABLE),
-        (false, true) => Some(Interest::WRITABLE),
-        (false, false) => None,
-    }
+fn interest_of(read: bool, write: bool) -> Interest {
+    Interest { read, write }
 }
 
 impl Reactor {
@@ -138,13 +130,8 @@ impl Reactor {
                 let interest = match dir {
                     Dir::Read => interest_of(true, writer.is_set()),
                     Dir::Write => interest_of(reader.is_set(), true),
-                }
-                .expect("non-empty");
-                match self
-                    .poll
-                    .registry()
-                    .reregister(&mut SourceFd(&fd), Token(t), interest)
-                {
+                };
+                match self.poller.modify(fd, t, interest, Use::Callbacks) {
                     Ok(()) => token = Some(t),
                     // The number names a file the kernel does not have registered: ours was
                     // closed. Register the new file below.
@@ -168,15 +155,12 @@ impl Reactor {
         let token = match token {
             Some(t) => t,
             None => {
-                let interest = match dir {
-                    Dir::Read => Interest::READABLE,
-                    Dir::Write => Interest::WRITABLE,
-                };
+                let interest = interest_of(dir == Dir::Read, dir == Dir::Write);
                 let callbacks = Kind::Callbacks {
                     reader: IoCallback::empty(),
                     writer: IoCallback::empty(),
                 };
-                self.insert_source(fd, interest, callbacks)?
+                self.insert_source(fd, interest, Use::Callbacks, callbacks)?
             }
         };
         let Some(Source {
@@ -231,14 +215,8 @@ impl Reactor {
             return None;
         }
         if keep_other {
-            let interest = match dir {
-                Dir::Read => Interest::WRITABLE,
-                Dir::Write => Interest::READABLE,
-            };
-            let rearmed =
-                self.poll
-                    .registry()
-                    .reregister(&mut SourceFd(&fd), Token(token), interest);
+            let interest = interest_of(dir == Dir::Write, dir == Dir::Read);
+            let rearmed = self.poller.modify(fd, token, interest, Use::Callbacks);
             if let Err(e) = rearmed {
                 if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EBADF)) {
                     // The fd was closed while registered: the other callback is dead too.
@@ -310,12 +288,8 @@ impl Reactor {
         }
         slot.running = false;
         slot.f = Some(f);
-        let interest = interest_of(reader.is_set(), writer.is_set()).expect("one is set");
-        match self
-            .poll
-            .registry()
-            .reregister(&mut SourceFd(&fd), Token(token), interest)
-        {
+        let interest = interest_of(reader.is_set(), writer.is_set());
+        match self.poller.rearm_callback(fd, token, interest) {
             Ok(()) => (Vec::new(), Ok(())),
             Err(e) => {
                 let src = self.sources.remove(token & SLOT_MASK);

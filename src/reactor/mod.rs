@@ -69,12 +69,17 @@ use std::os::fd::RawFd;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Token};
 use slab::Slab;
 
 mod async_sources;
+mod backend;
 mod callbacks;
+
+pub use backend::Backend;
+pub(crate) use backend::RemoteWaker;
+use backend::{
+    Counters, Interest, Poller, Use, ERROR, READABLE, READ_CLOSED, WRITABLE, WRITE_CLOSED,
+};
 
 use callbacks::IoCallback;
 pub(crate) use callbacks::Unregistered;
@@ -82,21 +87,12 @@ pub(crate) use callbacks::Unregistered;
 /// A reader or writer callback.
 pub(crate) type IoFn = Box<dyn FnMut()>;
 
-/// The token of the loop's cross-thread waker.
-pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
-
 /// A direction of readiness.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Dir {
     Read,
     Write,
 }
-
-const READABLE: u8 = 1;
-const WRITABLE: u8 = 2;
-const READ_CLOSED: u8 = 4;
-const WRITE_CLOSED: u8 = 8;
-const ERROR: u8 = 16;
 
 impl Dir {
     /// The readiness bits that let an operation in this direction make progress.
@@ -117,6 +113,9 @@ enum Kind {
         readiness: u8,
         read_waker: Option<Waker>,
         write_waker: Option<Waker>,
+        /// The directions the backend will report. Always both on an edge backend; on a
+        /// oneshot one, none after each event, until a waiting task arms it again.
+        armed: Interest,
     },
 }
 
@@ -155,8 +154,10 @@ pub(crate) enum IoAction {
 
 /// The reactor. Owned by the loop, behind a `RefCell`.
 pub(crate) struct Reactor {
-    poll: mio::Poll,
-    events: Events,
+    /// The OS poller behind the one backend interface (`backend/`).
+    poller: Poller,
+    /// Oneshot `Async` sources to arm again after this dispatch (a task still waits on them).
+    rearm: Vec<(RawFd, usize, Interest, Use)>,
     sources: Slab<Source>,
     /// The live registration of each fd number, of either kind (callbacks or `Async`).
     by_fd: HashMap<RawFd, usize>,
@@ -186,13 +187,12 @@ pub(crate) fn env_spin() -> Duration {
 }
 
 impl Reactor {
-    pub(crate) fn new(spin: Duration) -> io::Result<(Reactor, mio::Waker)> {
-        let poll = mio::Poll::new()?;
-        let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+    pub(crate) fn new(spin: Duration, backend: Backend) -> io::Result<(Reactor, RemoteWaker)> {
+        let (poller, waker) = Poller::new(backend)?;
         Ok((
             Reactor {
-                poll,
-                events: Events::with_capacity(1024),
+                poller,
+                rearm: Vec::new(),
                 sources: Slab::new(),
                 by_fd: HashMap::new(),
                 next_gen: 0,
@@ -212,6 +212,18 @@ impl Reactor {
         (self.sleeps, self.spins, self.spin_hits)
     }
 
+    /// The backend in use, and the syscalls it made: waits, and registrations added, modified
+    /// and deleted.
+    pub(crate) fn backend_stats(&self) -> (Backend, u64, u64, u64, u64) {
+        let Counters {
+            waits,
+            adds,
+            modifies,
+            deletes,
+        } = self.poller.counters();
+        (self.poller.backend(), waits, adds, modifies, deletes)
+    }
+
     /// Waits for events for at most `timeout` (`None`: until an event). A wait that may block
     /// first spins (polls without blocking) for up to the spin time, if armed, and then blocks
     /// for what is left of `timeout`.
@@ -229,7 +241,7 @@ impl Reactor {
             let start = Instant::now();
             loop {
                 self.wait(Some(Duration::ZERO))?;
-                if !self.events.is_empty() {
+                if self.poller.has_events() {
                     self.spin_hits += 1;
                     return Ok(());
                 }
@@ -247,7 +259,7 @@ impl Reactor {
         self.sleeps += 1;
         let slept = Instant::now();
         self.wait(timeout)?;
-        if !self.events.is_empty() && slept.elapsed() < self.spin {
+        if self.poller.has_events() && slept.elapsed() < self.spin {
             self.spin_armed = true;
         }
         Ok(())
@@ -255,56 +267,48 @@ impl Reactor {
 
     /// One backend poll. An interrupted wait (a signal) counts as a wait with no events.
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        match self.poll.poll(&mut self.events, timeout) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                self.events.clear();
-                Ok(())
-            }
-            r => r,
-        }
+        self.poller.wait(timeout)
     }
 
     /// Turns the events of the last poll into actions and wakers. The cross-thread waker's
     /// event carries nothing to act on: it only ends the wait, and the loop learns what other
     /// threads sent from their queue's own flag.
     pub(crate) fn dispatch(&mut self, actions: &mut Vec<IoAction>, wakers: &mut Vec<Waker>) {
-        for ev in self.events.iter() {
-            let token = ev.token();
-            if token == WAKER_TOKEN {
-                continue;
-            }
-            let Some(src) = lookup(&mut self.sources, token.0) else {
-                continue; // deregistered, or an older registration of a reused slot
+        let oneshot = self.poller.is_oneshot();
+        let Reactor {
+            poller,
+            sources,
+            rearm,
+            ..
+        } = self;
+        poller.for_each_event(|token, bits| {
+            let Some(src) = lookup(sources, token) else {
+                return; // deregistered, or an older registration of a reused slot
             };
-            let mut bits = 0;
-            if ev.is_readable() {
-                bits |= READABLE;
-            }
-            if ev.is_writable() {
-                bits |= WRITABLE;
-            }
-            if ev.is_read_closed() {
-                bits |= READ_CLOSED;
-            }
-            if ev.is_write_closed() {
-                bits |= WRITE_CLOSED;
-            }
-            if ev.is_error() {
-                bits |= ERROR;
-            }
             match &mut src.kind {
                 Kind::Callbacks { reader, writer } => {
+                    let queued = actions.len();
                     if bits & Dir::Read.bits() != 0 && reader.is_waiting() {
-                        actions.push(IoAction::Call(token.0, Dir::Read));
+                        actions.push(IoAction::Call(token, Dir::Read));
                     }
                     if bits & Dir::Write.bits() != 0 && writer.is_waiting() {
-                        actions.push(IoAction::Call(token.0, Dir::Write));
+                        actions.push(IoAction::Call(token, Dir::Write));
+                    }
+                    // A queued callback re-arms its source when it runs; an event that queued
+                    // nothing must not leave a oneshot registration disarmed.
+                    if oneshot && actions.len() == queued {
+                        let interest = Interest {
+                            read: reader.is_waiting(),
+                            write: writer.is_waiting(),
+                        };
+                        rearm.push((src.fd, token, interest, Use::Callbacks));
                     }
                 }
                 Kind::Async {
                     readiness,
                     read_waker,
                     write_waker,
+                    armed,
                 } => {
                     *readiness |= bits;
                     if bits & Dir::Read.bits() != 0 {
@@ -313,8 +317,23 @@ impl Reactor {
                     if bits & Dir::Write.bits() != 0 {
                         wakers.extend(write_waker.take());
                     }
+                    if oneshot {
+                        // The event disarmed the registration; a task still waiting on the
+                        // other direction needs it armed again.
+                        *armed = Interest {
+                            read: read_waker.is_some(),
+                            write: write_waker.is_some(),
+                        };
+                        if *armed != Interest::NONE {
+                            rearm.push((src.fd, token, *armed, Use::Async));
+                        }
+                    }
                 }
             }
+        });
+        for (fd, token, interest, how) in self.rearm.drain(..) {
+            // An error means the fd was closed; its owner's next operation reports that.
+            let _ = self.poller.modify(fd, token, interest, how);
         }
     }
 
@@ -328,7 +347,13 @@ impl Reactor {
     /// Registers `fd` with the backend under a fresh token and records it. If the kernel takes
     /// the registration although a source of ours is indexed under the same number, that source
     /// is stale (its file was closed while registered and the number reused): it is evicted.
-    fn insert_source(&mut self, fd: RawFd, interest: Interest, kind: Kind) -> io::Result<usize> {
+    fn insert_source(
+        &mut self,
+        fd: RawFd,
+        interest: Interest,
+        how: Use,
+        kind: Kind,
+    ) -> io::Result<usize> {
         let slot = self.sources.vacant_key();
         if slot >= SLOT_MASK {
             return Err(io::Error::other(format!(
@@ -337,9 +362,8 @@ impl Reactor {
         }
         self.next_gen = (self.next_gen + 1) & GEN_MASK;
         let token = (self.next_gen << SLOT_BITS) | slot;
-        self.poll
-            .registry()
-            .register(&mut SourceFd(&fd), Token(token), interest)
+        self.poller
+            .add(fd, token, interest, how)
             .map_err(|e| annotate(e, fd))?;
         let key = self.sources.insert(Source { fd, token, kind });
         debug_assert_eq!(key, slot);
@@ -391,7 +415,7 @@ impl Reactor {
         if self.by_fd.get(&src.fd) == Some(&token) {
             self.by_fd.remove(&src.fd);
             // Errors mean the fd is closed already, which removed it from the backend anyway.
-            let _ = self.poll.registry().deregister(&mut SourceFd(&src.fd));
+            let _ = self.poller.delete(src.fd);
         }
         Some(src)
     }
@@ -417,7 +441,7 @@ impl Reactor {
     pub(crate) fn drain(&mut self) -> (Vec<Unregistered>, Vec<Waker>) {
         let (mut callbacks, mut wakers) = (Vec::new(), Vec::new());
         for src in self.sources.drain() {
-            let _ = self.poll.registry().deregister(&mut SourceFd(&src.fd));
+            let _ = self.poller.delete(src.fd);
             match src.kind {
                 Kind::Callbacks { reader, writer } => callbacks.extend(
                     [reader, writer]
