@@ -77,20 +77,21 @@ struct Wait {
 
 impl Inner {
     /// One turn of the loop: the five phases, observed by the probe that the loop's settings
-    /// pick.
-    pub(super) fn run_once(&self) {
+    /// pick. `max_wait` caps how long it may wait for I/O (an embedding host's step); `None`:
+    /// as long as the loop needs.
+    pub(super) fn run_once(&self, max_wait: Option<Duration>) {
         match self.debug() {
-            None => self.iterate(&NoProbe),
-            Some(d) => self.iterate(&DebugProbe::new(d, &self.clock)),
+            None => self.iterate(&NoProbe, max_wait),
+            Some(d) => self.iterate(&DebugProbe::new(d, &self.clock), max_wait),
         }
     }
 
     #[inline(always)]
-    fn iterate<P: Probe>(&self, probe: &P) {
+    fn iterate<P: Probe>(&self, probe: &P, max_wait: Option<Duration>) {
         let mut scratch = self.scratch.borrow_mut();
         let scratch = &mut *scratch;
         probe.begin_iteration();
-        let wait = self.plan_wait(); // 1
+        let wait = self.plan_wait(max_wait); // 1
         let (mut now, polled) = self.poll_io(&wait, probe, scratch); // 2
         self.take_remote_work(&mut scratch.remote); // 3
         if wait.waiting_for_timer {
@@ -116,7 +117,7 @@ impl Inner {
     /// read it less than `CLOCK_CHECK_EVERY` iterations ago (a clock read costs as much as a
     /// short callback). Runs no user code.
     #[inline(always)]
-    fn plan_wait(&self) -> Wait {
+    fn plan_wait(&self, max_wait: Option<Duration>) -> Wait {
         // Work: queued entries, or the `run_until_complete` future woken (it is polled between
         // iterations rather than from the queue).
         let has_work = !self.ready.borrow().is_empty() || self.main_woken();
@@ -133,11 +134,18 @@ impl Inner {
         };
         // A manual clock never makes the loop sleep for a timer: it polls without blocking and,
         // if nothing else happened, jumps to the timer.
-        let waiting_for_timer = self.clock.is_manual() && !busy && next_timer.is_some();
+        let until_timer = next_timer.map(|t| Duration::from_nanos(t.saturating_sub(now)));
+        // (A step that may not wait that long does not jump there either.)
+        let waiting_for_timer = self.clock.is_manual()
+            && !busy
+            && until_timer.is_some_and(|d| max_wait.is_none_or(|m| d <= m));
         let timeout = if busy || waiting_for_timer {
             Some(Duration::ZERO)
         } else {
-            next_timer.map(|t| Duration::from_nanos(t.saturating_sub(now)))
+            match (until_timer, max_wait) {
+                (Some(t), Some(m)) => Some(t.min(m)),
+                (t, m) => t.or(m),
+            }
         };
         Wait {
             has_work,

@@ -25,6 +25,7 @@
 //! | `callbacks.rs` | the callback record and its life: `call_soon`/`call_later`/`call_at`, cancel, run, drop |
 //! | `exception.rs` | where a panic from user code goes: the exception handler |
 //! | `readers.rs` | `add_reader`/`add_writer`, signal handlers |
+//! | `embed.rs` | stepping the loop from a host's loop: `run_once`, `next_timeout`, the loop's fd |
 //! | `builder.rs` | [`Builder`]: the loop's settings |
 //! | `run.rs` | the entry points: `run_forever`, `run_until_complete`, `shutdown`, `run`, and closing |
 //! | `handle.rs` | [`EventLoop`] and [`Handle`] |
@@ -42,6 +43,7 @@ use std::panic::Location;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use slab::Slab;
 
@@ -58,6 +60,7 @@ use crate::timer::{TimerKey, Wheel};
 
 mod builder;
 mod callbacks;
+mod embed;
 mod exception;
 mod handle;
 mod iteration;
@@ -254,6 +257,20 @@ impl Inner {
         let now = self.clock.now();
         self.now.set(now);
         now
+    }
+
+    /// How long a host may wait before the next step (see `embed.rs`).
+    fn next_timeout(&self) -> Option<Duration> {
+        if !self.ready.borrow().is_empty() || self.shared.has_pending() || self.stopping.get() {
+            return Some(Duration::ZERO);
+        }
+        let next = self.timers.borrow().next_deadline()?;
+        Some(Duration::from_nanos(next.saturating_sub(self.clock.now())))
+    }
+
+    /// The backend's fd.
+    fn backend_fd(&self) -> RawFd {
+        self.reactor.borrow().as_raw_fd()
     }
 
     /// The last clock reading: a lower bound of the current time, with no clock read.

@@ -35,7 +35,7 @@ use crate::shared::{RemoteItem, Shared};
 use crate::task::{self, TaskRef};
 
 /// Marks the loop as running on this thread; undoes it on drop, also during a panic.
-struct RunGuard<'a> {
+pub(super) struct RunGuard<'a> {
     inner: &'a Rc<Inner>,
     prev: Option<Rc<Inner>>,
     _enter: task::EnterGuard,
@@ -54,14 +54,21 @@ impl Drop for RunGuard<'_> {
 
 impl Inner {
     fn start_running(self: &Rc<Inner>) -> Result<RunGuard<'_>, RunError> {
+        if !task::running_loop_id().is_null() && !self.running.get() {
+            return Err(RunError::AnotherLoopRunning);
+        }
+        self.start_stepping()
+    }
+
+    /// Marks the loop as running for one step or more. Unlike the run entry points, a step may
+    /// happen inside another loop's callback (an embedded loop): the other loop's thread-local
+    /// state is saved and restored by the guard.
+    pub(super) fn start_stepping(self: &Rc<Inner>) -> Result<RunGuard<'_>, RunError> {
         if self.closed.get() {
             return Err(RunError::Closed);
         }
         if self.running.get() {
             return Err(RunError::AlreadyRunning);
-        }
-        if !task::running_loop_id().is_null() {
-            return Err(RunError::AnotherLoopRunning);
         }
         self.running.set(true);
         if let Some(d) = self.debug() {
@@ -209,7 +216,7 @@ impl EventLoop {
         let inner = &self.handle.inner;
         let _guard = inner.start_running()?;
         loop {
-            inner.run_once();
+            inner.run_once(None);
             if inner.stopping.replace(false) {
                 return Ok(());
             }
@@ -261,7 +268,7 @@ impl EventLoop {
             if stopped {
                 break Ok(Err(RunError::Stopped));
             }
-            inner.run_once();
+            inner.run_once(None);
             stopped = inner.stopping.replace(false);
         };
         inner.main_running.set(false);
@@ -304,7 +311,7 @@ impl EventLoop {
             let e = expired.clone();
             let timer = self.handle.call_later(grace, move || e.set(true));
             while !inner.tasks.borrow().is_empty() && !expired.get() {
-                inner.run_once();
+                inner.run_once(None);
                 inner.stopping.set(false);
             }
             timer.cancel();

@@ -207,6 +207,11 @@ impl Reactor {
         ))
     }
 
+    /// The backend's fd (epoll's), for a host that waits on it.
+    pub(crate) fn as_raw_fd(&self) -> RawFd {
+        self.poller.as_raw_fd()
+    }
+
     /// The spin figures for [`Stats`](crate::debug::Stats): (sleeps, spins, spin hits).
     pub(crate) fn spin_stats(&self) -> (u64, u64, u64) {
         (self.sleeps, self.spins, self.spin_hits)

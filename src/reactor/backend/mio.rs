@@ -22,7 +22,7 @@ use super::{
 const WAKER_TOKEN: Token = Token(usize::MAX);
 
 pub(crate) struct MioPoller {
-    poll: mio::Poll,
+    pub(super) poll: mio::Poll,
     events: Events,
     pub(super) counters: Counters,
 }

@@ -178,6 +178,14 @@ impl Poller {
         })
     }
 
+    pub(crate) fn as_raw_fd(&self) -> RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            Poller::Mio(p) => p.poll.as_raw_fd(),
+            Poller::Polling(p) => p.poller.as_raw_fd(),
+        }
+    }
+
     pub(crate) fn backend(&self) -> Backend {
         match self {
             Poller::Mio(_) => Backend::Mio,

@@ -18,7 +18,7 @@ use super::{
 };
 
 pub(crate) struct PollingPoller {
-    poller: Arc<Poller>,
+    pub(super) poller: Arc<Poller>,
     events: Events,
     pub(super) counters: Counters,
 }
