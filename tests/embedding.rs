@@ -260,3 +260,20 @@ fn the_tokio_host_example_steps_solo_inside_tokio() {
     let _watchdog = common::watchdog!();
     assert_eq!(embed_tokio::run(), 42);
 }
+
+#[test]
+fn a_signal_reaches_a_stepped_loop_through_its_fd() {
+    let _watchdog = common::watchdog!();
+    let el = EventLoop::new().unwrap();
+    let got = Rc::new(Cell::new(false));
+    let g = got.clone();
+    el.handle()
+        .add_signal_handler(libc::SIGUSR2, move || g.set(true))
+        .unwrap();
+    // SAFETY: sending a signal to this process; only this test of the binary handles it.
+    unsafe { libc::kill(libc::getpid(), libc::SIGUSR2) };
+    assert!(readable(&el, 10_000), "the delivery made the fd readable");
+    el.run_once(Some(Duration::ZERO)).unwrap();
+    assert!(got.get());
+    assert!(el.handle().remove_signal_handler(libc::SIGUSR2));
+}
