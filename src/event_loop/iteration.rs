@@ -173,7 +173,10 @@ impl Inner {
             return (wait.now, false);
         }
         // Spins first if the builder asked for it, then blocks for what is left of the timeout.
-        let polled = self.reactor.borrow_mut().poll(wait.timeout);
+        let polled = self
+            .reactor
+            .borrow_mut()
+            .poll(wait.timeout, || self.shared.has_pending());
         probe.polled(wait.now);
         if let Err(e) = polled {
             self.report_loop_error(&format!("waiting for I/O failed: {e}"));

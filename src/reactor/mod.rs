@@ -232,7 +232,15 @@ impl Reactor {
     /// Waits for events for at most `timeout` (`None`: until an event). A wait that may block
     /// first spins (polls without blocking) for up to the spin time, if armed, and then blocks
     /// for what is left of `timeout`.
-    pub(crate) fn poll(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+    ///
+    /// `remote_work` says whether another thread queued work: its wake-up may be consumed by a
+    /// spinning wait without showing as an event (polling reports no event for `notify`), so the
+    /// spin asks it too, and never goes on to block while work is waiting.
+    pub(crate) fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        remote_work: impl Fn() -> bool,
+    ) -> io::Result<()> {
         if timeout == Some(Duration::ZERO) {
             return self.wait(timeout);
         }
@@ -246,7 +254,7 @@ impl Reactor {
             let start = Instant::now();
             loop {
                 self.wait(Some(Duration::ZERO))?;
-                if self.poller.has_events() {
+                if self.poller.has_events() || remote_work() {
                     self.spin_hits += 1;
                     return Ok(());
                 }
@@ -264,7 +272,7 @@ impl Reactor {
         self.sleeps += 1;
         let slept = Instant::now();
         self.wait(timeout)?;
-        if self.poller.has_events() && slept.elapsed() < self.spin {
+        if (self.poller.has_events() || remote_work()) && slept.elapsed() < self.spin {
             self.spin_armed = true;
         }
         Ok(())

@@ -272,8 +272,8 @@ impl Poller {
         }
     }
 
-    /// Whether the last wait found events for registrations (a remote wake-up alone does not
-    /// count: it only ends the wait).
+    /// Whether the last wait found events (on mio a remote wake-up counts; polling reports none
+    /// for its `notify`, which is why the spin also asks the loop's remote queue).
     pub(crate) fn has_events(&self) -> bool {
         match self {
             Poller::Mio(p) => p.has_events(),
