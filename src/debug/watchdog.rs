@@ -2,7 +2,8 @@
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
-//! use std::time::Duration;
+//! use std::time::{Duration, Instant};
+//! use solo::debug::ReportKind;
 //!
 //! let kinds = Arc::new(Mutex::new(Vec::new()));
 //! let k = kinds.clone();
@@ -13,10 +14,19 @@
 //!     .build()
 //!     .unwrap();
 //! let h = el.handle();
-//! h.call_soon(|| std::thread::sleep(Duration::from_secs(1))); // blocks the loop
+//! let k = kinds.clone();
+//! h.call_soon(move || {
+//!     // Blocks the loop, until the watchdog has said so (the report comes from its thread,
+//!     // while this call is still running).
+//!     let start = Instant::now();
+//!     while !k.lock().unwrap().contains(&ReportKind::Blocked) {
+//!         assert!(start.elapsed() < Duration::from_secs(60), "no report");
+//!         std::thread::sleep(Duration::from_millis(10));
+//!     }
+//! });
 //! h.stop();
 //! el.run_forever().unwrap();
-//! assert!(kinds.lock().unwrap().contains(&solo::debug::ReportKind::Blocked));
+//! assert!(kinds.lock().unwrap().contains(&ReportKind::Blocked));
 //! ```
 //!
 //! The loop *publishes* what it is about to run in a slot of atomics (a sequence number, the
