@@ -22,10 +22,13 @@
 //!
 //! # Storage
 //!
-//! Entries live in a [`Slab`]; each slot is an intrusive doubly-linked list threaded through the
-//! entries by slab index, and each level keeps a 64-bit mask of non-empty slots so the next
-//! non-empty slot is found with one `trailing_zeros`. Cancelling unlinks the entry and removes it
-//! from the slab, so a million scheduled-then-cancelled timers leave nothing behind.
+//! Entries live in a [`Store`], a slab that gives its memory back once it has been mostly empty
+//! for a while (see there); each slot is an intrusive doubly-linked list threaded through the
+//! entries by index, and each level keeps a 64-bit mask of non-empty slots so the next non-empty
+//! slot is found with one `trailing_zeros`. Cancelling unlinks the entry and frees it at once, so
+//! a million scheduled-then-cancelled timers leave nothing behind, and nothing needs purging
+//! later. [`Wheel::expire`] also shrinks the buffer it fills when it was grown by a batch far
+//! larger than the last one.
 //!
 //! # Invariants
 //!
@@ -39,7 +42,8 @@
 //! * No level-`L` slot that contains `elapsed` is occupied: time only reaches a slot by processing
 //!   it.
 
-use slab::Slab;
+use std::mem;
+use std::ops::{Index, IndexMut};
 
 /// One tick: 1 ms in nanoseconds.
 pub(crate) const TICK_NS: u64 = 1_000_000;
@@ -49,6 +53,16 @@ const SLOTS: usize = 1 << SLOT_BITS;
 /// The span of the whole wheel, in ticks.
 const MAX_TICKS: u64 = 1 << (SLOT_BITS as u64 * LEVELS as u64);
 const NIL: u32 = u32::MAX;
+/// The store and the buffer `expire` fills keep at least this many slots (64 KiB of entries):
+/// below it, giving memory back is not worth a reallocation.
+const MIN_CAPACITY: usize = 1024;
+/// How long the store must have been mostly empty before it gives its memory back: 2 s of loop
+/// time. Releasing a big store hands its memory back to the OS (glibc serves big blocks with
+/// `mmap` and unmaps them when freed), and growing it again then pays a page fault every 4 KiB,
+/// some 30 ns a timer: a workload that bursts to a million timers every second would pay that
+/// on every burst (the `pending_timers` benchmark does). A burst that comes back sooner than this
+/// finds its memory still there; jemalloc's decay is the same idea.
+const RELEASE_AFTER_NS: u64 = 2_000_000_000;
 
 /// Where an entry is: a wheel slot, the due list, or fired (out of every list, waiting to be
 /// taken by the loop).
@@ -59,7 +73,7 @@ enum Place {
     Fired,
 }
 
-/// Names one timer. The sequence number tells a live entry from a later one that reuses its slab
+/// Names one timer. The sequence number tells a live entry from a later one that reuses its slot
 /// index, so a stale key never cancels somebody else's timer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TimerKey {
@@ -71,12 +85,18 @@ pub(crate) struct TimerKey {
 struct Entry<T> {
     deadline: u64,
     tick: u64,
+    /// The timer's sequence number; [`FREE`] while the slot is free.
     seq: u64,
     prev: u32,
+    /// The next entry of its list; while the slot is free, the next free slot.
     next: u32,
     place: Place,
-    value: T,
+    /// The timer's value; `None` while the slot is free.
+    value: Option<T>,
 }
+
+/// The sequence number of a free slot: no timer has it (numbers start at 0 and count up).
+const FREE: u64 = u64::MAX;
 
 #[derive(Clone, Copy, Debug)]
 struct List {
@@ -100,7 +120,7 @@ pub(crate) struct Fired {
 /// The timing wheel, generic over what a timer carries so it can be tested on its own.
 #[derive(Debug)]
 pub(crate) struct Wheel<T> {
-    entries: Slab<Entry<T>>,
+    entries: Store<T>,
     levels: Box<[Level; LEVELS]>,
     due: List,
     /// The tick up to which the wheel has been processed.
@@ -142,7 +162,7 @@ impl<T> Wheel<T> {
             slots: [List { head: NIL }; SLOTS],
         };
         Wheel {
-            entries: Slab::new(),
+            entries: Store::new(),
             levels: Box::new([level(), level(), level(), level(), level(), level()]),
             due: List { head: NIL },
             elapsed: 0,
@@ -152,24 +172,24 @@ impl<T> Wheel<T> {
 
     /// How many timers are pending or fired-but-not-taken.
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len
     }
 
     /// Adds a timer with `deadline` (loop ns); `now` is the current loop time.
+    #[inline]
     pub(crate) fn insert(&mut self, deadline: u64, now: u64, value: T) -> TimerKey {
         let seq = self.next_seq;
         self.next_seq += 1;
         let tick = ceil_tick(deadline);
-        let index = self.entries.insert(Entry {
-            deadline,
-            tick,
-            seq,
-            prev: NIL,
-            next: NIL,
-            place: Place::Due,
-            value,
-        });
-        let index = u32::try_from(index).expect("more than 4 billion pending timers");
+        let index = self.entries.alloc();
+        // Field by field, in place: no entry built on the stack and copied in.
+        let e = &mut self.entries.slots[index as usize];
+        e.deadline = deadline;
+        e.tick = tick;
+        e.seq = seq;
+        e.place = Place::Due;
+        e.value = Some(value);
+        self.entries.tick(now);
         if deadline <= now || tick <= self.elapsed {
             self.link(index, Place::Due);
         } else {
@@ -180,28 +200,29 @@ impl<T> Wheel<T> {
 
     /// The value of a pending timer, if `key` still names one.
     pub(crate) fn get(&self, key: TimerKey) -> Option<&T> {
-        match self.entries.get(key.index as usize) {
-            Some(e) if e.seq == key.seq => Some(&e.value),
+        match self.entries.get(key.index) {
+            Some(e) if e.seq == key.seq => e.value.as_ref(),
             _ => None,
         }
     }
 
     /// The value of a pending timer, mutably.
     pub(crate) fn get_mut(&mut self, key: TimerKey) -> Option<&mut T> {
-        match self.entries.get_mut(key.index as usize) {
-            Some(e) if e.seq == key.seq => Some(&mut e.value),
+        match self.entries.get_mut(key.index) {
+            Some(e) if e.seq == key.seq => e.value.as_mut(),
             _ => None,
         }
     }
 
     /// Removes a timer, pending or fired, and returns its value; `None` if it is already gone.
+    #[inline]
     pub(crate) fn remove(&mut self, key: TimerKey) -> Option<T> {
-        match self.entries.get(key.index as usize) {
+        match self.entries.get(key.index) {
             Some(e) if e.seq == key.seq => {}
             _ => return None,
         }
         self.unlink(key.index);
-        Some(self.entries.remove(key.index as usize).value)
+        self.entries.remove(key.index)
     }
 
     /// Removes a timer whose value passes `pred` (a fired timer that wakes a task, not one whose
@@ -218,7 +239,7 @@ impl<T> Wheel<T> {
     /// For a timer on level 0 that is its tick; for higher levels it is the start of the next
     /// occupied slot, when that slot cascades (so the loop may wake up without firing anything).
     pub(crate) fn next_deadline(&self) -> Option<u64> {
-        if self.entries.is_empty() {
+        if self.entries.len == 0 {
             return None; // the common case of a loop with no timers, answered at once
         }
         if self.due.head != NIL {
@@ -229,15 +250,19 @@ impl<T> Wheel<T> {
     }
 
     /// Moves every timer due at `now` (loop ns) out of the wheel and appends it to `fired`, sorted
-    /// by deadline and then by insertion order. The entries stay in the slab (marked fired) until
+    /// by deadline and then by insertion order. The entries stay in the store (marked fired) until
     /// [`Wheel::remove`] takes them, so they can still be cancelled before they run.
+    ///
+    /// `fired` is the caller's reusable buffer. If it ends up holding less than a quarter of its
+    /// capacity (an earlier burst of timers grew it), it is shrunk to twice what it holds: the
+    /// burst that grew it paid as much, so there is no shrink-grow thrash.
     pub(crate) fn expire(&mut self, now: u64, fired: &mut Vec<Fired>) {
         let start = fired.len();
         // The due list: timers that were already late when inserted.
         let mut i = self.due.head;
         while i != NIL {
-            let next = self.entries[i as usize].next;
-            if self.entries[i as usize].deadline <= now {
+            let next = self.entries[i].next;
+            if self.entries[i].deadline <= now {
                 self.unlink(i);
                 self.fire(i, fired);
             }
@@ -254,7 +279,7 @@ impl<T> Wheel<T> {
             self.levels[level].occupied &= !(1u64 << slot);
             self.elapsed = tick;
             while i != NIL {
-                let e = &mut self.entries[i as usize];
+                let e = &mut self.entries[i];
                 let next = e.next;
                 e.prev = NIL;
                 e.next = NIL;
@@ -270,15 +295,19 @@ impl<T> Wheel<T> {
         if now_tick > self.elapsed {
             self.elapsed = now_tick;
         }
+        self.entries.tick(now);
+        if fired.len() < fired.capacity() / 4 && fired.capacity() > MIN_CAPACITY {
+            fired.shrink_to((fired.len() * 2).max(MIN_CAPACITY));
+        }
         let batch = &mut fired[start..];
         if batch.len() > 1 {
             let entries = &self.entries;
-            batch.sort_unstable_by_key(|f| (f.deadline, entries[f.key.index as usize].seq));
+            batch.sort_unstable_by_key(|f| (f.deadline, entries[f.key.index].seq));
         }
     }
 
     fn fire(&mut self, i: u32, fired: &mut Vec<Fired>) {
-        let e = &mut self.entries[i as usize];
+        let e = &mut self.entries[i];
         e.place = Place::Fired;
         fired.push(Fired {
             deadline: e.deadline,
@@ -317,8 +346,9 @@ impl<T> Wheel<T> {
     }
 
     /// Links entry `i` (out of every list) into the wheel slot for its tick.
+    #[inline]
     fn place(&mut self, i: u32) {
-        let tick = self.entries[i as usize].tick;
+        let tick = self.entries[i].tick;
         debug_assert!(tick > self.elapsed);
         let placed = tick.min(self.elapsed + MAX_TICKS - 1);
         let level = level_for(self.elapsed, placed);
@@ -334,14 +364,15 @@ impl<T> Wheel<T> {
         }
     }
 
+    #[inline]
     fn link(&mut self, i: u32, place: Place) {
         let list = self.list_mut(place);
         let old = list.head;
         list.head = i;
         if old != NIL {
-            self.entries[old as usize].prev = i;
+            self.entries[old].prev = i;
         }
-        let e = &mut self.entries[i as usize];
+        let e = &mut self.entries[i];
         e.prev = NIL;
         e.next = old;
         e.place = place;
@@ -350,16 +381,20 @@ impl<T> Wheel<T> {
         }
     }
 
+    /// Takes entry `i` out of its list. Its own links are left as they were: the caller frees
+    /// the entry or marks it fired, and either way they are not read again. (Writing them here
+    /// would also make the copy that frees the entry wait for those narrow stores.)
+    #[inline]
     fn unlink(&mut self, i: u32) {
         let (prev, next, place) = {
-            let e = &self.entries[i as usize];
+            let e = &self.entries[i];
             (e.prev, e.next, e.place)
         };
         if place == Place::Fired {
             return;
         }
         if prev != NIL {
-            self.entries[prev as usize].next = next;
+            self.entries[prev].next = next;
         } else {
             let list = self.list_mut(place);
             list.head = next;
@@ -370,24 +405,265 @@ impl<T> Wheel<T> {
             }
         }
         if next != NIL {
-            self.entries[next as usize].prev = prev;
+            self.entries[next].prev = prev;
         }
-        let e = &mut self.entries[i as usize];
-        e.prev = NIL;
-        e.next = NIL;
-        e.place = Place::Fired;
     }
 
-    /// Empties the wheel, handing every value to `f` (used when the loop is dropped).
+    /// Empties the wheel, handing every value to `f` (used when the loop is dropped), and
+    /// releases the store's memory.
     pub(crate) fn drain(&mut self, mut f: impl FnMut(T)) {
         for level in self.levels.iter_mut() {
             level.occupied = 0;
             level.slots = [List { head: NIL }; SLOTS];
         }
         self.due.head = NIL;
-        for e in self.entries.drain() {
-            f(e.value);
+        for value in mem::take(&mut self.entries).into_values() {
+            f(value);
         }
+    }
+}
+
+/// The wheel's entries: a slab (a vector of slots, and a list of the free ones to reuse) that
+/// gives its memory back when it becomes mostly empty.
+///
+/// **Entries never move.** A [`TimerKey`] held by a user (in a `CallbackHandle`, a `Sleep`)
+/// names a slot index, so the store can only release free slots at its end. Compacting (moving
+/// entries down) would need an indirection from key to slot, paid on every cancel, refresh and
+/// fire, the hot paths; a plain slab would keep its end pinned, because it reuses the most
+/// recently freed slot first and after a burst those are the high ones. Instead, once the store
+/// is mostly empty it steers new entries away from its end, so the end drains as its timers fire
+/// or are cancelled, and a later check releases it:
+///
+/// * A **check** runs after a removal when fewer than a quarter of the capacity is in use (and
+///   the capacity is above [`MIN_CAPACITY`]), and either the store is empty or twice the live
+///   entries (at least `MIN_CAPACITY`) were removed since the last check. It drops the free
+///   slots at the end and rebuilds the free list (below). Its cost is O(twice the live entries),
+///   paid by the removals since the last check, plus the slots it drops, paid by the insertions
+///   that took them.
+/// * The **release** comes once the store has stayed mostly empty for [`RELEASE_AFTER_NS`]
+///   (2 s) of loop time, at the next insertion or expiry: a check, then the capacity shrinks to
+///   twice what is in use (or to the end, if a live entry pins it higher) if that at least
+///   halves it, a reallocation paid by the insertions that grew it. Shrinking needs use to stay
+///   under a quarter of the capacity for the whole wait, growing back needs it to double: there
+///   is no shrink-grow thrash, and a burst that recurs within the wait keeps its memory.
+/// * While live entries sit above twice the live count, the check sets a **limit** there: the
+///   free list is rebuilt from the free slots below it, lowest first, and a slot at or above it is
+///   not reused when freed. New entries go low; the high end empties as its timers end.
+/// * If new entries fill everything below the limit, it doubles (the free slots in the new range
+///   join the list), paid for by the insertions that filled it; past the end, it is lifted.
+#[derive(Debug)]
+struct Store<T> {
+    /// The slots: taken, or free (`seq` is [`FREE`], `value` is `None`). Freeing a slot writes
+    /// those two fields and its link, and `Wheel::insert` fills a taken one field by field: no
+    /// entry is moved whole through the stack, whose wide reads of narrow recent writes (a
+    /// store-forwarding stall) cost the hot paths several nanoseconds.
+    slots: Vec<Entry<T>>,
+    /// The first free slot to reuse (the head of the list through `next`), or `NIL`.
+    free: u32,
+    /// Taken slots.
+    len: usize,
+    /// Slots at or above this index are not put on the free list (`usize::MAX`: no limit).
+    limit: usize,
+    /// Removals since the last check.
+    removed: usize,
+    /// The latest loop time the wheel was told (by an insertion or an expiry).
+    now: u64,
+    /// Since when (loop ns) the store has been mostly empty, if it is: the release is due
+    /// `RELEASE_AFTER_NS` later.
+    quiet_since: Option<u64>,
+}
+
+impl<T> Default for Store<T> {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+impl<T> Store<T> {
+    fn new() -> Store<T> {
+        Store {
+            slots: Vec::new(),
+            free: NIL,
+            len: 0,
+            limit: usize::MAX,
+            removed: 0,
+            now: 0,
+            quiet_since: None,
+        }
+    }
+
+    /// Tells the store the loop time (at each insertion and expiry), and gives its memory back if
+    /// it has been mostly empty long enough.
+    #[inline]
+    fn tick(&mut self, now: u64) {
+        self.now = now;
+        if let Some(since) = self.quiet_since {
+            if now.saturating_sub(since) >= RELEASE_AFTER_NS
+                || self.len >= self.slots.capacity() / 4
+            {
+                self.settle(now);
+            }
+        }
+    }
+
+    /// Takes a free slot for a new entry (the first on the free list, or a new one at the end)
+    /// and returns its index; the caller fills it in.
+    #[inline]
+    fn alloc(&mut self) -> u32 {
+        while self.free == NIL && self.slots.len() >= self.limit {
+            self.raise_limit();
+        }
+        self.len += 1;
+        if self.free != NIL {
+            let i = self.free;
+            let slot = &self.slots[i as usize];
+            debug_assert_eq!(slot.seq, FREE, "a taken slot on the free list");
+            self.free = slot.next;
+            i
+        } else {
+            let i = self.slots.len();
+            assert!(i < NIL as usize, "more than 4 billion pending timers");
+            self.slots.push(Entry {
+                deadline: 0,
+                tick: 0,
+                seq: FREE,
+                prev: NIL,
+                next: NIL,
+                place: Place::Fired,
+                value: None,
+            });
+            i as u32
+        }
+    }
+
+    /// Slot `i`, taken or free (a free slot's `seq` matches no key).
+    #[inline]
+    fn get(&self, i: u32) -> Option<&Entry<T>> {
+        self.slots.get(i as usize)
+    }
+
+    #[inline]
+    fn get_mut(&mut self, i: u32) -> Option<&mut Entry<T>> {
+        self.slots.get_mut(i as usize)
+    }
+
+    /// Frees slot `i`, which must be taken, and returns its value.
+    #[inline]
+    fn remove(&mut self, i: u32) -> Option<T> {
+        let listed = (i as usize) < self.limit;
+        let slot = &mut self.slots[i as usize];
+        debug_assert_ne!(slot.seq, FREE, "removed a free slot");
+        let value = slot.value.take();
+        slot.seq = FREE;
+        slot.next = if listed { self.free } else { NIL };
+        if listed {
+            self.free = i;
+        }
+        self.len -= 1;
+        self.removed += 1;
+        let capacity = self.slots.capacity();
+        if self.len < capacity / 4
+            && capacity > MIN_CAPACITY
+            && (self.len == 0 || self.removed >= (self.len * 2).max(MIN_CAPACITY))
+        {
+            self.tidy();
+        }
+        value
+    }
+
+    /// The check (see the type's docs): drop the free end, rebuild the free list lowest first
+    /// below the new limit, and start the wait for the release.
+    #[cold]
+    #[inline(never)]
+    fn tidy(&mut self) {
+        self.removed = 0;
+        while self.slots.last().is_some_and(|e| e.seq == FREE) {
+            self.slots.pop();
+        }
+        self.limit = if self.slots.len() > self.target() {
+            self.target()
+        } else {
+            usize::MAX
+        };
+        self.free = NIL;
+        self.relink(0, self.slots.len().min(self.limit));
+        self.quiet_since.get_or_insert(self.now);
+    }
+
+    /// Twice the live entries: what the capacity shrinks to, and where the limit goes.
+    fn target(&self) -> usize {
+        (self.len * 2).max(MIN_CAPACITY)
+    }
+
+    /// Busy again: forget the release. Mostly empty for long enough: release, tidying first.
+    #[cold]
+    #[inline(never)]
+    fn settle(&mut self, now: u64) {
+        let mostly_empty =
+            |s: &Self| s.len < s.slots.capacity() / 4 && s.slots.capacity() > MIN_CAPACITY;
+        if !mostly_empty(self) {
+            self.quiet_since = None;
+            return;
+        }
+        self.tidy();
+        // Only if that at least halves it: the copies then add up to less than the capacity once
+        // was, which the insertions that grew it paid for.
+        let target = self.target();
+        if self.slots.capacity() / 2 >= target.max(self.slots.len()) {
+            self.slots.shrink_to(target);
+        }
+        // Still mostly empty (a live entry pins the end): try again after another wait.
+        self.quiet_since = mostly_empty(self).then_some(now);
+    }
+
+    /// Everything below the limit is taken: double it, and list the free slots it takes in.
+    #[cold]
+    #[inline(never)]
+    fn raise_limit(&mut self) {
+        let old = self.limit;
+        let new = old.saturating_mul(2);
+        self.limit = if new >= self.slots.len() {
+            usize::MAX
+        } else {
+            new
+        };
+        self.relink(old, self.slots.len().min(new));
+    }
+
+    /// Puts the free slots of `from..to` at the head of the free list, lowest first.
+    fn relink(&mut self, from: usize, to: usize) {
+        for i in (from..to).rev() {
+            let slot = &mut self.slots[i];
+            if slot.seq == FREE {
+                slot.next = self.free;
+                self.free = i as u32;
+            }
+        }
+    }
+
+    /// The timers' values, in slot order.
+    fn into_values(self) -> impl Iterator<Item = T> {
+        self.slots.into_iter().filter_map(|e| e.value)
+    }
+}
+
+impl<T> Index<u32> for Store<T> {
+    type Output = Entry<T>;
+
+    #[inline]
+    fn index(&self, i: u32) -> &Entry<T> {
+        let e = &self.slots[i as usize];
+        debug_assert_ne!(e.seq, FREE, "timer slot {i} is free");
+        e
+    }
+}
+
+impl<T> IndexMut<u32> for Store<T> {
+    #[inline]
+    fn index_mut(&mut self, i: u32) -> &mut Entry<T> {
+        let e = &mut self.slots[i as usize];
+        debug_assert_ne!(e.seq, FREE, "timer slot {i} is free");
+        e
     }
 }
 
@@ -396,6 +672,45 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn a_timer_entry_is_64_bytes() {
+        // The loop's payload: a boxed callback or a waker, 24 bytes with its tag.
+        type Payload = Result<Box<dyn FnOnce()>, std::task::Waker>;
+        assert_eq!(std::mem::size_of::<Entry<Payload>>(), 64);
+    }
+
+    #[test]
+    fn the_store_steers_new_entries_low_and_gives_memory_back_after_a_quiet_while() {
+        let mut w = Wheel::new();
+        let keys: Vec<_> = (0..100_000u64)
+            .map(|i| w.insert((i + 1) * TICK_NS, 0, i as u32))
+            .collect();
+        let grown = w.entries.slots.capacity();
+        // All but the last (the highest entry) go, in creation order: the most recently freed
+        // entries are the high ones, and the live one pins the end.
+        for &k in &keys[..keys.len() - 1] {
+            w.remove(k).unwrap();
+        }
+        // New entries go low all the same.
+        let low = w.insert(TICK_NS, 0, 7);
+        assert!(low.index < 2 * MIN_CAPACITY as u32, "{low:?}");
+        // The last one goes. Within the wait, a burst finds the memory still there...
+        w.remove(*keys.last().unwrap()).unwrap();
+        let second = w.insert(TICK_NS, RELEASE_AFTER_NS / 2, 8);
+        assert_eq!(w.entries.slots.capacity(), grown);
+        // ...and once the store has been mostly empty for the whole wait, it is released.
+        let third = w.insert(TICK_NS, RELEASE_AFTER_NS + 1, 9);
+        assert!(
+            w.entries.slots.capacity() <= 2 * MIN_CAPACITY,
+            "{}",
+            w.entries.slots.capacity()
+        );
+        for k in [low, second, third] {
+            assert!(w.remove(k).is_some());
+        }
+        assert_eq!(w.len(), 0);
+    }
 
     fn expire_values(w: &mut Wheel<u32>, now: u64) -> Vec<u32> {
         let mut fired = Vec::new();
