@@ -20,15 +20,30 @@
 //! Timers further away than the wheel spans are parked in the top level's furthest slot and
 //! re-inserted when that slot comes round; the top level works as a ring.
 //!
+//! # Deadlines outside loop time
+//!
+//! Loop time is a `u64` of nanoseconds since the loop's origin, so it ends about 584 years after
+//! the origin and has nothing before it. A [`Deadline`] says what an `Instant` or a `Duration`
+//! can say beyond that:
+//!
+//! * **Never**: `Duration::MAX`, or any deadline after [`LATEST`], the last tick loop time can
+//!   reach (asyncio's `inf`). Such a timer keeps an entry, so its key cancels it and its value is
+//!   dropped when it is cancelled or the wheel drained, but it is in no list:
+//!   [`Wheel::next_deadline`] does not see it, so the loop never wakes for it and a manual clock
+//!   never jumps to it, and it never fires, even on a clock that has run to its end.
+//! * **Before the origin**: an `Instant` taken before the loop was created. It is past, so it goes
+//!   on the due list like any late timer, at loop time 0; how long before the origin it was
+//!   breaks the tie, so late timers still fire in the order of their real deadlines.
+//!
 //! # Storage
 //!
 //! Entries live in a [`Store`], a slab that gives its memory back once it has been mostly empty
-//! for a while (see there); each slot is an intrusive doubly-linked list threaded through the
-//! entries by index, and each level keeps a 64-bit mask of non-empty slots so the next non-empty
-//! slot is found with one `trailing_zeros`. Cancelling unlinks the entry and frees it at once, so
-//! a million scheduled-then-cancelled timers leave nothing behind, and nothing needs purging
-//! later. [`Wheel::expire`] also shrinks the buffer it fills when it was grown by a batch far
-//! larger than the last one.
+//! for a while (see there); each slot is an
+//! intrusive doubly-linked list threaded through the entries by index, and each level keeps a
+//! 64-bit mask of non-empty slots so the next non-empty slot is found with one `trailing_zeros`.
+//! Cancelling unlinks the entry and frees it at once, so a million scheduled-then-cancelled timers
+//! leave nothing behind, and nothing needs purging later. [`Wheel::expire`] also shrinks the
+//! buffer it fills when it was grown by a batch far larger than the last one.
 //!
 //! # Invariants
 //!
@@ -41,6 +56,9 @@
 //!   with equal deadlines in the order they were inserted (by their sequence number).
 //! * No level-`L` slot that contains `elapsed` is occupied: time only reaches a slot by processing
 //!   it.
+//! * [`Wheel::next_deadline`] is at most [`LATEST`], and once the clock reaches it the next
+//!   [`Wheel::expire`] processes at least one slot: a loop that sleeps (or a manual clock that
+//!   jumps) to it always makes progress.
 
 use std::mem;
 use std::ops::{Index, IndexMut};
@@ -53,6 +71,11 @@ const SLOTS: usize = 1 << SLOT_BITS;
 /// The span of the whole wheel, in ticks.
 const MAX_TICKS: u64 = 1 << (SLOT_BITS as u64 * LEVELS as u64);
 const NIL: u32 = u32::MAX;
+/// The last tick that loop time (a `u64` of nanoseconds) reaches.
+const LAST_TICK: u64 = u64::MAX / TICK_NS;
+/// The latest deadline (loop ns) that can fire: the start of the last tick. A later one would
+/// round up past the end of loop time, so it means never.
+pub(crate) const LATEST: u64 = LAST_TICK * TICK_NS;
 /// The store and the buffer `expire` fills keep at least this many slots (64 KiB of entries):
 /// below it, giving memory back is not worth a reallocation.
 const MIN_CAPACITY: usize = 1024;
@@ -64,13 +87,46 @@ const MIN_CAPACITY: usize = 1024;
 /// finds its memory still there; jemalloc's decay is the same idea.
 const RELEASE_AFTER_NS: u64 = 2_000_000_000;
 
-/// Where an entry is: a wheel slot, the due list, or fired (out of every list, waiting to be
-/// taken by the loop).
+/// A timer's deadline on the loop clock, including the two kinds loop time cannot hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    /// So many nanoseconds before the loop's origin (saturating): past, earlier than every `At`,
+    /// and the larger the distance, the earlier.
+    BeforeOrigin(u64),
+    /// At this loop time; after [`LATEST`] it means `Never` (see [`Deadline::at`]).
+    At(u64),
+    /// Never fires.
+    Never,
+}
+
+impl Deadline {
+    /// Loop time `ns`, or `Never` after [`LATEST`].
+    #[inline]
+    pub(crate) fn at(ns: u64) -> Deadline {
+        if ns <= LATEST {
+            Deadline::At(ns)
+        } else {
+            Deadline::Never
+        }
+    }
+}
+
+impl From<u64> for Deadline {
+    /// Loop time `ns` (after [`LATEST`]: never).
+    #[inline]
+    fn from(ns: u64) -> Deadline {
+        Deadline::at(ns)
+    }
+}
+
+/// Where an entry is: a wheel slot, the due list, fired (out of every list, waiting to be taken by
+/// the loop), or never due (in no list).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Place {
     Slot(u8, u8),
     Due,
     Fired,
+    Never,
 }
 
 /// Names one timer. The sequence number tells a live entry from a later one that reuses its slot
@@ -83,8 +139,11 @@ pub(crate) struct TimerKey {
 
 #[derive(Debug)]
 struct Entry<T> {
+    /// Loop ns; 0 for a deadline before the origin, `u64::MAX` for never. Its tick,
+    /// `ceil_tick(deadline)`, is computed where needed rather than stored (8 bytes a timer).
     deadline: u64,
-    tick: u64,
+    /// How long before the origin the deadline was (ns, saturating); 0 for any other deadline.
+    before_origin: u64,
     /// The timer's sequence number; [`FREE`] while the slot is free.
     seq: u64,
     prev: u32,
@@ -112,7 +171,7 @@ struct Level {
 /// A timer that [`Wheel::expire`] found due.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Fired {
-    /// The timer's deadline in loop nanoseconds.
+    /// The timer's deadline in loop nanoseconds (0 for one before the loop's origin).
     pub(crate) deadline: u64,
     pub(crate) key: TimerKey,
 }
@@ -170,30 +229,39 @@ impl<T> Wheel<T> {
         }
     }
 
-    /// How many timers are pending or fired-but-not-taken.
+    /// How many timers are pending (never-due ones included) or fired-but-not-taken.
     pub(crate) fn len(&self) -> usize {
         self.entries.len
     }
 
-    /// Adds a timer with `deadline` (loop ns); `now` is the current loop time.
+    /// Adds a timer with `deadline` (a [`Deadline`], or loop ns); `now` is the current loop time.
     #[inline]
-    pub(crate) fn insert(&mut self, deadline: u64, now: u64, value: T) -> TimerKey {
+    pub(crate) fn insert(&mut self, deadline: impl Into<Deadline>, now: u64, value: T) -> TimerKey {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let tick = ceil_tick(deadline);
+        let (deadline, before_origin) = match deadline.into() {
+            Deadline::At(ns) if ns <= LATEST => (ns, 0),
+            Deadline::BeforeOrigin(before) => (0, before),
+            Deadline::At(_) | Deadline::Never => (u64::MAX, 0),
+        };
         let index = self.entries.alloc();
         // Field by field, in place: no entry built on the stack and copied in.
         let e = &mut self.entries.slots[index as usize];
         e.deadline = deadline;
-        e.tick = tick;
+        e.before_origin = before_origin;
         e.seq = seq;
-        e.place = Place::Due;
+        e.place = Place::Never;
         e.value = Some(value);
         self.entries.tick(now);
-        if deadline <= now || tick <= self.elapsed {
-            self.link(index, Place::Due);
+        if deadline == u64::MAX {
+            // Never due: in no list.
         } else {
-            self.place(index);
+            let tick = ceil_tick(deadline);
+            if deadline <= now || tick <= self.elapsed {
+                self.link(index, Place::Due);
+            } else {
+                self.place(index, tick);
+            }
         }
         TimerKey { index, seq }
     }
@@ -234,7 +302,8 @@ impl<T> Wheel<T> {
         self.remove(key)
     }
 
-    /// The loop time (ns) at which the wheel next needs attention, if any timer is pending.
+    /// The loop time (ns) at which the wheel next needs attention, if any timer can fire: at most
+    /// [`LATEST`]; timers that never fire do not count.
     ///
     /// For a timer on level 0 that is its tick; for higher levels it is the start of the next
     /// occupied slot, when that slot cascades (so the loop may wake up without firing anything).
@@ -245,8 +314,9 @@ impl<T> Wheel<T> {
         if self.due.head != NIL {
             return Some(0);
         }
-        self.next_expiration()
-            .map(|(_, _, tick)| tick.saturating_mul(TICK_NS))
+        // No overflow: an occupied slot starts at or before the tick of an entry in it, and an
+        // entry's tick is at most LAST_TICK.
+        self.next_expiration().map(|(_, _, tick)| tick * TICK_NS)
     }
 
     /// Moves every timer due at `now` (loop ns) out of the wheel and appends it to `fired`, sorted
@@ -278,16 +348,19 @@ impl<T> Wheel<T> {
             self.levels[level].slots[slot].head = NIL;
             self.levels[level].occupied &= !(1u64 << slot);
             self.elapsed = tick;
+            // An entry is due at this tick if its deadline rounds up to it or earlier.
+            let due_by = tick * TICK_NS;
             while i != NIL {
                 let e = &mut self.entries[i];
                 let next = e.next;
                 e.prev = NIL;
                 e.next = NIL;
-                if e.tick <= tick {
+                if e.deadline <= due_by {
                     e.place = Place::Fired;
                     self.fire(i, fired);
                 } else {
-                    self.place(i);
+                    let tick = ceil_tick(e.deadline);
+                    self.place(i, tick);
                 }
                 i = next;
             }
@@ -302,7 +375,11 @@ impl<T> Wheel<T> {
         let batch = &mut fired[start..];
         if batch.len() > 1 {
             let entries = &self.entries;
-            batch.sort_unstable_by_key(|f| (f.deadline, entries[f.key.index].seq));
+            // Equal loop deadlines: the one further before the origin first, then by insertion.
+            batch.sort_unstable_by_key(|f| {
+                let e = &entries[f.key.index];
+                (f.deadline, u64::MAX - e.before_origin, e.seq)
+            });
         }
     }
 
@@ -345,11 +422,12 @@ impl<T> Wheel<T> {
         None
     }
 
-    /// Links entry `i` (out of every list) into the wheel slot for its tick.
+    /// Links entry `i` (out of every list) into the wheel slot for its tick,
+    /// `ceil_tick(deadline)`.
     #[inline]
-    fn place(&mut self, i: u32) {
-        let tick = self.entries[i].tick;
-        debug_assert!(tick > self.elapsed);
+    fn place(&mut self, i: u32, tick: u64) {
+        debug_assert!(tick > self.elapsed && tick <= LAST_TICK);
+        debug_assert_eq!(tick, ceil_tick(self.entries[i].deadline));
         let placed = tick.min(self.elapsed + MAX_TICKS - 1);
         let level = level_for(self.elapsed, placed);
         let slot = slot_for(placed, level);
@@ -360,7 +438,9 @@ impl<T> Wheel<T> {
         match place {
             Place::Slot(l, s) => &mut self.levels[l as usize].slots[s as usize],
             Place::Due => &mut self.due,
-            Place::Fired => unreachable!("fired timers are in no list"),
+            Place::Fired | Place::Never => {
+                unreachable!("fired and never-due timers are in no list")
+            }
         }
     }
 
@@ -390,7 +470,7 @@ impl<T> Wheel<T> {
             let e = &self.entries[i];
             (e.prev, e.next, e.place)
         };
-        if place == Place::Fired {
+        if matches!(place, Place::Fired | Place::Never) {
             return;
         }
         if prev != NIL {
@@ -525,11 +605,11 @@ impl<T> Store<T> {
             assert!(i < NIL as usize, "more than 4 billion pending timers");
             self.slots.push(Entry {
                 deadline: 0,
-                tick: 0,
+                before_origin: 0,
                 seq: FREE,
                 prev: NIL,
                 next: NIL,
-                place: Place::Fired,
+                place: Place::Never,
                 value: None,
             });
             i as u32
@@ -805,6 +885,37 @@ mod tests {
             assert!(expire_values(&mut w, now).is_empty(), "early at {now}");
         }
         assert_eq!(expire_values(&mut w, far), vec![9]);
+    }
+
+    #[test]
+    fn never_timers_never_fire_and_never_wake_the_loop() {
+        let mut w = Wheel::new();
+        let never = w.insert(Deadline::Never, 0, 1u32);
+        let past_the_end = w.insert(u64::MAX - 1, 0, 2u32);
+        let late = w.insert(LATEST, 0, 3u32);
+        assert_eq!(w.len(), 3);
+        // Only the last tick loop time reaches is a deadline.
+        assert!(w.next_deadline().is_some_and(|t| t <= LATEST));
+        assert_eq!(expire_values(&mut w, u64::MAX), vec![3]);
+        assert_eq!(w.next_deadline(), None, "never-due timers are no deadline");
+        assert!(expire_values(&mut w, u64::MAX).is_empty());
+        assert_eq!(w.remove(never), Some(1));
+        assert_eq!(w.remove(past_the_end), Some(2));
+        assert_eq!(w.remove(late), None);
+        assert_eq!(w.len(), 0);
+    }
+
+    #[test]
+    fn deadlines_before_the_origin_fire_in_their_order() {
+        let mut w = Wheel::new();
+        w.insert(0, 5, 0u32);
+        w.insert(Deadline::BeforeOrigin(10), 5, 1);
+        w.insert(Deadline::BeforeOrigin(u64::MAX), 5, 2);
+        w.insert(3, 5, 3);
+        w.insert(Deadline::BeforeOrigin(1), 5, 4);
+        w.insert(Deadline::BeforeOrigin(u64::MAX), 5, 5);
+        assert_eq!(w.next_deadline(), Some(0));
+        assert_eq!(expire_values(&mut w, 5), vec![2, 5, 1, 4, 0, 3]);
     }
 
     proptest! {
