@@ -637,3 +637,260 @@ fn a_sleep_dropped_on_another_thread_leaves_its_loop_serving() {
     fires_a_fresh_timer(&el);
     fires_a_fresh_timer(&el);
 }
+
+// ---- the timer queue against a model ----
+
+/// The loop's timers, through the public API on a manual clock, against a sorted map.
+mod model {
+    use std::cell::{Cell, RefCell};
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+    use solo::CallbackHandle;
+
+    use super::common::{manual, run_once, Counted};
+    use super::AGES;
+
+    const TICK: u64 = 1_000_000;
+    /// The latest loop time at which a timer fires: the start of the last millisecond a `u64` of
+    /// nanoseconds reaches. Later deadlines mean never.
+    const LATEST: u64 = u64::MAX / TICK * TICK;
+    /// What the stopping timer of `RunTo` logs.
+    const STOP: u32 = u32::MAX;
+
+    /// One step.
+    #[derive(Clone, Debug)]
+    pub enum Op {
+        /// `call_later(Duration::from_nanos(d))`.
+        Later(u64),
+        /// `call_later(Duration::MAX)`.
+        LaterMax,
+        /// `call_at(origin + d)`, or `origin - d` if `before`.
+        At { before: bool, d: u64 },
+        /// `call_at(origin ± 1000 years)`.
+        AtFar { before: bool },
+        /// Cancel the i-th timer ever scheduled (live, run, or cancelled already).
+        Cancel(usize),
+        /// Advance the clock by `d` ns (`u64::MAX`: by `Duration::MAX`), run one iteration.
+        Advance(u64),
+        /// Schedule a timer `d` ns on that stops the loop, and run until it does: the manual
+        /// clock jumps from timer to timer.
+        RunTo(u64),
+    }
+
+    pub fn op() -> impl Strategy<Value = Op> {
+        let near = (0u64..4, 0u64..(1u64 << 34)).prop_map(|(scale, d)| d >> (scale * 8));
+        let far = prop_oneof![8 => near.clone(), 1 => 0u64..(1u64 << 46), 1 => any::<u64>()];
+        prop_oneof![
+            6 => far.clone().prop_map(Op::Later),
+            1 => Just(Op::LaterMax),
+            3 => (any::<bool>(), far).prop_map(|(before, d)| Op::At { before, d }),
+            1 => any::<bool>().prop_map(|before| Op::AtFar { before }),
+            3 => (0usize..500).prop_map(Op::Cancel),
+            4 => prop_oneof![12 => near, 1 => 0u64..(1u64 << 50), 1 => Just(u64::MAX)]
+                .prop_map(Op::Advance),
+            2 => (1u64..(1u64 << 36)).prop_map(|d| Op::RunTo(d >> (d % 30))),
+        ]
+    }
+
+    fn ceil_tick(ns: u64) -> u64 {
+        ns.div_ceil(TICK)
+    }
+
+    /// What the loop should do: its timers by (signed deadline in ns from the origin, order of
+    /// scheduling), and the loop time.
+    #[derive(Default)]
+    struct Model {
+        /// Timers that can fire → (id, due already when scheduled).
+        live: BTreeMap<(i128, u64), (u32, bool)>,
+        never: BTreeSet<u32>,
+        seq: u64,
+        now: u64,
+    }
+
+    impl Model {
+        /// A timer at `deadline` (ns from the origin; `None`: never).
+        fn schedule(&mut self, id: u32, deadline: Option<i128>) {
+            match deadline {
+                Some(d) => {
+                    let due = d <= i128::from(self.now);
+                    self.live.insert((d, self.seq), (id, due));
+                }
+                None => {
+                    self.never.insert(id);
+                }
+            }
+            self.seq += 1;
+        }
+
+        fn cancel(&mut self, id: u32) {
+            self.live.retain(|_, &mut (i, _)| i != id);
+            self.never.remove(&id);
+        }
+
+        /// The timers that the iterations up to the one at tick `last` run, in order: first
+        /// those due now, then tick by tick; in each iteration by deadline (before the origin:
+        /// negative), then in scheduling order.
+        fn fire(&mut self, last: u64) -> Vec<u32> {
+            let now_tick = self.now / TICK;
+            let mut fired: Vec<(u64, i128, u64, u32)> = Vec::new();
+            for (&(d, seq), &(id, due)) in &self.live {
+                let tick = if d < 0 { 0 } else { ceil_tick(d as u64) };
+                if due || tick <= now_tick {
+                    fired.push((now_tick, d, seq, id));
+                } else if tick <= last {
+                    fired.push((tick, d, seq, id));
+                }
+            }
+            fired.sort_unstable();
+            for &(_, d, seq, _) in &fired {
+                self.live.remove(&(d, seq));
+            }
+            fired.into_iter().map(|f| f.3).collect()
+        }
+
+        fn pending(&self) -> usize {
+            self.live.len() + self.never.len()
+        }
+    }
+
+    /// Runs `ops` on a loop and on the model. Each iteration runs exactly the timers the model
+    /// says, in its order; the manual clock is where the model says (it saturates, and never
+    /// jumps for a timer that means never); the loop holds as many timers; every closure is
+    /// dropped exactly once when the loop goes.
+    pub fn check(ops: &[Op]) -> Result<(), TestCaseError> {
+        let (el, clock) = manual();
+        let h = el.handle();
+        let origin = h.time();
+        let log = Rc::new(RefCell::new(Vec::<u32>::new()));
+        let drops = Rc::new(Cell::new(0u32));
+        let mut handles: Vec<CallbackHandle> = Vec::new();
+        let mut m = Model::default();
+        let callback = |id: usize| {
+            let (l, c) = (log.clone(), Counted(drops.clone()));
+            move || {
+                let _c = c;
+                l.borrow_mut().push(id as u32);
+            }
+        };
+        for op in ops {
+            log.borrow_mut().clear();
+            let id = handles.len();
+            match *op {
+                Op::Later(d) => {
+                    handles.push(h.call_later(Duration::from_nanos(d), callback(id)));
+                    let at = m.now.saturating_add(d);
+                    m.schedule(id as u32, (at <= LATEST).then_some(i128::from(at)));
+                }
+                Op::LaterMax => {
+                    handles.push(h.call_later(Duration::MAX, callback(id)));
+                    m.schedule(id as u32, None);
+                }
+                Op::At { before, d } => {
+                    let offset = Duration::from_nanos(d);
+                    let when = if before {
+                        origin.checked_sub(offset)
+                    } else {
+                        origin.checked_add(offset)
+                    };
+                    let Some(when) = when else { continue };
+                    handles.push(h.call_at(when, callback(id)));
+                    let deadline = match before {
+                        true => Some(-i128::from(d)),
+                        false => (d <= LATEST).then_some(i128::from(d)),
+                    };
+                    m.schedule(id as u32, deadline);
+                }
+                Op::AtFar { before } => {
+                    let when = if before {
+                        origin.checked_sub(AGES)
+                    } else {
+                        origin.checked_add(AGES)
+                    };
+                    let Some(when) = when else { continue };
+                    handles.push(h.call_at(when, callback(id)));
+                    // Before: as far back as loop time counts (it saturates), that is u64::MAX
+                    // ns; ties among such timers go by scheduling order.
+                    m.schedule(id as u32, before.then_some(-i128::from(u64::MAX)));
+                }
+                Op::Cancel(i) => {
+                    if handles.is_empty() {
+                        continue;
+                    }
+                    let i = i % handles.len();
+                    handles[i].cancel();
+                    m.cancel(i as u32);
+                }
+                Op::Advance(d) => {
+                    clock.advance(if d == u64::MAX {
+                        Duration::MAX
+                    } else {
+                        Duration::from_nanos(d)
+                    });
+                    m.now = m.now.saturating_add(d);
+                    run_once(&el);
+                    let want = m.fire(m.now / TICK);
+                    prop_assert_eq!(&*log.borrow(), &want, "after {:?}", op);
+                }
+                Op::RunTo(d) => {
+                    let stop_at = m.now.saturating_add(d);
+                    if stop_at > LATEST {
+                        continue; // the stop would never come
+                    }
+                    let h2 = h.clone();
+                    let l = log.clone();
+                    let _stop = h.call_later(Duration::from_nanos(d), move || {
+                        l.borrow_mut().push(STOP);
+                        h2.stop();
+                    });
+                    m.schedule(STOP, Some(i128::from(stop_at)));
+                    el.run_forever().unwrap();
+                    // A stop due now runs in the first iteration, without a jump; otherwise the
+                    // clock jumps tick by tick to the stop's.
+                    let last = match d {
+                        0 => m.now / TICK,
+                        _ => ceil_tick(stop_at),
+                    };
+                    let want = m.fire(last);
+                    m.now = m.now.max(last * TICK);
+                    prop_assert_eq!(&*log.borrow(), &want, "after {:?}", op);
+                }
+            }
+            prop_assert_eq!(
+                clock.elapsed(),
+                Duration::from_nanos(m.now),
+                "after {:?}",
+                op
+            );
+            let timers = format!("timers: {},", m.pending());
+            prop_assert!(
+                format!("{el:?}").contains(&timers),
+                "{:?}, want {}",
+                el,
+                timers
+            );
+        }
+        let scheduled = handles.len() as u32;
+        drop(handles);
+        drop(el);
+        prop_assert_eq!(drops.get(), scheduled, "closures dropped");
+        Ok(())
+    }
+}
+
+proptest::proptest! {
+    // Failures are not written to proptest-regressions/: each case found is a named test
+    // (`model_regression_*` below).
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 128,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+    #[test]
+    fn the_loops_timers_match_a_model(ops in proptest::collection::vec(model::op(), 1..120)) {
+        let _watchdog = common::watchdog!();
+        model::check(&ops)?;
+    }
+}
