@@ -13,10 +13,20 @@
 //! is pending and the loop would otherwise block until the next timer, it jumps the clock to that
 //! timer's deadline instead (as tokio's paused clock does). A test can therefore `sleep` for an
 //! hour in microseconds, and still see every timer fire in deadline order and never early.
+//!
+//! # The ends of time
+//!
+//! Loop time is a `u64`, so it ends about 584 years after the origin. Nothing that takes a time
+//! overflows: a deadline past the end (`Duration::MAX`, or an `Instant` that far ahead) means
+//! *never* (see [`Deadline`]); a manual clock advanced past the end stops there, and every loop on
+//! it then reads the end of its time; an `Instant` before the origin is a deadline in the past
+//! that keeps its order ([`Clock::deadline`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use crate::timer::Deadline;
 
 /// A clock that tests move by hand.
 ///
@@ -42,8 +52,18 @@ impl ManualClock {
     }
 
     /// Moves the clock forward by `d`. Timers that become due fire on the loop's next iteration.
+    ///
+    /// The clock saturates: advanced past about 584 years (`Duration::MAX` included) it stops
+    /// at the end of time, where every loop on it reads the end of its own time. Timers due by
+    /// then fire; timers that mean *never* do not.
     pub fn advance(&self, d: Duration) {
-        self.nanos.fetch_add(duration_to_nanos(d), Ordering::SeqCst);
+        let d = duration_to_nanos(d);
+        // `fetch_update` retries only if another thread moved the clock in between.
+        let _ = self
+            .nanos
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_add(d))
+            });
     }
 
     /// How far the clock has been advanced since it was created.
@@ -85,7 +105,12 @@ impl Clock {
     pub(crate) fn now(&self) -> u64 {
         match &self.manual {
             None => monotonic_ns().saturating_sub(self.origin_ns),
-            Some(m) => m.nanos.load(Ordering::SeqCst) - self.manual_base,
+            Some(m) => match m.nanos.load(Ordering::SeqCst) {
+                // A saturated manual clock is at the end of every loop's time, whatever the
+                // loop's base: a jump to a timer near the end always reaches it.
+                u64::MAX => u64::MAX,
+                n => n - self.manual_base,
+            },
         }
     }
 
@@ -93,21 +118,49 @@ impl Clock {
         self.manual.is_some()
     }
 
-    /// Jumps a manual clock forward to `nanos` (loop time); no effect on the real clock.
+    /// Jumps a manual clock forward to `nanos` (loop time); no effect on the real clock. Past the
+    /// manual clock's range it saturates, which reads as the end of loop time: at least `nanos`.
     pub(crate) fn jump_to(&self, nanos: u64) {
         if let Some(m) = &self.manual {
-            m.set_at_least(nanos + self.manual_base);
+            m.set_at_least(nanos.saturating_add(self.manual_base));
         }
     }
 
+    /// The `Instant` of a loop time (the end of loop time, 584 years on, is an `Instant` on
+    /// every platform solo runs on; [`far_future`] if not).
     pub(crate) fn nanos_to_instant(&self, nanos: u64) -> Instant {
-        self.origin + Duration::from_nanos(nanos)
+        self.origin
+            .checked_add(Duration::from_nanos(nanos))
+            .unwrap_or_else(far_future)
     }
 
-    /// Loop time of an `Instant`; instants before the origin map to zero (already past).
-    pub(crate) fn instant_to_nanos(&self, t: Instant) -> u64 {
-        duration_to_nanos(t.saturating_duration_since(self.origin))
+    /// The deadline of an `Instant`: before the origin, at a loop time, or (past the end of loop
+    /// time) never.
+    #[inline]
+    pub(crate) fn deadline(&self, t: Instant) -> Deadline {
+        match t.checked_duration_since(self.origin) {
+            Some(d) => Deadline::at(duration_to_nanos(d)),
+            None => Deadline::BeforeOrigin(duration_to_nanos(self.origin.duration_since(t))),
+        }
     }
+}
+
+/// An `Instant` that every loop reads as *never*: 1000 years after the first call, so more than
+/// the 584 years of loop time after any loop's origin, with room left for arithmetic. What
+/// `Sleep::deadline` says for a sleep whose deadline an `Instant` cannot hold (`Duration::MAX`).
+pub(crate) fn far_future() -> Instant {
+    static FAR: OnceLock<Instant> = OnceLock::new();
+    *FAR.get_or_init(|| {
+        let now = Instant::now();
+        // On a platform whose `Instant` cannot reach that far, as far as it can.
+        let mut ahead = Duration::from_secs(1000 * 365 * 86_400);
+        loop {
+            if let Some(t) = now.checked_add(ahead) {
+                return t;
+            }
+            ahead /= 2;
+        }
+    })
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock `Instant` reads on Linux, read directly because

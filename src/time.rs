@@ -1,4 +1,5 @@
-//! Time as futures: [`sleep`], [`sleep_until`], [`timeout`], [`interval`].
+//! Time as futures: [`sleep`], [`sleep_until`], [`timeout`], [`timeout_at`], [`interval`],
+//! [`interval_at`].
 //!
 //! All of them run on the loop's timer wheel and read the loop's clock, so a loop with a
 //! [`ManualClock`](crate::ManualClock) drives them deterministically.
@@ -14,6 +15,14 @@
 //! itself rather than at mio's whole millisecond, so a deadline that falls within the spin is
 //! met more closely.
 //!
+//! # Never, and the past
+//!
+//! No duration or instant makes these overflow or panic. A deadline that reaches past the end of
+//! loop time (`Duration::MAX`, or anything over about 584 years after the loop was created)
+//! means *never*: the sleep stays pending, registers no timer, and neither wakes the loop nor
+//! makes a manual clock jump; [`Sleep::deadline`] then reads as an instant more than 1000 years
+//! ahead. A deadline in the past, even from before the loop was created, is ready at once.
+//!
 //! # Threads
 //!
 //! [`Sleep`] is `Send + Sync` (hyper's `Timer` trait demands it): it holds a deadline and a timer
@@ -26,8 +35,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::clock::far_future;
 use crate::event_loop::{with_current, Inner};
-use crate::timer::TimerKey;
+use crate::timer::{Deadline as TimerDeadline, TimerKey, TICK_NS};
 use crate::Handle;
 
 /// Completes after `duration` on the loop clock.
@@ -44,10 +54,13 @@ use crate::Handle;
 /// Created inside a running loop, the sleep counts from that moment on the loop clock. Created
 /// outside any loop (say, before `run_until_complete`), it counts from its first poll, because
 /// only then does it know which loop's clock to read.
+///
+/// `Duration::MAX` (or any duration past the end of loop time) sleeps forever: see the module
+/// docs.
 pub fn sleep(duration: Duration) -> Sleep {
     let now = with_current(|inner| inner.map(|i| i.clock().nanos_to_instant(i.read_clock())));
     match now {
-        Some(now) => Sleep::new(now + duration),
+        Some(now) => Sleep::new(add(now, duration)),
         None => Sleep {
             deadline: Deadline::AfterFirstPoll(duration),
             registered: None,
@@ -55,7 +68,8 @@ pub fn sleep(duration: Duration) -> Sleep {
     }
 }
 
-/// Completes at `deadline` on the loop clock.
+/// Completes at `deadline` on the loop clock: at once if it is past, never if it is past the end
+/// of loop time (see the module docs).
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep::new(deadline)
 }
@@ -78,6 +92,11 @@ fn now() -> Instant {
     Handle::try_current().map_or_else(Instant::now, |h| h.time())
 }
 
+/// `t + d`, or (past what an `Instant` holds) an instant every loop reads as never.
+fn add(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d).unwrap_or_else(far_future)
+}
+
 fn loop_id(inner: &Inner) -> usize {
     inner.id()
 }
@@ -91,15 +110,17 @@ impl Sleep {
     }
 
     /// The deadline (for a sleep not yet polled that was created outside a loop: its duration
-    /// from now).
+    /// from now). For a sleep that never completes, an instant more than 1000 years ahead.
     pub fn deadline(&self) -> Instant {
         match self.deadline {
             Deadline::At(t) => t,
-            Deadline::AfterFirstPoll(d) => now() + d,
+            Deadline::AfterFirstPoll(d) => add(now(), d),
         }
     }
 
-    /// Moves the deadline (earlier or later) without allocating a new future.
+    /// Moves the deadline (earlier or later) without allocating a new future. Any instant will
+    /// do: a past one completes at the next poll, one past the end of loop time never does. The
+    /// new deadline takes effect when the sleep is next polled.
     pub fn reset(&mut self, deadline: Instant) {
         self.cancel_timer();
         self.deadline = Deadline::At(deadline);
@@ -141,18 +162,21 @@ impl Future for Sleep {
             }
             if let Deadline::AfterFirstPoll(d) = self.deadline {
                 let now = inner.read_clock();
-                self.deadline = Deadline::At(inner.clock().nanos_to_instant(now) + d);
+                self.deadline = Deadline::At(add(inner.clock().nanos_to_instant(now), d));
             }
-            let deadline = inner.clock().instant_to_nanos(self.deadline());
             // The last clock reading is a lower bound of the time: if the deadline is behind it,
             // it has passed. Otherwise the wheel decides, with no clock read here.
             let now = inner.cached_now();
-            if deadline <= now {
-                return Poll::Ready(());
+            match inner.clock().deadline(self.deadline()) {
+                TimerDeadline::At(deadline) if deadline > now => {
+                    let key = inner.add_wake_timer(deadline, now, cx.waker().clone());
+                    self.registered = Some((id, key));
+                    Poll::Pending
+                }
+                // Nothing to register: no timer would ever wake it.
+                TimerDeadline::Never => Poll::Pending,
+                TimerDeadline::At(_) | TimerDeadline::BeforeOrigin(_) => Poll::Ready(()),
             }
-            let key = inner.add_wake_timer(deadline, now, cx.waker().clone());
-            self.registered = Some((id, key));
-            Poll::Pending
         })
     }
 }
@@ -177,6 +201,7 @@ impl std::error::Error for Elapsed {}
 
 /// Runs `future`, giving up after `duration` with [`Elapsed`]. The future is polled first, so a
 /// future that is ready at once wins even with a zero duration; on timeout it is dropped.
+/// `Duration::MAX` never gives up (see the module docs).
 ///
 /// ```
 /// use std::time::Duration;
@@ -194,7 +219,24 @@ pub fn timeout<F: Future>(duration: Duration, future: F) -> Timeout<F> {
     }
 }
 
-/// The future returned by [`timeout`].
+/// Runs `future`, giving up at `deadline` with [`Elapsed`]; as [`timeout`], with an instant.
+///
+/// ```
+/// use std::time::Duration;
+/// let el = solo::EventLoop::builder().clock(solo::ManualClock::new()).build().unwrap();
+/// let at = el.time() + Duration::from_secs(1);
+/// let r = el.run_until_complete(solo::time::timeout_at(at, std::future::pending::<()>()));
+/// assert_eq!(r.unwrap(), Err(solo::time::Elapsed));
+/// assert_eq!(el.time(), at);
+/// ```
+pub fn timeout_at<F: Future>(deadline: Instant, future: F) -> Timeout<F> {
+    Timeout {
+        future,
+        sleep: sleep_until(deadline),
+    }
+}
+
+/// The future returned by [`timeout`] and [`timeout_at`].
 #[derive(Debug)]
 pub struct Timeout<F> {
     future: F,
@@ -221,20 +263,36 @@ impl<F: Future> Future for Timeout<F> {
 
 /// Ticks every `period`, starting at once. See [`Interval`] for what happens to missed ticks.
 ///
-/// # Panics
-/// If `period` is zero.
+/// A `period` shorter than [`MIN_PERIOD`] (zero included) is taken as `MIN_PERIOD`, 1 ms, the
+/// resolution of the loop's timers: ticks cannot come more often than timers fire. A period past
+/// the end of loop time (`Duration::MAX`) ticks once, at once, and then never again.
 pub fn interval(period: Duration) -> Interval {
-    assert!(
-        period > Duration::ZERO,
-        "solo::time::interval: period must be non-zero"
-    );
-    let start = Handle::try_current().map_or_else(Instant::now, |h| h.time());
+    interval_at(now(), period)
+}
+
+/// Ticks every `period`, the first tick at `start` (at once if `start` is past, never if it is
+/// past the end of loop time). As [`interval`] otherwise.
+///
+/// ```
+/// use std::time::Duration;
+/// let el = solo::EventLoop::builder().clock(solo::ManualClock::new()).build().unwrap();
+/// let start = el.time() + Duration::from_secs(5);
+/// el.run_until_complete(async move {
+///     let mut iv = solo::time::interval_at(start, Duration::from_secs(1));
+///     assert_eq!(iv.tick().await, start);
+///     assert_eq!(iv.tick().await, start + Duration::from_secs(1));
+/// }).unwrap();
+/// ```
+pub fn interval_at(start: Instant, period: Duration) -> Interval {
     Interval {
         next: start,
-        period,
+        period: period.max(MIN_PERIOD),
         sleep: Sleep::new(start),
     }
 }
+
+/// The shortest period of an [`Interval`]: the timer resolution, 1 ms.
+pub const MIN_PERIOD: Duration = Duration::from_nanos(TICK_NS);
 
 /// A periodic timer from [`interval`].
 ///
@@ -272,21 +330,30 @@ impl Interval {
             return Poll::Pending;
         }
         let fired = self.next;
-        let now = Handle::current().time();
-        let mut next = fired + self.period;
-        if next <= now {
-            // Skip what was missed: the next multiple of the period after now.
-            let behind = (now - fired).as_nanos() / self.period.as_nanos();
-            next = fired + self.period * u32::try_from(behind + 1).unwrap_or(u32::MAX);
-        }
+        let next = next_tick(fired, self.period, Handle::current().time());
         self.next = next;
         self.sleep.reset(next);
         Poll::Ready(fired)
     }
 
-    /// The period.
+    /// The period (at least [`MIN_PERIOD`]).
     pub fn period(&self) -> Duration {
         self.period
+    }
+}
+
+/// The tick after `fired`: one period on, or if that is not after `now`, the first multiple of
+/// the period after `now` (missed ticks are skipped). Never (an instant no loop reaches) if an
+/// `Instant` cannot hold it.
+fn next_tick(fired: Instant, period: Duration, now: Instant) -> Instant {
+    let period = period.as_nanos(); // > 0: at least MIN_PERIOD
+    let behind = now.saturating_duration_since(fired).as_nanos() / period;
+    // No u128 overflow: behind * period <= now - fired, which is a Duration.
+    let ahead = (behind + 1) * period;
+    let secs = u64::try_from(ahead / 1_000_000_000);
+    match secs {
+        Ok(secs) => add(fired, Duration::new(secs, (ahead % 1_000_000_000) as u32)),
+        Err(_) => far_future(),
     }
 }
 

@@ -39,7 +39,7 @@ use crate::reactor::Dir;
 use crate::reclaim;
 use crate::shared::RemoteCall;
 use crate::task::TaskRef;
-use crate::timer::TimerKey;
+use crate::timer::{Deadline, TimerKey};
 
 /// A timer's payload: a callback to run, or a task to wake.
 pub(crate) enum TimerPayload {
@@ -138,6 +138,11 @@ impl Handle {
     }
 
     /// Schedules `f` to run once `delay` has passed on the loop clock.
+    ///
+    /// A delay that reaches past the end of loop time (`Duration::MAX`, or anything over about
+    /// 584 years) means *never*, as asyncio's `inf`: `f` is kept until the handle cancels it or
+    /// the loop closes, but never runs, and the loop neither wakes nor (on a manual clock) jumps
+    /// for it.
     #[track_caller]
     pub fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> CallbackHandle {
         let now = self.inner.clock.now();
@@ -145,11 +150,14 @@ impl Handle {
             site: Location::caller(),
             f,
         });
-        self.schedule_timer(now.saturating_add(duration_to_nanos(delay)), now, f)
+        let deadline = Deadline::at(now.saturating_add(duration_to_nanos(delay)));
+        self.schedule_timer(deadline, now, f)
     }
 
     /// Schedules `f` to run at `when` on the loop clock; a past `when` runs on the next
-    /// iteration.
+    /// iteration. Past callbacks due together run in the order of their `when`, even those from
+    /// before the loop was created. A `when` past the end of loop time (about 584 years after
+    /// the loop was created) means *never*, as for [`call_later`](Handle::call_later).
     #[track_caller]
     pub fn call_at(&self, when: Instant, f: impl FnOnce() + 'static) -> CallbackHandle {
         let now = self.inner.clock.now();
@@ -157,10 +165,10 @@ impl Handle {
             site: Location::caller(),
             f,
         });
-        self.schedule_timer(self.inner.clock.instant_to_nanos(when), now, f)
+        self.schedule_timer(self.inner.clock.deadline(when), now, f)
     }
 
-    fn schedule_timer(&self, deadline: u64, now: u64, f: Box<dyn Callback>) -> CallbackHandle {
+    fn schedule_timer(&self, deadline: Deadline, now: u64, f: Box<dyn Callback>) -> CallbackHandle {
         let inner = &self.inner;
         if inner.closed.get() {
             let site = f.site();
