@@ -24,6 +24,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod async_fd;
+mod await_point;
 mod callback;
 mod clock;
 mod coop;

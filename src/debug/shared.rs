@@ -15,10 +15,12 @@
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8};
-use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use super::tasks::TaskInfo;
+use super::profile::SiteCell;
+use super::stats::Figures;
+use super::tasks::{describe, TaskInfo};
 use super::{ExecutorProbe, Hook, Report, TaskSnapshot};
 use crate::callback::CallbackKind;
 use crate::executor::PoolFigures;
@@ -36,6 +38,12 @@ pub(crate) struct DebugShared {
     pub(super) blocked_ns: AtomicU64,
     pub(super) hook: RwLock<Option<Hook>>,
     pub(super) tasks: Mutex<HashMap<u32, TaskInfo>>,
+    /// The id the next spawned task gets (ids so far are below it).
+    pub(super) next_task_id: AtomicU64,
+    /// Stats and histograms (see `stats.rs`).
+    pub(super) figures: Figures,
+    /// The profile's rows, one per site, in the order the sites first ran.
+    pub(super) sites: Mutex<Vec<Arc<SiteCell>>>,
     pub(super) stop: Mutex<bool>,
     pub(super) wake: Condvar,
     pub(super) executor: RwLock<Option<ExecutorProbe>>,
@@ -111,7 +119,12 @@ impl DebugShared {
     /// The task table, readable from any thread.
     pub(crate) fn snapshot(&self) -> Vec<TaskSnapshot> {
         let now = Instant::now();
-        let mut v: Vec<TaskSnapshot> = lock(&self.tasks)
+        let tasks = lock(&self.tasks);
+        let ids: HashMap<u32, _> = tasks
+            .iter()
+            .map(|(slot, t)| (*slot, (t.id, t.site, t.name.clone())))
+            .collect();
+        let mut v: Vec<TaskSnapshot> = tasks
             .values()
             .map(|t| TaskSnapshot {
                 id: t.id,
@@ -121,8 +134,10 @@ impl DebugShared {
                 polls: t.polls,
                 busy: Duration::from_nanos(t.busy_ns),
                 age: now.saturating_duration_since(t.born),
+                waiting_on: t.waits.iter().map(|p| describe(p, &ids)).collect(),
             })
             .collect();
+        drop(tasks);
         v.sort_by_key(|t| t.id);
         v
     }

@@ -19,6 +19,7 @@
 //! probe in hand, [`Inner::probe`] gives one chosen at run time ([`AnyProbe`]).
 
 use super::Inner;
+use crate::await_point;
 use crate::callback::CallbackKind;
 use crate::clock::Clock;
 use crate::debug::{Debug, ReportKind, TaskState, What};
@@ -100,7 +101,7 @@ impl<'a> DebugProbe<'a> {
 
 impl Probe for DebugProbe<'_> {
     fn begin_iteration(&self) {
-        self.debug.begin_iteration();
+        self.debug.begin_iteration(self.clock.now());
     }
 
     fn polled(&self, since: u64) {
@@ -134,14 +135,16 @@ impl Probe for DebugProbe<'_> {
             task: Some(slot),
         };
         let watched = t.clone();
+        let saved = await_point::begin();
         let (r, ns) = self.timed(t, &what, TaskRef::run);
+        let waits = await_point::end(saved);
         let state = watched.state();
         let next = if state & task::SCHEDULED != 0 {
             TaskState::Scheduled
         } else {
             TaskState::Waiting
         };
-        d.task_polled(slot, ns, next);
+        d.task_polled(slot, ns, next, waits);
         // Pending, not queued, not done, and nobody holds a waker: nothing can ever wake it.
         if matches!(r, RunResult::Pending)
             && state & (task::SCHEDULED | task::COMPLETE) == 0
@@ -156,7 +159,7 @@ impl Probe for DebugProbe<'_> {
     }
 
     fn end_iteration(&self) {
-        self.debug.end_iteration();
+        self.debug.end_iteration(self.clock.now());
     }
 }
 
