@@ -35,6 +35,7 @@ mod executor;
 pub mod fs;
 #[cfg(feature = "hyper")]
 pub mod hyper;
+pub mod monitor;
 pub mod net;
 mod reactor;
 mod reclaim;

@@ -62,6 +62,7 @@
 //! | `tasks.rs` | [`TaskSnapshot`]: the task table |
 //! | `shared.rs` | `DebugShared`, what other threads see: the watchdog's slot, the task table, the hook |
 //! | `watchdog.rs` | the watchdog thread |
+//! | `trace.rs` | traces: events recorded on demand, written as Chrome trace-event JSON |
 //!
 //! The loop reaches all of this through one interface, its probe (`event_loop/probe.rs`).
 
@@ -82,6 +83,7 @@ mod report;
 mod shared;
 mod stats;
 mod tasks;
+pub(crate) mod trace;
 mod watchdog;
 
 pub use histogram::Histogram;
@@ -110,6 +112,13 @@ pub(crate) fn env_debug() -> bool {
     })
 }
 
+/// `SOLO_TRACE_ON_BLOCK=DIR`: where the watchdog writes the trace of a blocked loop.
+pub(crate) fn env_trace_on_block() -> Option<std::path::PathBuf> {
+    std::env::var_os("SOLO_TRACE_ON_BLOCK")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+}
+
 /// Where reports go.
 pub(crate) type Hook = Arc<dyn Fn(&Report) + Send + Sync>;
 /// Reads the executor pool's figures (queued, busy, waiting, rejected, abandoned).
@@ -134,6 +143,8 @@ pub(crate) struct Config {
     pub(crate) slow: Duration,
     pub(crate) blocked: Duration,
     pub(crate) hook: Option<Hook>,
+    /// Where the watchdog writes a trace of the seconds before a block (`SOLO_TRACE_ON_BLOCK`).
+    pub(crate) trace_on_block: Option<std::path::PathBuf>,
 }
 
 /// The loop-thread side of debug mode.
@@ -178,6 +189,7 @@ impl Debug {
             next_task_id: AtomicU64::new(1),
             figures: Figures::new(),
             sites: Mutex::new(Vec::new()),
+            trace: trace::Tracer::new(cfg.trace_on_block),
             stop: Mutex::new(false),
             wake: Condvar::new(),
             executor: RwLock::new(None),
@@ -240,6 +252,7 @@ impl Debug {
                 top: Vec::new(),
                 task_table: None,
                 backtrace: None,
+                trace: None,
             });
         }
     }
@@ -288,6 +301,7 @@ impl Debug {
                     .collect(),
                 task_table: None,
                 backtrace: None,
+                trace: None,
             };
             drop(it);
             self.shared.emit(&report);

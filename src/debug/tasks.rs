@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::panic::Location;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::report::lint;
@@ -156,7 +157,7 @@ pub fn format_task_table(tasks: &[TaskSnapshot]) -> String {
 /// A row of the table as the loop keeps it.
 pub(super) struct TaskInfo {
     pub(super) id: u64,
-    pub(super) name: Option<String>,
+    pub(super) name: Option<Arc<str>>,
     pub(super) site: &'static Location<'static>,
     pub(super) state: TaskState,
     pub(super) polls: u64,
@@ -185,7 +186,7 @@ impl Debug {
             slot,
             TaskInfo {
                 id,
-                name: name.map(str::to_owned),
+                name: name.map(Arc::from),
                 site,
                 state: TaskState::Scheduled,
                 polls: 0,
@@ -229,7 +230,7 @@ impl Debug {
             match tasks.get_mut(&slot) {
                 Some(t) if !t.lost_reported => {
                     t.lost_reported = true;
-                    t.name.clone()
+                    t.name.as_deref().map(str::to_owned)
                 }
                 _ => return,
             }
@@ -240,7 +241,7 @@ impl Debug {
     pub(crate) fn task_name(&self, slot: u32) -> Option<String> {
         lock(&self.shared.tasks)
             .get(&slot)
-            .and_then(|t| t.name.clone())
+            .and_then(|t| t.name.as_deref().map(str::to_owned))
     }
 
     /// Reports a task lint (`PendingAtDrop`, `UnretrievedPanic`) for the task in `slot`.

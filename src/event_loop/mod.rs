@@ -30,6 +30,7 @@
 //! | `run.rs` | the entry points: `run_forever`, `run_until_complete`, `shutdown`, `run`, and closing |
 //! | `handle.rs` | [`EventLoop`] and [`Handle`] |
 //! | `remote.rs` | [`Remote`]: the loop as other threads see it |
+//! | `monitor.rs` | the loop's side of the monitor: `cancel` and user commands on the loop |
 //!
 //! ARCHITECTURE.md draws the phases and the life of callbacks and tasks.
 
@@ -64,6 +65,7 @@ mod embed;
 mod exception;
 mod handle;
 mod iteration;
+mod monitor;
 mod probe;
 mod readers;
 mod remote;
@@ -135,6 +137,8 @@ pub(crate) struct Inner {
     signals: RefCell<Signals>,
     /// What the task being polled may still do before it must yield (`coop.rs`).
     budget: Budget,
+    /// The monitor (`SOLO_MONITOR`, `Builder::monitor`), and the user commands it runs here.
+    monitor: Option<monitor::LoopMonitor>,
 }
 
 impl Scheduler for Inner {
@@ -196,6 +200,7 @@ impl Inner {
         reactor: Reactor,
         debug: Option<Box<Debug>>,
         executor: ThreadPool,
+        monitor: Option<crate::monitor::Monitor>,
     ) -> Inner {
         Inner {
             shared,
@@ -222,6 +227,7 @@ impl Inner {
             executor,
             signals: RefCell::new(Signals::default()),
             budget: Budget::default(),
+            monitor: monitor.map(monitor::LoopMonitor::new),
         }
     }
 

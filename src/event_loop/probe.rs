@@ -22,6 +22,7 @@ use super::Inner;
 use crate::await_point;
 use crate::callback::CallbackKind;
 use crate::clock::Clock;
+use crate::debug::trace::EventKind;
 use crate::debug::{Debug, ReportKind, TaskState, What};
 use crate::task::{self, RunResult, TaskRef};
 
@@ -41,6 +42,12 @@ pub(super) trait Probe {
     #[inline(always)]
     fn dequeued(&self, io: bool) {
         let _ = io;
+    }
+
+    /// The wait made `n` sources ready (reader/writer callbacks queued, tasks woken).
+    #[inline(always)]
+    fn io_dispatched(&self, n: usize) {
+        let _ = n;
     }
 
     /// A timer due at `deadline` (loop ns) is being acted on.
@@ -95,6 +102,9 @@ impl<'a> DebugProbe<'a> {
         let ns = self.clock.now().saturating_sub(t0);
         d.unpublish();
         d.record(what, ns, || what.task.and_then(|s| d.task_name(s)));
+        if d.tracing() {
+            d.trace_call(what, ns);
+        }
         (r, ns)
     }
 }
@@ -105,8 +115,17 @@ impl Probe for DebugProbe<'_> {
     }
 
     fn polled(&self, since: u64) {
-        self.debug
-            .record_poll_time(self.clock.now().saturating_sub(since));
+        let ns = self.clock.now().saturating_sub(since);
+        self.debug.record_poll_time(ns);
+        if self.debug.tracing() {
+            self.debug.trace_wait(ns);
+        }
+    }
+
+    fn io_dispatched(&self, n: usize) {
+        if n > 0 && self.debug.tracing() {
+            self.debug.trace_instant(EventKind::IoReady(n));
+        }
     }
 
     fn dequeued(&self, io: bool) {
@@ -114,8 +133,11 @@ impl Probe for DebugProbe<'_> {
     }
 
     fn timer_fired(&self, deadline: u64) {
-        self.debug
-            .record_timer_lag(self.clock.now().saturating_sub(deadline));
+        let late = self.clock.now().saturating_sub(deadline);
+        self.debug.record_timer_lag(late);
+        if self.debug.tracing() {
+            self.debug.trace_instant(EventKind::Timer(late));
+        }
     }
 
     fn run<S, R>(&self, subject: S, what: impl FnOnce(&S) -> What, f: impl FnOnce(S) -> R) -> R {
