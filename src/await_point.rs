@@ -27,9 +27,22 @@
 //! stores what was noted in the task table. When no recording is open (debug mode off, or the
 //! future is not polled by a task), noting is one test of a thread-local flag.
 //!
-//! With the `async-backtrace` feature, each point also keeps the chain of `async fn`s that led
-//! to it: those marked `#[async_backtrace::framed]` (see the crate's docs; the monitor's
-//! `where` prints the chain).
+//! # The chain of `async fn`s: `async-backtrace`
+//!
+//! The leaf says what a task waits on, not through which `async fn`s. To see those in `where`:
+//! build solo with its `async-backtrace` feature, add `async-backtrace = "0.2"` to your own
+//! dependencies, and mark the `async fn`s to show with `#[async_backtrace::framed]`. Each point
+//! then keeps the chain of marked functions it was awaited through, innermost first.
+//!
+//! How the crate was fitted in, and why this way: its `taskdump_tree` dumps every framed task of
+//! the process as one text, keyed by nothing solo knows (not by task), and with
+//! `wait_for_running_tasks` it waits for a task being polled, which hangs a monitor asking while
+//! the loop is stuck in one. Its `backtrace()`, though, answers on the polling thread from
+//! inside the frames: exactly where a leaf notes itself. So the leaf calls it there, and the
+//! chain lands in solo's task table with the point, under solo's task id, readable while the
+//! loop is blocked. The cost is paid only with the feature and in debug mode: one allocation
+//! per point noted. What it cannot show: functions not marked, and a task suspended on a future
+//! that is not solo's (a channel, a lock), which notes no point at all.
 //!
 //! This module depends on nothing else in solo, so that the leaves (`time`, `net`, `task`,
 //! `executor`) and `debug` can all use it without a circle.
@@ -200,5 +213,34 @@ mod tests {
         assert!(got[0].site.is_some());
         pending(|| Awaited::Blocking, None);
         assert!(end(begin()).is_empty(), "the recording was closed");
+    }
+}
+
+#[cfg(all(test, feature = "async-backtrace"))]
+mod chain_tests {
+    use std::time::Duration;
+
+    #[async_backtrace::framed]
+    async fn outer() {
+        inner().await
+    }
+
+    #[async_backtrace::framed]
+    async fn inner() {
+        crate::time::sleep(Duration::from_secs(3600)).await
+    }
+
+    #[test]
+    fn framed_async_fns_make_the_chain_of_a_point() {
+        let el = crate::EventLoop::builder().debug(true).build().unwrap();
+        let h = el.handle();
+        h.spawn(outer());
+        h.stop();
+        el.run_forever().unwrap();
+        let t = &el.tasks()[0];
+        let chain = &t.waiting_on[0].chain;
+        assert_eq!(chain.len(), 2, "{chain:?}");
+        assert!(chain[0].contains("inner"), "innermost first: {chain:?}");
+        assert!(chain[1].contains("outer"), "{chain:?}");
     }
 }
