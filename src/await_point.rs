@@ -94,8 +94,27 @@ pub(crate) struct Saved(Option<Vec<Point>>);
 /// Opens a recording for one task poll.
 pub(crate) fn begin() -> Saved {
     let outer = RECORDING.with(|r| r.replace(true));
-    let points = POINTS.with(|p| std::mem::take(&mut *p.borrow_mut()));
-    Saved(outer.then_some(points))
+    POINTS.with(|p| {
+        let mut p = p.borrow_mut();
+        if outer {
+            Saved(Some(std::mem::take(&mut *p)))
+        } else {
+            p.clear();
+            Saved(None)
+        }
+    })
+}
+
+/// Hands back a list of points nobody needs any more (a task's previous ones), so that the
+/// next recording reuses its memory instead of allocating.
+pub(crate) fn recycle(mut old: Vec<Point>) {
+    old.clear();
+    POINTS.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.capacity() < old.capacity() {
+            *p = old;
+        }
+    });
 }
 
 /// Closes the recording opened by [`begin`] and returns what was noted.

@@ -152,9 +152,10 @@ pub(crate) struct Debug {
     shared: Arc<DebugShared>,
     slow_ns: Cell<u64>,
     iter: RefCell<IterAcc>,
-    /// When the current iteration began (loop ns), and how much of it was spent waiting.
-    iter_start: Cell<u64>,
-    iter_poll_ns: Cell<u64>,
+    /// When the current iteration's first call began and its last call ended (loop ns; the
+    /// clock readings the calls' timing takes anyway). `u64::MAX`: no call yet.
+    iter_first: Cell<u64>,
+    iter_last: Cell<u64>,
     /// This loop's index into `DebugShared::sites`.
     sites: RefCell<HashMap<&'static Location<'static>, Arc<SiteCell>>>,
     /// Enqueue times, parallel to the ready queue: every push records one, every pop takes
@@ -204,8 +205,8 @@ impl Debug {
             shared,
             slow_ns: Cell::new(cfg.slow.as_nanos() as u64),
             iter: Default::default(),
-            iter_start: Cell::new(0),
-            iter_poll_ns: Cell::new(0),
+            iter_first: Cell::new(u64::MAX),
+            iter_last: Cell::new(0),
             sites: Default::default(),
             ready_times: Default::default(),
             seq: Cell::new(0),
@@ -226,7 +227,11 @@ impl Debug {
     /// Records a finished call that took `ns`; returns a report if it was slow.
     #[cold]
     #[inline(never)]
-    pub(crate) fn record(&self, w: &What, ns: u64, name: impl FnOnce() -> Option<String>) {
+    pub(crate) fn record(&self, w: &What, t0: u64, ns: u64, name: impl FnOnce() -> Option<String>) {
+        if self.iter_first.get() == u64::MAX {
+            self.iter_first.set(t0);
+        }
+        self.iter_last.set(t0 + ns);
         self.shared.figures.add_call(w.kind, w.site, ns);
         self.add_to_site(w.kind, w.site, ns);
         let slow = self.slow_ns.get();
@@ -257,27 +262,30 @@ impl Debug {
         }
     }
 
-    /// Starts an iteration's accounting at loop time `now`.
+    /// Starts an iteration's accounting.
     #[cold]
     #[inline(never)]
-    pub(crate) fn begin_iteration(&self, now: u64) {
+    pub(crate) fn begin_iteration(&self) {
         let mut it = self.iter.borrow_mut();
         it.sum_ns = 0;
         it.max_ns = 0;
         it.top.clear();
-        self.iter_start.set(now);
-        self.iter_poll_ns.set(0);
+        self.iter_first.set(u64::MAX);
+        self.shared.figures.add_iteration();
     }
 
     /// Ends an iteration: reports it if its callbacks added up past the threshold while none of
     /// them alone did.
     #[cold]
     #[inline(never)]
-    pub(crate) fn end_iteration(&self, now: u64) {
-        let work = now
-            .saturating_sub(self.iter_start.get())
-            .saturating_sub(self.iter_poll_ns.get());
-        self.shared.figures.iteration_time.record(work);
+    pub(crate) fn end_iteration(&self) {
+        // The iteration's time: from its first call's start to its last call's end (the loop's
+        // own work between them included), for iterations that ran something; no clock read.
+        let first = self.iter_first.get();
+        if first != u64::MAX {
+            let span = self.iter_last.get().saturating_sub(first);
+            self.shared.figures.iteration_time.record(span);
+        }
         let slow = self.slow_ns.get();
         let it = self.iter.borrow();
         if it.sum_ns > slow && it.max_ns <= slow {

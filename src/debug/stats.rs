@@ -100,8 +100,9 @@ pub struct Stats {
     pub poll_time: Histogram,
     /// The time of each callback (soon, timer, reader, writer, threadsafe, signal).
     pub callback_time: Histogram,
-    /// The work of each iteration: from the end of its wait for I/O (or its start, when it did
-    /// not wait) to its end.
+    /// The time of each iteration that ran callbacks or polls: from its first call's start to
+    /// its last call's end (the loop's own work between them included; its wait for I/O and
+    /// its timers, before the first call, are not).
     pub iteration_time: Histogram,
     /// Timer lateness: from a timer's deadline to when the loop acted on it.
     pub timer_lateness: Histogram,
@@ -128,6 +129,8 @@ impl Stats {
 /// monitor) reads them while the loop is stuck. The loop is the only writer: counters are
 /// bumped with a relaxed load and store, histograms likewise (see `histogram.rs`).
 pub(crate) struct Figures {
+    /// Iterations run.
+    iterations: AtomicU64,
     /// Time inside the backend's poll (ns).
     poll_ns: AtomicU64,
     pub(crate) poll_time: AtomicHistogram,
@@ -145,6 +148,7 @@ pub(crate) struct Figures {
 impl Figures {
     pub(crate) fn new() -> Figures {
         Figures {
+            iterations: AtomicU64::new(0),
             poll_ns: AtomicU64::new(0),
             poll_time: AtomicHistogram::new(),
             callback_time: AtomicHistogram::new(),
@@ -172,9 +176,16 @@ impl Figures {
         }
     }
 
-    /// Iterations run so far (each records its time when it ends).
+    /// Counts an iteration.
+    #[inline]
+    pub(super) fn add_iteration(&self) {
+        let n = &self.iterations;
+        n.store(n.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// Iterations run so far.
     pub(crate) fn iterations(&self) -> u64 {
-        self.iteration_time.count()
+        self.iterations.load(Ordering::Relaxed)
     }
 
     /// Time spent running callbacks and polls.
@@ -246,7 +257,6 @@ impl Debug {
         let f = &self.shared.figures;
         f.poll_ns
             .store(f.poll_ns.load(Ordering::Relaxed) + ns, Ordering::Relaxed);
-        self.iter_poll_ns.set(self.iter_poll_ns.get() + ns);
     }
 
     #[cold]

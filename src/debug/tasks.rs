@@ -208,13 +208,22 @@ impl Debug {
 
     #[cold]
     #[inline(never)]
-    pub(crate) fn task_polled(&self, slot: u32, ns: u64, state: TaskState, waits: Vec<Point>) {
+    /// A task's poll took `ns`; `waits` are the await points it noted. Returns the task's
+    /// previous points, for `await_point::recycle`.
+    pub(crate) fn task_polled(
+        &self,
+        slot: u32,
+        ns: u64,
+        state: TaskState,
+        mut waits: Vec<Point>,
+    ) -> Vec<Point> {
         if let Some(t) = lock(&self.shared.tasks).get_mut(&slot) {
             t.polls += 1;
             t.busy_ns += ns;
             t.state = state;
-            t.waits = waits;
+            std::mem::swap(&mut t.waits, &mut waits);
         }
+        waits
     }
 
     #[cold]

@@ -101,7 +101,7 @@ impl<'a> DebugProbe<'a> {
         let r = f(subject);
         let ns = self.clock.now().saturating_sub(t0);
         d.unpublish();
-        d.record(what, ns, || what.task.and_then(|s| d.task_name(s)));
+        d.record(what, t0, ns, || what.task.and_then(|s| d.task_name(s)));
         if d.tracing() {
             d.trace_call(what, ns);
         }
@@ -111,7 +111,7 @@ impl<'a> DebugProbe<'a> {
 
 impl Probe for DebugProbe<'_> {
     fn begin_iteration(&self) {
-        self.debug.begin_iteration(self.clock.now());
+        self.debug.begin_iteration();
     }
 
     fn polled(&self, since: u64) {
@@ -166,7 +166,7 @@ impl Probe for DebugProbe<'_> {
         } else {
             TaskState::Waiting
         };
-        d.task_polled(slot, ns, next, waits);
+        await_point::recycle(d.task_polled(slot, ns, next, waits));
         // Pending, not queued, not done, and nobody holds a waker: nothing can ever wake it.
         if matches!(r, RunResult::Pending)
             && state & (task::SCHEDULED | task::COMPLETE) == 0
@@ -181,7 +181,7 @@ impl Probe for DebugProbe<'_> {
     }
 
     fn end_iteration(&self) {
-        self.debug.end_iteration(self.clock.now());
+        self.debug.end_iteration();
     }
 }
 

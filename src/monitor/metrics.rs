@@ -38,7 +38,7 @@ fn histograms(s: &Stats) -> [(&'static str, &'static str, &'static str, &Histogr
         (
             "iteration",
             "solo_iteration_seconds",
-            "Work of each loop iteration (its time outside the wait for I/O).",
+            "Time of each loop iteration that ran something: first call's start to last call's end.",
             &s.iteration_time,
         ),
         (
