@@ -35,6 +35,7 @@ pub mod fs;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 pub mod net;
+pub mod process;
 mod reactor;
 mod reclaim;
 mod shared;

@@ -1,0 +1,522 @@
+//! `solo::process` with real child processes: pipes, exits, kills, bad input, reaping. The
+//! scenarios are functions, run here with pidfds (where the kernel has them) and again, all of
+//! them, in a child process with `SOLO_NO_PIDFD=1` (the SIGCHLD fallback). Counting fds and
+//! children needs a process of its own (tests run on parallel threads), so those checks run in
+//! child processes too.
+
+use std::future::Future;
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+use futures::{AsyncReadExt, AsyncWriteExt};
+use solo::process::{Child, Command, Stdio};
+use solo::{EventLoop, Handle};
+
+mod common;
+
+fn run<F: Future>(f: F) -> F::Output {
+    EventLoop::new().unwrap().run_until_complete(f).unwrap()
+}
+
+// ---- looking at children from outside ----
+
+#[derive(Debug, PartialEq)]
+enum State {
+    /// Not a child of ours (any more): reaped.
+    Gone,
+    Running,
+    /// Exited, not reaped.
+    Zombie,
+}
+
+/// What `pid` is to us, without reaping it (`WNOWAIT`).
+fn state(pid: u32) -> State {
+    // SAFETY: siginfo_t is plain old data; waitid writes into the valid, exclusive `info`, and
+    // WNOWAIT leaves the child as it is.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        if libc::waitid(libc::P_PID, pid, &mut info, flags) < 0 {
+            State::Gone
+        } else if info.si_pid() == 0 {
+            State::Running
+        } else {
+            State::Zombie
+        }
+    }
+}
+
+/// Whether this process has no child at all, running or zombie.
+fn no_children() -> bool {
+    // SAFETY: as in `state`.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        libc::waitid(libc::P_ALL, 0, &mut info, flags) < 0
+    }
+}
+
+/// Runs the loop until the loop has reaped `pid` (the test's watchdog bounds the wait).
+async fn until_reaped(pid: u32) {
+    while state(pid) != State::Gone {
+        solo::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn fds() -> Vec<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
+}
+
+fn pidfds_open() -> usize {
+    fds().iter().filter(|l| l.contains("pidfd")).count()
+}
+
+/// Whether this kernel has pidfd_open (Linux ≥ 5.3).
+fn kernel_has_pidfd() -> bool {
+    // SAFETY: pidfd_open on our own pid; the fd it returns is closed at once.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0);
+        fd >= 0 && libc::close(fd as i32) == 0
+    }
+}
+
+fn sh(script: &str) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(script);
+    c
+}
+
+// ---- the scenarios ----
+
+async fn output_and_status() {
+    let out = sh("echo out; echo err >&2; exit 3").output().await.unwrap();
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(Command::new("true").status().await.unwrap().success());
+    assert_eq!(
+        Command::new("false").status().await.unwrap().code(),
+        Some(1)
+    );
+    // The defaults of `output` do not stick: a later spawn inherits again (nothing piped).
+    let mut c = Command::new("true");
+    c.output().await.unwrap();
+    let mut child = c.spawn().unwrap();
+    assert!(child.stdout.is_none() && child.stderr.is_none() && child.stdin.is_none());
+    assert!(child.wait().await.unwrap().success());
+}
+
+async fn bad_input() {
+    let e = Command::new("/nonexistent/solo-no-such-program")
+        .spawn()
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("solo-no-such-program"), "{e}");
+    let e = Command::new("solo-no-such-program-in-path")
+        .output()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    let e = Command::new("echo").arg("nul\0byte").spawn().unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+    assert!(Command::new("").status().await.is_err());
+    let e = Command::new("/").spawn().unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+}
+
+async fn stdin_dropped_is_end_of_file() {
+    let mut child = Command::new("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"hello ").await.unwrap();
+    stdin.write_all(b"cat").await.unwrap();
+    stdin.flush().await.unwrap();
+    drop(stdin); // cat sees the end of file and exits
+    let mut out = String::new();
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    assert_eq!(out, "hello cat");
+    assert!(child.wait().await.unwrap().success());
+}
+
+async fn stdout_closed_early() {
+    // The child closes its stdout, then waits for a line on stdin.
+    let mut child = sh("exec 1>&-; read line; echo \"got $line\" >&2")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut buf = Vec::new();
+    let n = child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_to_end(&mut buf)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "end of file while the child still runs");
+    assert_eq!(child.try_wait().unwrap(), None);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"more\n").await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"");
+    assert_eq!(out.stderr, b"got more\n");
+}
+
+async fn writing_after_the_child_closed_stdin() {
+    let mut child = sh("exec 0<&-; echo closed")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut line)
+        .await
+        .unwrap();
+    assert_eq!(line, "closed\n");
+    let mut stdin = child.stdin.take().unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    let e = loop {
+        // Until nobody holds the read end (a process being spawned elsewhere may, briefly).
+        if let Err(e) = stdin.write_all(&chunk).await {
+            break e;
+        }
+    };
+    assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    assert!(child.wait().await.unwrap().success());
+}
+
+async fn ten_megabytes_on_stderr() {
+    const BIG: usize = 10_000_000;
+    let script = "head -c 10000000 /dev/zero >&2; echo done";
+    // output(): both streams read at once.
+    let out = sh(script).output().await.unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"done\n");
+    assert_eq!(out.stderr.len(), BIG);
+    // By hand: a task drains stderr while this one reads stdout.
+    let mut child = sh(script)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let drain = Handle::current().spawn(async move {
+        let mut n = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match stderr.read(&mut buf).await.unwrap() {
+                0 => return n,
+                k => n += k,
+            }
+        }
+    });
+    let mut out = String::new();
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    assert_eq!(out, "done\n");
+    assert_eq!(drain.await.unwrap(), BIG);
+    assert!(child.wait().await.unwrap().success());
+}
+
+async fn killed_by_a_signal() {
+    let status = sh("kill -TERM $$").status().await.unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    assert_eq!(status.code(), None);
+    assert!(!status.success());
+    let mut child = Command::new("sleep").arg("1000").spawn().unwrap();
+    child.kill().unwrap();
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert!(status.to_string().contains("SIGKILL"), "{status}");
+}
+
+async fn wait_twice() {
+    let mut child = sh("exit 7").spawn().unwrap();
+    let pid = child.id().unwrap();
+    let first = child.wait().await.unwrap();
+    assert_eq!(first.code(), Some(7));
+    assert_eq!(state(pid), State::Gone);
+    assert_eq!(child.wait().await.unwrap(), first);
+    assert_eq!(child.try_wait().unwrap(), Some(first));
+    assert_eq!(child.id(), None);
+    child.kill().unwrap(); // nothing left to kill: fine
+    assert_eq!(child.wait_with_output().await.unwrap().status, first);
+}
+
+async fn output_with_no_pipes() {
+    let out = sh("echo hidden; echo hidden >&2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+    // A child with inherited stdio: nothing to collect.
+    let child = Command::new("true").spawn().unwrap();
+    assert!(child.stdout.is_none());
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+}
+
+async fn a_dropped_child_is_reaped_by_the_loop() {
+    // cat runs until its stdin closes: dropped while it runs.
+    let mut child = Command::new("cat").stdin(Stdio::piped()).spawn().unwrap();
+    let pid = child.id().unwrap();
+    let stdin = child.stdin.take().unwrap();
+    drop(child);
+    assert_eq!(state(pid), State::Running);
+    drop(stdin);
+    until_reaped(pid).await;
+    // With kill_on_drop: killed, then reaped.
+    let child = Command::new("sleep")
+        .arg("1000")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    drop(child);
+    until_reaped(pid).await;
+    // Without: it runs on (until something else kills it), and is still reaped.
+    let child = Command::new("sleep").arg("1000").spawn().unwrap();
+    let pid = child.id().unwrap();
+    drop(child);
+    solo::yield_now().await;
+    assert_eq!(state(pid), State::Running);
+    // SAFETY: kill(2) on our child, not yet reaped (so the pid is still its own).
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    until_reaped(pid).await;
+}
+
+async fn a_pipeline() {
+    let mut echo = Command::new("echo")
+        .arg("quiet words")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let fd = echo.stdout.take().unwrap().into_owned_fd().unwrap();
+    let out = Command::new("tr")
+        .args(["a-z", "A-Z"])
+        .stdin(Stdio::from(fd))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"QUIET WORDS\n");
+    assert!(echo.wait().await.unwrap().success());
+}
+
+/// `n` children at once, half waited for, half dropped at once; then no child, zombie or
+/// running, is left, and the fds are back to where they were. Needs a process of its own.
+async fn many_at_once(n: usize) {
+    Command::new("true").status().await.unwrap(); // anything opened once, opened before
+    let before = fds().len();
+    let mut waited = Vec::new();
+    let mut pids = Vec::new();
+    for i in 0..n {
+        let child = Command::new("echo")
+            .arg(i.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        pids.push(child.id().unwrap());
+        if i % 2 == 0 {
+            waited.push((i, child));
+        } // else dropped here, its stdout with it
+    }
+    let tasks: Vec<_> = waited
+        .into_iter()
+        .map(|(i, child): (usize, Child)| {
+            Handle::current().spawn(async move {
+                let out = child.wait_with_output().await.unwrap();
+                assert!(out.status.success());
+                assert_eq!(out.stdout, format!("{i}\n").as_bytes());
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    while !no_children() {
+        solo::time::sleep(Duration::from_millis(2)).await;
+    }
+    for pid in pids {
+        assert_eq!(state(pid), State::Gone);
+    }
+    assert_eq!(fds().len(), before, "{:?}", fds());
+}
+
+async fn every_scenario() {
+    output_and_status().await;
+    bad_input().await;
+    stdin_dropped_is_end_of_file().await;
+    stdout_closed_early().await;
+    writing_after_the_child_closed_stdin().await;
+    ten_megabytes_on_stderr().await;
+    killed_by_a_signal().await;
+    wait_twice().await;
+    output_with_no_pipes().await;
+    a_dropped_child_is_reaped_by_the_loop().await;
+    a_pipeline().await;
+}
+
+// ---- the tests ----
+
+#[test]
+fn output_status_and_pipes() {
+    let _watchdog = common::watchdog!();
+    run(async {
+        output_and_status().await;
+        stdin_dropped_is_end_of_file().await;
+        output_with_no_pipes().await;
+        a_pipeline().await;
+    });
+}
+
+#[test]
+fn programs_that_cannot_run_are_errors() {
+    let _watchdog = common::watchdog!();
+    run(bad_input());
+    // Outside a running loop: an error, not a panic.
+    let e = Command::new("true").spawn().unwrap_err();
+    assert!(e.to_string().contains("outside a running"), "{e}");
+    let e = futures::executor::block_on(Command::new("true").output()).unwrap_err();
+    assert!(e.to_string().contains("outside a running"), "{e}");
+}
+
+#[test]
+fn a_child_that_closes_its_stdout_early() {
+    let _watchdog = common::watchdog!();
+    run(stdout_closed_early());
+}
+
+#[test]
+fn writing_to_a_child_that_closed_its_stdin_is_a_broken_pipe() {
+    let _watchdog = common::watchdog!();
+    run(writing_after_the_child_closed_stdin());
+}
+
+#[test]
+fn ten_megabytes_on_stderr_while_reading_stdout_does_not_deadlock() {
+    let _watchdog = common::watchdog!();
+    run(ten_megabytes_on_stderr());
+}
+
+#[test]
+fn a_child_killed_by_a_signal_says_which() {
+    let _watchdog = common::watchdog!();
+    run(killed_by_a_signal());
+}
+
+#[test]
+fn waiting_twice_gives_the_same_status() {
+    let _watchdog = common::watchdog!();
+    run(wait_twice());
+}
+
+#[test]
+fn dropped_children_are_reaped_by_the_loop() {
+    let _watchdog = common::watchdog!();
+    run(a_dropped_child_is_reaped_by_the_loop());
+}
+
+#[test]
+fn a_pidfd_watches_each_child_where_the_kernel_has_them() {
+    let _watchdog = common::watchdog!();
+    if !kernel_has_pidfd() {
+        return; // the fallback is what runs here; the test below covers it
+    }
+    run(async {
+        let mut child = Command::new("sleep").arg("1000").spawn().unwrap();
+        assert!(pidfds_open() >= 1);
+        child.kill().unwrap();
+        child.wait().await.unwrap();
+    });
+}
+
+#[test]
+fn children_outliving_their_loop_are_reaped_later() {
+    let _watchdog = common::watchdog!();
+    let el = EventLoop::new().unwrap();
+    let (mut waited, orphaned, killed) = el
+        .run_until_complete(async {
+            let waited = Command::new("cat").stdin(Stdio::piped()).spawn().unwrap();
+            // Dropped while the loop runs: the loop's callback holds it, then the loop goes.
+            let mut orphaned = Command::new("cat").stdin(Stdio::piped()).spawn().unwrap();
+            let orphaned_stdin = orphaned.stdin.take().unwrap();
+            let orphaned_pid = orphaned.id().unwrap();
+            drop(orphaned);
+            let killed = Command::new("sleep")
+                .arg("1000")
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            (waited, (orphaned_pid, orphaned_stdin), killed)
+        })
+        .unwrap();
+    drop(el);
+    // Waiting needs the loop: an error now, not a hang.
+    let stdin = waited.stdin.take().unwrap();
+    let e = futures::executor::block_on(waited.wait()).unwrap_err();
+    assert!(e.to_string().contains("closed"), "{e}");
+    let pids = [waited.id().unwrap(), orphaned.0, killed.id().unwrap()];
+    drop((stdin, orphaned.1)); // both cats see the end of file and exit
+    drop(waited);
+    drop(killed); // killed now
+                  // Nobody watches them any more: the next spawn, anywhere in the process, reaps them.
+    run(async {
+        for pid in pids {
+            while state(pid) != State::Gone {
+                Command::new("true").status().await.unwrap();
+            }
+        }
+    });
+}
+
+/// `SOLO_NO_PIDFD=0`: pidfds as by default, in a process of its own for the counts.
+#[test]
+fn a_thousand_children_at_once_leave_no_zombie_and_no_fd() {
+    let _watchdog = common::watchdog!(Duration::from_secs(300));
+    common::with_env!(&[("SOLO_NO_PIDFD", "0")], || run(many_at_once(1000)));
+}
+
+/// Every scenario again with SIGCHLD instead of pidfds, in a process of its own.
+#[test]
+fn the_sigchld_fallback() {
+    let _watchdog = common::watchdog!(Duration::from_secs(300));
+    common::with_env!(&[("SOLO_NO_PIDFD", "1")], || {
+        run(async {
+            let mut child = Command::new("sleep").arg("1000").spawn().unwrap();
+            assert_eq!(pidfds_open(), 0, "{:?}", fds());
+            child.kill().unwrap();
+            child.wait().await.unwrap();
+            every_scenario().await;
+            many_at_once(300).await;
+        });
+    });
+}
