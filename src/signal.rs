@@ -281,23 +281,29 @@ impl Future for CtrlC {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let CtrlCState::Lazy = this.state {
-            this.state = match signal(SignalKind::interrupt()) {
-                Ok(s) => CtrlCState::Listening(s),
-                Err(e) => CtrlCState::Failed(Some(e)),
-            };
-        }
-        match &mut this.state {
-            // Replaced just above.
-            CtrlCState::Lazy => Poll::Pending,
-            CtrlCState::Listening(s) => match s.poll_recv(cx) {
-                Poll::Ready(Some(())) => Poll::Ready(Ok(())),
-                Poll::Ready(None) => Poll::Ready(Err(io::Error::other("the event loop is closed"))),
-                Poll::Pending => Poll::Pending,
-            },
-            CtrlCState::Failed(e) => Poll::Ready(Err(e
-                .take()
-                .unwrap_or_else(|| io::Error::other("ctrl_c polled after it failed")))),
+        loop {
+            match &mut this.state {
+                CtrlCState::Lazy => {
+                    this.state = match signal(SignalKind::interrupt()) {
+                        Ok(s) => CtrlCState::Listening(s),
+                        Err(e) => CtrlCState::Failed(Some(e)),
+                    }
+                }
+                CtrlCState::Listening(s) => {
+                    return match s.poll_recv(cx) {
+                        Poll::Ready(Some(())) => Poll::Ready(Ok(())),
+                        Poll::Ready(None) => {
+                            Poll::Ready(Err(io::Error::other("the event loop is closed")))
+                        }
+                        Poll::Pending => Poll::Pending,
+                    }
+                }
+                CtrlCState::Failed(e) => {
+                    return Poll::Ready(Err(e
+                        .take()
+                        .unwrap_or_else(|| io::Error::other("ctrl_c polled after it failed"))))
+                }
+            }
         }
     }
 }
