@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::os::unix::process::ExitStatusExt;
+use std::rc::Rc;
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
@@ -13,6 +14,10 @@ use solo::process::{Child, Command, Stdio};
 use solo::{EventLoop, Handle};
 
 mod common;
+
+#[allow(dead_code)]
+#[path = "../examples/subprocess.rs"]
+mod subprocess;
 
 fn run<F: Future>(f: F) -> F::Output {
     EventLoop::new().unwrap().run_until_complete(f).unwrap()
@@ -496,6 +501,54 @@ fn children_outliving_their_loop_are_reaped_later() {
             }
         }
     });
+}
+
+#[test]
+fn the_example_runs_jobs_in_parallel_with_a_limit_and_kills_overdue_ones() {
+    let _watchdog = common::watchdog!();
+    let lines = Rc::new(std::cell::RefCell::new(Vec::<String>::new()));
+    let l = lines.clone();
+    let sink: subprocess::Sink = Rc::new(move |line| l.borrow_mut().push(line.to_string()));
+    let job = |name: &str, command: &str, timeout_ms: u64| subprocess::Job {
+        name: name.into(),
+        command: command.into(),
+        timeout: Duration::from_millis(timeout_ms),
+    };
+    let forever = 600_000;
+    let jobs = vec![
+        job("a", "echo one; echo two >&2", forever),
+        job("b", "exit 3", forever),
+        job("stuck", "sleep 1000", 50),
+        // A background job holding the output open: killed with its group.
+        job("group", "sleep 1000 & echo started; wait", 50),
+        job("e", "echo e", forever),
+        job("f", "printf 'no newline'", forever),
+    ];
+    let summary = run(subprocess::run_all(jobs, 2, sink));
+    assert_eq!(summary.peak, 2);
+    let names: Vec<&str> = summary.reports.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "stuck", "group", "e", "f"]);
+    use subprocess::Outcome::*;
+    let r = &summary.reports;
+    assert!(matches!(&r[0].outcome, Exited(s) if s.success()));
+    assert_eq!(r[0].lines, 2);
+    assert!(matches!(&r[1].outcome, Exited(s) if s.code() == Some(3)));
+    for timed_out in &r[2..4] {
+        assert!(
+            matches!(&timed_out.outcome, TimedOut(s) if s.signal() == Some(libc::SIGKILL)),
+            "{timed_out:?}"
+        );
+    }
+    let lines = lines.borrow();
+    for want in [
+        "[a] one",
+        "[a!] two",
+        "[group] started",
+        "[e] e",
+        "[f] no newline",
+    ] {
+        assert!(lines.iter().any(|l| l == want), "{want} in {lines:?}");
+    }
 }
 
 /// `SOLO_NO_PIDFD=0`: pidfds as by default, in a process of its own for the counts.
