@@ -35,10 +35,12 @@ pub mod fs;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 pub mod net;
+pub mod process;
 mod reactor;
 mod reclaim;
 mod shared;
-mod signal;
+pub mod signal;
+mod signal_pipe;
 mod stack;
 mod task;
 pub mod time;

@@ -54,7 +54,7 @@ use crate::debug::{Debug, ReportKind, TaskState};
 use crate::executor::ThreadPool;
 use crate::reactor::{Dir, IoFn, Reactor, Unregistered};
 use crate::shared::Shared;
-use crate::signal::Signals;
+use crate::signal_pipe::Signals;
 use crate::task::{Header, JoinHandle, Scheduler, TaskRef};
 use crate::timer::{TimerKey, Wheel};
 
