@@ -240,11 +240,16 @@ fn main() {
         &mut || tokio_pending_timers(&rt, 1_000_000),
     ));
 
-    // The same echo server on a default solo loop, and on one that spins 100 µs before it
-    // sleeps (`Builder::spin_before_sleep`; tokio has no such option, so its side is the same).
+    // The same echo server on a default solo loop, on one that spins 100 µs before it sleeps
+    // (`Builder::spin_before_sleep`; tokio has no such option, so its side is the same), and on
+    // the polling backend (oneshot: one re-arm per wait), against the same tokio server.
     let tokio_addr = spawn_tokio_echo();
-    for (suffix, spin) in [("", Duration::ZERO), ("_spin", Duration::from_micros(100))] {
-        let solo_addr = spawn_solo_echo(spin);
+    for (suffix, spin, backend) in [
+        ("", Duration::ZERO, solo::Backend::Mio),
+        ("_spin", Duration::from_micros(100), solo::Backend::Mio),
+        ("_polling", Duration::ZERO, solo::Backend::Polling),
+    ] {
+        let solo_addr = spawn_solo_echo_on(spin, backend, None);
         for (conns, rounds) in [(1usize, 4_000usize), (10, 800), (100, 80)] {
             let ops = conns * rounds;
             let mut a = || {
@@ -255,28 +260,6 @@ fn main() {
             };
             rows.push(duel(
                 &format!("tcp_echo_{conns}{suffix}"),
-                ops,
-                r(5),
-                &mut a,
-                &mut b,
-            ));
-        }
-    }
-
-    // The same echo server on the polling backend (oneshot: one re-arm per wait), against the
-    // same tokio server.
-    {
-        let solo_addr = spawn_solo_echo_on(Duration::ZERO, solo::Backend::Polling, None);
-        for (conns, rounds) in [(1usize, 4_000usize), (10, 800), (100, 80)] {
-            let ops = conns * rounds;
-            let mut a = || {
-                echo_client(solo_addr, conns, rounds);
-            };
-            let mut b = || {
-                echo_client(tokio_addr, conns, rounds);
-            };
-            rows.push(duel(
-                &format!("tcp_echo_{conns}_polling"),
                 ops,
                 r(5),
                 &mut a,
