@@ -117,16 +117,20 @@ pub(crate) const DETACHED: u8 = 16;
 /// it).
 ///
 /// Set by the vtable's `poll` when the future panics (`run` adds `COMPLETE` right after).
-/// Cleared by `JoinHandle::poll` when it takes the output. A `JoinHandle` dropped while
-/// `COMPLETE | FAILED` reports an unretrieved panic (debug mode, on its running loop).
+/// Cleared by `JoinHandle::poll` when it takes the output, and by the loop once it has reported
+/// the panic as never retrieved (`Scheduler::unretrieved_panic` for a handle dropped on its
+/// running loop; the loop's sweep for one dropped elsewhere, and at close).
 pub(crate) const FAILED: u8 = 32;
 
 /// Hooks into the loop that owns a task, so this module stays free of the loop's types.
 pub(crate) trait Scheduler {
     /// Puts a task on the ready queue (called on the loop thread with the scheduled bit set).
     fn push_task(&self, task: TaskRef);
-    /// A `JoinHandle` of a panicked task was dropped without taking the error (debug lint).
-    fn unretrieved_panic(&self, site: &'static Location<'static>, slot: u32);
+    /// A `JoinHandle` of a panicked task was dropped without taking the error: nobody can
+    /// retrieve it any more, so the loop reports it.
+    fn unretrieved_panic(&self, task: &Header);
+    /// A `JoinHandle` took the error of a panicked task: the loop forgets it.
+    fn panic_retrieved(&self, task: &Header);
     /// Dropping the task's future or output panicked (the panic was caught here).
     fn destructor_panicked(&self, task: &Header, payload: Box<dyn Any + Send>);
     /// The waker of whoever awaits the task's `JoinHandle` panicked when woken.
@@ -377,6 +381,11 @@ impl TaskRef {
             let join = unsafe { (self.header().vtable.cancel)(self.ptr) };
             self.finish(join);
         }
+    }
+
+    /// Marks a panic as dealt with: retrieved, or reported as never retrieved.
+    pub(crate) fn clear_failed(&self) {
+        self.set_state(self.state() & !FAILED);
     }
 
     /// Requests cancellation; the loop drops the future the next time it pops the task.
@@ -651,6 +660,14 @@ unsafe fn dealloc<F: Future>(ptr: NonNull<Header>) {
 /// panicked, or was cancelled). Dropping the handle *detaches* the task: it keeps running and its
 /// output is dropped when it finishes. `JoinHandle` is `!Send`: it belongs to the loop thread.
 ///
+/// A task's panic belongs to its handle, as an exception belongs to an asyncio task: awaiting
+/// the handle yields it, and nothing is reported. The loop's exception handler hears of it,
+/// as "task exception was never retrieved" with the spawn site, only once nobody can retrieve
+/// it: the task panics after its handle was dropped (reported then); the handle is dropped
+/// unawaited after the panic (reported then, or, if dropped while the loop is not running,
+/// when the loop next runs or closes); or the loop closes while the handle is still alive and
+/// unawaited (reported at close; the handle still yields the error afterwards).
+///
 /// ```
 /// let el = solo::EventLoop::new().unwrap();
 /// let task = el.handle().spawn(async { 6 * 7 });
@@ -719,7 +736,16 @@ impl<T> Future for JoinHandle<T> {
         // SAFETY: the task is complete and this handle is the only reader of its output; `out`
         // has the type the vtable's `take_output` writes, since the handle's T is the task's.
         unsafe { (h.vtable.take_output)(task.ptr, &mut out as *mut _ as *mut ()) };
-        task.set_state(task.state() & !FAILED);
+        if state & FAILED != 0 {
+            task.set_state(state & !FAILED);
+            // Off its loop (another executor, or after the loop ran) the loop's next sweep
+            // sees the cleared bit instead.
+            with_own_scheduler(h, |s| {
+                if let Some(s) = s {
+                    s.panic_retrieved(h);
+                }
+            });
+        }
         self.task = None;
         out
     }
@@ -730,13 +756,15 @@ impl<T> Drop for JoinHandle<T> {
         if let Some(task) = self.task.take() {
             let state = task.state();
             task.set_state(state | DETACHED);
-            if state & (COMPLETE | FAILED) == COMPLETE | FAILED {
+            if state & FAILED != 0 {
+                // Nobody can retrieve the panic now. On its running loop it is reported at once;
+                // elsewhere FAILED stays set beside DETACHED, and the loop reports it when it
+                // next runs, or closes.
                 let h = task.header();
-                with_own_scheduler(h, |s| {
-                    if let Some(s) = s {
-                        s.unretrieved_panic(h.site, h.slot.get());
-                    }
-                });
+                let reported = with_own_scheduler(h, |s| s.map(|s| s.unretrieved_panic(h)));
+                if reported.is_some() {
+                    task.clear_failed();
+                }
             }
             if state & COMPLETE != 0 {
                 // SAFETY: loop thread; the task is complete and the handle was its only reader.
