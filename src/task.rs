@@ -532,9 +532,24 @@ fn vtable<F: Future + 'static>() -> &'static Vtable {
 
 /// Replaces the stage, catching a panic from the old value's destructor (the future's or the
 /// output's: user code) and reporting it to the task's loop, or to stderr outside it.
+///
+/// The old value is dropped *in place*, never moved first: the future is pinned in the cell,
+/// and an async block may hold pointers into itself (a future borrowing one of its locals,
+/// whose destructor reads through that borrow). Moving it out to drop it would leave those
+/// pointers aimed at whatever is written into the cell next.
 fn set_stage<F: Future>(h: &Header, stage: &mut Stage<F>, new: Stage<F>) {
-    let old = std::mem::replace(stage, new);
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(old))) {
+    let slot: *mut Stage<F> = stage;
+    // SAFETY: `slot` comes from a unique borrow, and holds a valid value, dropped once here.
+    // If a destructor panics, drop glue still drops the value's other parts while unwinding,
+    // and `catch_unwind` returns only after that: either way the old value is fully dropped
+    // and nothing reads it again before the write below.
+    let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
+        std::ptr::drop_in_place(slot)
+    }));
+    // SAFETY: the slot's old value was dropped just above: overwriting it without a drop is
+    // what must happen, and the slot is valid for writes (it came from `&mut`).
+    unsafe { std::ptr::write(slot, new) };
+    if let Err(payload) = dropped {
         with_own_scheduler(h, |s| match s {
             Some(s) => s.destructor_panicked(h, payload),
             None => {
@@ -922,6 +937,50 @@ mod tests {
     async fn futures_poll_once<F: std::future::Future + Unpin>(mut f: F) -> bool {
         std::future::poll_fn(move |cx| Poll::Ready(std::pin::Pin::new(&mut f).poll(cx).is_ready()))
             .await
+    }
+
+    /// A future that reads through a pointer into its own (pinned) state when dropped.
+    struct ReadsOwnLocalOnDrop<'a>(&'a Vec<u8>, Rc<Cell<usize>>);
+
+    impl Drop for ReadsOwnLocalOnDrop<'_> {
+        fn drop(&mut self) {
+            self.1.set(self.0.len());
+        }
+    }
+
+    #[test]
+    fn miri_a_self_referential_future_is_dropped_in_place_when_cancelled() {
+        let el = EventLoop::new().unwrap();
+        let h = el.handle();
+        let seen = Rc::new(Cell::new(0));
+        let s = seen.clone();
+        let t = h.spawn(async move {
+            let local = vec![1u8, 2, 3];
+            let _borrows = ReadsOwnLocalOnDrop(&local, s);
+            std::future::pending::<()>().await;
+        });
+        let s = seen.clone();
+        let u = h.spawn(async move {
+            let local = vec![7u8; 5];
+            let _borrows = ReadsOwnLocalOnDrop(&local, s);
+            std::future::pending::<()>().await;
+        });
+        el.stop();
+        el.run_forever().unwrap();
+        t.cancel();
+        assert!(el
+            .run_until_complete(t)
+            .unwrap()
+            .unwrap_err()
+            .is_cancelled());
+        assert_eq!(
+            seen.get(),
+            3,
+            "the cancelled future read its own local, unmoved"
+        );
+        drop(u);
+        drop(el); // the loop's end drops the other one in place too
+        assert_eq!(seen.get(), 5);
     }
 
     #[test]
