@@ -40,6 +40,7 @@ mod reclaim;
 mod shared;
 mod signal;
 mod stack;
+pub mod sync;
 mod task;
 pub mod time;
 mod timer;
