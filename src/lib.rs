@@ -42,6 +42,7 @@ mod signal;
 mod stack;
 pub mod sync;
 mod task;
+mod task_group;
 pub mod time;
 mod timer;
 
@@ -57,3 +58,4 @@ pub use executor::{
     default_threads, Blocking, Executor, Job, ThreadPool, TrySubmitError, DEFAULT_IDLE_TIMEOUT,
 };
 pub use task::{yield_now, JoinHandle};
+pub use task_group::{ChildError, GroupError, JoinNext, TaskGroup};
