@@ -127,8 +127,9 @@ pub(crate) trait Scheduler {
     /// Puts a task on the ready queue (called on the loop thread with the scheduled bit set).
     fn push_task(&self, task: TaskRef);
     /// A `JoinHandle` of a panicked task was dropped without taking the error: nobody can
-    /// retrieve it any more, so the loop reports it.
-    fn unretrieved_panic(&self, task: &Header);
+    /// retrieve it any more, so the loop reports it. False if the loop did not find it (a sweep
+    /// holds it: it reports it then).
+    fn unretrieved_panic(&self, task: &Header) -> bool;
     /// A `JoinHandle` took the error of a panicked task: the loop forgets it.
     fn panic_retrieved(&self, task: &Header);
     /// Dropping the task's future or output panicked (the panic was caught here).
@@ -776,8 +777,8 @@ impl<T> Drop for JoinHandle<T> {
                 // elsewhere FAILED stays set beside DETACHED, and the loop reports it when it
                 // next runs, or closes.
                 let h = task.header();
-                let reported = with_own_scheduler(h, |s| s.map(|s| s.unretrieved_panic(h)));
-                if reported.is_some() {
+                let reported = with_own_scheduler(h, |s| s.is_some_and(|s| s.unretrieved_panic(h)));
+                if reported {
                     task.clear_failed();
                 }
             }

@@ -867,6 +867,30 @@ fn a_loop_closing_with_a_panic_unretrieved_reports_it_and_the_handle_still_yield
 }
 
 #[test]
+fn a_handle_the_exception_handler_drops_while_panics_are_reported_is_reported_too() {
+    let _watchdog = common::watchdog!();
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let seen = log();
+    let held: Rc<RefCell<Vec<solo::JoinHandle<()>>>> = Rc::default();
+    let (s, k) = (seen.clone(), held.clone());
+    h.set_exception_handler(move |ctx| {
+        s.borrow_mut().push(ctx.message().to_string());
+        k.borrow_mut().clear(); // drops the other handle in the middle of the reports
+    });
+    let a = h.spawn(async { panic!("a") });
+    let b = h.spawn(async { panic!("b") });
+    run_once(&el);
+    held.borrow_mut().push(b);
+    drop(a); // outside the loop: both are reported by the sweeps (a at the next run)
+    run_once(&el);
+    drop(el);
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[0].starts_with("panicked: a ") && seen[1].starts_with("panicked: b "));
+}
+
+#[test]
 fn a_panic_retrieved_off_the_loop_is_not_reported() {
     let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();

@@ -164,11 +164,13 @@ impl Scheduler for Inner {
         self.push(Runnable::Task(task));
     }
 
-    fn unretrieved_panic(&self, task: &Header) {
+    fn unretrieved_panic(&self, task: &Header) -> bool {
         let failure = self.unretrieved.borrow_mut().remove(&task_key(task));
+        let found = failure.is_some();
         if let Some(f) = failure {
             self.report_unretrieved(f, "its JoinHandle was dropped without being awaited");
         }
+        found
     }
 
     fn panic_retrieved(&self, task: &Header) {
