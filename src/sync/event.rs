@@ -27,7 +27,7 @@ use std::task::{Context, Poll};
 
 use super::wait_list::WaitList;
 
-/// An event flag for the tasks of one thread (`!Send`).
+/// An event flag for the tasks of one thread (not `Sync`).
 ///
 /// [`set`](Event::set) wakes every waiter; waiting on a set event returns at once (also when it
 /// was set before anyone waited). A waiter woken by a `set` returns even if the event was

@@ -34,9 +34,11 @@
 //! assert_eq!(total, 1 + 4 + 9 + 16);
 //! ```
 //!
-//! These are `!Send`: made for tasks on one loop, they use `Rc`, `Cell` and `RefCell` where
-//! thread-safe crates need atomics and locks, and cost less (BENCHMARKS.md compares the channel
-//! with async-channel and tokio's mpsc). They do not depend on the loop: any executor on the
+//! Made for the tasks of one thread, they use `Rc`, `Cell` and `RefCell` where thread-safe
+//! crates need atomics and locks, and cost less (BENCHMARKS.md compares the channel with
+//! async-channel and tokio's mpsc). None is `Sync`, and what shares one between tasks (an
+//! `Rc`, a channel's halves, an owned permit) is not `Send`: the compiler keeps them on their
+//! thread. They do not depend on the loop: any executor on the
 //! thread may poll them, a waiter may be polled by another loop than the one it started
 //! waiting on, and one whose loop is gone is dropped (its task's future is), leaving the line.
 //!
@@ -199,3 +201,22 @@ impl fmt::Display for RecvError {
 }
 
 impl std::error::Error for RecvError {}
+
+/// Shared between tasks, the primitives stay on their thread.
+///
+/// ```compile_fail,E0277
+/// let sem = std::rc::Rc::new(solo::sync::Semaphore::new(1));
+/// std::thread::spawn(move || drop(sem));
+/// ```
+///
+/// ```compile_fail,E0277
+/// let (tx, _rx) = solo::sync::channel::unbounded::<u8>();
+/// std::thread::spawn(move || tx.send(1));
+/// ```
+///
+/// ```compile_fail,E0277
+/// fn sync<T: Sync>(_: &T) {}
+/// sync(&solo::sync::Queue::<u8>::new(1));
+/// ```
+#[cfg(doctest)]
+pub struct StaysOnItsThread;

@@ -39,7 +39,7 @@ use std::task::{Context, Poll};
 use super::semaphore::{Acquire, Semaphore, SemaphorePermit};
 use super::TryLockError;
 
-/// An async mutex for the tasks of one thread (`!Send`): the lock is granted in FIFO order.
+/// An async mutex for the tasks of one thread (not `Sync`): the lock is granted in FIFO order.
 ///
 /// Only needed when the value must stay locked *across* an await: between awaits a task runs
 /// alone on its loop, and a `RefCell` is enough. A task cancelled while it holds the guard (its

@@ -44,7 +44,7 @@ use super::buffer::{self, Buffer, GetWaiter, PutWaiter};
 use super::wait_list::WaitList;
 use super::{TaskDoneError, TryGetError, TryPutError};
 
-/// A FIFO queue for the tasks of one thread (`!Send`), asyncio's `Queue`.
+/// A FIFO queue for the tasks of one thread (not `Sync`), asyncio's `Queue`.
 ///
 /// [`Queue::new(n)`](Queue::new) holds at most `n` items and a `put` on a full queue waits;
 /// capacity 0 is a rendezvous (a `put` waits until a `get` takes its item), and

@@ -39,7 +39,7 @@ use std::task::{Context, Poll};
 use super::wait_list::WaitList;
 use super::TryAcquireError;
 
-/// A semaphore for the tasks of one thread (`!Send`, no atomics).
+/// A semaphore for the tasks of one thread (not `Sync`, no atomics).
 ///
 /// Waiters are served in the order they started waiting, and a newcomer never takes permits
 /// while someone waits (no barging: a waiter that needs many permits is not starved by a stream
