@@ -513,12 +513,8 @@ impl Inner {
 
     // ---- panics nobody retrieved (asyncio's "Task exception was never retrieved") ----
     //
-    // A task's panic belongs to its `JoinHandle`: awaiting the handle yields it, and nothing is
-    // reported. The exception handler hears of it only once nobody can retrieve it any more:
-    // the task panicked after its handle was dropped (at once, here); the handle is dropped
-    // unawaited afterwards (at once, through `Scheduler::unretrieved_panic`, if that happens on
-    // the running loop; else at the start of the loop's next run); or the loop closes while the
-    // handle is still alive and unawaited (the handle still yields the error afterwards).
+    // A panic belongs to the task's `JoinHandle`; the handler hears of it only once nobody can
+    // retrieve it (the rules are on `JoinHandle`'s documentation, in task.rs).
 
     /// A task panicked (`msg`: `panicked: ...`). Reported now if its handle is gone; otherwise
     /// remembered until the handle takes the error or is dropped, or the loop closes.
