@@ -42,7 +42,9 @@ mod shared;
 pub mod signal;
 mod signal_pipe;
 mod stack;
+pub mod sync;
 mod task;
+mod task_group;
 pub mod time;
 mod timer;
 
@@ -59,3 +61,4 @@ pub use executor::{
 };
 pub use reactor::Backend;
 pub use task::{yield_now, JoinHandle};
+pub use task_group::{ChildError, GroupError, JoinNext, TaskGroup};

@@ -320,11 +320,18 @@ fn lost_waker_is_reported_once() {
 }
 
 #[test]
-fn pending_at_drop_and_unretrieved_panic_are_reported() {
+fn pending_at_drop_is_linted_and_unretrieved_panics_go_to_the_exception_handler() {
     let _watchdog = common::watchdog!();
     let (el, _clock, reports) = debug_loop();
     let h = el.handle();
-    h.set_exception_handler(|_| {});
+    // Unretrieved panics are no longer a debug lint: they reach the exception handler, debug
+    // mode or not (tests/task_group.rs and tests/event_loop.rs pin each path).
+    let seen: Rc<std::cell::RefCell<Vec<(u32, String)>>> = Rc::default();
+    let s = seen.clone();
+    h.set_exception_handler(move |ctx| {
+        s.borrow_mut()
+            .push((ctx.site().line(), ctx.message().to_string()))
+    });
     let pending_line = line!() + 1;
     let _p = h.spawn_named("stuck", std::future::pending::<()>());
     let panic_line = line!() + 1;
@@ -339,14 +346,6 @@ fn pending_at_drop_and_unretrieved_panic_are_reported() {
     let reps = taken(&reports);
     let kinds: Vec<(ReportKind, u32)> = reps.iter().map(|r| (r.kind, r.site.line())).collect();
     assert!(
-        kinds.contains(&(ReportKind::UnretrievedPanic, panic_line)),
-        "{kinds:?}"
-    );
-    assert!(
-        kinds.contains(&(ReportKind::UnretrievedPanic, panic_line + 2)),
-        "{kinds:?}"
-    );
-    assert!(
         kinds.contains(&(ReportKind::PendingAtDrop, pending_line)),
         "{kinds:?}"
     );
@@ -355,11 +354,20 @@ fn pending_at_drop_and_unretrieved_panic_are_reported() {
         kinds.contains(&(ReportKind::LostWaker, pending_line)),
         "{kinds:?}"
     );
+    assert_eq!(kinds.len(), 2, "no panic is a debug lint: {kinds:?}");
+    let seen = seen.borrow();
+    let lines: Vec<u32> = seen.iter().map(|(l, _)| *l).collect();
     assert_eq!(
-        kinds.len(),
-        4,
-        "the retrieved panic is not reported: {kinds:?}"
+        lines,
+        [panic_line, panic_line + 2],
+        "the retrieved panic is not reported: {seen:?}"
     );
+    assert!(seen[0]
+        .1
+        .starts_with("panicked: nobody looks (task exception was never retrieved"));
+    assert!(seen[1]
+        .1
+        .starts_with("panicked: dropped after (task exception was never retrieved"));
 }
 
 #[test]
