@@ -16,7 +16,8 @@
 //! FLUSHALL/FLUSHDB, SELECT 0, QUIT, CONFIG GET for the settings clients ask about on connect
 //! (`save`, `appendonly`, `databases`) and for the limits below, and an empty answer to the
 //! COMMAND request that redis-cli and redis-benchmark send when they connect. Requests may be
-//! pipelined; each batch of complete requests is answered with one write. A malformed request
+//! pipelined; each batch of complete requests is answered with one write (a batch ends at the
+//! reply soft limit below). A malformed request
 //! gets a RESP protocol error and the connection is closed, as Redis does; other clients are
 //! unaffected.
 //!
@@ -41,11 +42,13 @@
 //! reading and answering); the hard limit is the one of Redis's output buffer limits that has a
 //! meaning here, for a single reply larger than it (MGET of many large values). Since answering
 //! stops at the soft limit, a connection holds at most the soft limit plus one reply of unsent
-//! replies, and at most the query buffer limit of an incomplete request.
+//! replies, and at most the query buffer limit of an incomplete request (and, for that
+//! request's argument table, 16 bytes per argument received).
 //!
 //! Requests are parsed incrementally: a request that arrives in pieces is taken up where the
-//! last piece ended, so parsing costs the same however the request is split, and the read
-//! buffer of a partly received bulk string grows (doubling) only up to the request's size.
+//! last piece ended, so each byte is looked at once, and at most one byte again per read (a CR
+//! whose LF has not come), however the request is split. The read buffer of a partly received
+//! bulk string grows (doubling) only up to the request's size, as its bytes arrive.
 //!
 //! `serve` is also started in-process by `tests/examples.rs`, and `serve_with` with other
 //! limits; [`Stats`] counts what the tests check.
@@ -957,8 +960,10 @@ pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(mut conn: S, server: Rc<S
                 buf.copy_within(start..end, 0);
                 (start, end) = (0, end - start);
             } else if end >= limits.query_buffer {
+                // No reply to this request, as Redis does; those before it are owed theirs.
                 Stats::add(&stats.over_query_limit, 1);
-                return; // closed without a reply, as Redis does
+                let _ = conn.write_all(&out).await;
+                return;
             } else {
                 // Doubling, but never past what the request is known to need: a client that
                 // announces a large bulk string gets room as its bytes arrive.
