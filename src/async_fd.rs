@@ -112,7 +112,17 @@ impl<T: AsRawFd> Async<T> {
     }
 
     fn poll_ready(&self, dir: Dir, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.handle.inner.poll_ready(self.token, dir, cx)
+        let p = self.handle.inner.poll_ready(self.token, dir, cx);
+        if p.is_pending() {
+            crate::await_point::pending(
+                || crate::await_point::Awaited::Io {
+                    fd: self.as_raw_fd(),
+                    write: dir == Dir::Write,
+                },
+                None,
+            );
+        }
+        p
     }
 
     pub(crate) fn clear(&self, dir: Dir) {

@@ -24,6 +24,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod async_fd;
+mod await_point;
 mod callback;
 mod clock;
 mod coop;
@@ -34,6 +35,7 @@ mod executor;
 pub mod fs;
 #[cfg(feature = "hyper")]
 pub mod hyper;
+pub mod monitor;
 pub mod net;
 pub mod process;
 mod reactor;

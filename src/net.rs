@@ -17,10 +17,12 @@
 //! ones (`bind`, [`UdpSocket::connect`]) take std's `ToSocketAddrs` and resolve on the calling
 //! thread, as std does: give them IP addresses, or resolve first with [`lookup_host`].
 
+use std::future::Future;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::ToSocketAddrs as StdToSocketAddrs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
+use std::panic::Location;
 use std::path::Path;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -28,6 +30,7 @@ use std::task::{Context, Poll};
 
 use futures_io::{AsyncRead, AsyncWrite};
 
+use crate::await_point::at;
 use crate::reactor::Dir;
 use crate::{Async, Handle};
 
@@ -243,10 +246,14 @@ impl TcpListener {
         })
     }
 
-    /// Waits for a connection.
-    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (s, addr) = self.io.read_with(|l| l.accept()).await?;
-        Ok((TcpStream { io: Async::new(s)? }, addr))
+    /// Waits for a connection (the caller's line is kept for debug mode's task table).
+    #[track_caller]
+    pub fn accept(&self) -> impl Future<Output = io::Result<(TcpStream, SocketAddr)>> + '_ {
+        let site = Location::caller();
+        async move {
+            let (s, addr) = at(site, self.io.read_with(|l| l.accept())).await?;
+            Ok((TcpStream { io: Async::new(s)? }, addr))
+        }
     }
 
     /// The connections of this listener, accepted as a production server must: errors of one
@@ -514,9 +521,10 @@ impl UdpSocket {
         self.io.write_with(|s| s.send(buf)).await
     }
 
-    /// Receives a datagram from the connected peer.
-    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.read_with(|s| s.recv(buf)).await
+    /// Receives a datagram from the connected peer (`#[track_caller]`, as `accept`).
+    #[track_caller]
+    pub fn recv<'a>(&'a self, buf: &'a mut [u8]) -> impl Future<Output = io::Result<usize>> + 'a {
+        at(Location::caller(), self.io.read_with(|s| s.recv(buf)))
     }
 
     /// Sends a datagram to `target`.
@@ -525,8 +533,12 @@ impl UdpSocket {
     }
 
     /// Receives a datagram and its sender.
-    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.io.read_with(|s| s.recv_from(buf)).await
+    #[track_caller]
+    pub fn recv_from<'a>(
+        &'a self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<(usize, SocketAddr)>> + 'a {
+        at(Location::caller(), self.io.read_with(|s| s.recv_from(buf)))
     }
 
     /// The bound address.
@@ -554,10 +566,14 @@ impl UnixListener {
         Ok(UnixListener { io: Async::new(l)? })
     }
 
-    /// Waits for a connection.
-    pub async fn accept(&self) -> io::Result<UnixStream> {
-        let (s, _) = self.io.read_with(|l| l.accept()).await?;
-        Ok(UnixStream { io: Async::new(s)? })
+    /// Waits for a connection (`#[track_caller]`, as [`TcpListener::accept`]).
+    #[track_caller]
+    pub fn accept(&self) -> impl Future<Output = io::Result<UnixStream>> + '_ {
+        let site = Location::caller();
+        async move {
+            let (s, _) = at(site, self.io.read_with(|l| l.accept())).await?;
+            Ok(UnixStream { io: Async::new(s)? })
+        }
     }
 
     /// Polls for a connection.

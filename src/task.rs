@@ -746,6 +746,13 @@ impl<T> Future for JoinHandle<T> {
                 // stage holds the future and the join slot) nor running (nothing borrows it).
                 unsafe { (h.vtable.set_join_waker)(task.ptr, cx.waker()) };
             }
+            crate::await_point::pending(
+                || crate::await_point::Awaited::Join {
+                    slot: h.slot.get(),
+                    site: h.site,
+                },
+                None,
+            );
             return Poll::Pending;
         }
         let mut out: Poll<Result<T, JoinError>> = Poll::Pending;

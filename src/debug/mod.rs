@@ -57,10 +57,12 @@
 //! | `mod.rs` | [`Debug`], the loop-thread side: timing a call, the slow-callback and slow-iteration reports |
 //! | `report.rs` | [`Report`] and how it reads on screen |
 //! | `stats.rs` | [`Stats`]: loop health figures |
+//! | `histogram.rs` | [`Histogram`]: log-bucketed latencies the loop writes without a lock |
 //! | `profile.rs` | [`SiteProfile`]: time by scheduling site |
 //! | `tasks.rs` | [`TaskSnapshot`]: the task table |
 //! | `shared.rs` | `DebugShared`, what other threads see: the watchdog's slot, the task table, the hook |
 //! | `watchdog.rs` | the watchdog thread |
+//! | `trace.rs` | traces: events recorded on demand, written as Chrome trace-event JSON |
 //!
 //! The loop reaches all of this through one interface, its probe (`event_loop/probe.rs`).
 
@@ -75,22 +77,25 @@ use std::time::{Duration, Instant};
 use crate::callback::CallbackKind;
 use crate::executor::PoolFigures;
 
+mod histogram;
 mod profile;
 mod report;
 mod shared;
 mod stats;
 mod tasks;
+pub(crate) mod trace;
 mod watchdog;
 
+pub use histogram::Histogram;
 pub use profile::{format_profile, SiteProfile};
 pub use report::{Contributor, Report, ReportKind};
 pub(crate) use shared::DebugShared;
 pub use stats::{Slowest, Stats};
-pub use tasks::{format_task_table, TaskSnapshot, TaskState};
+pub use tasks::{format_task_table, AwaitPoint, TaskSnapshot, TaskState};
 
-use profile::SiteAcc;
+use profile::SiteCell;
 use shared::lock;
-use stats::Acc;
+use stats::Figures;
 
 /// The default `slow_callback_duration`, as asyncio's.
 pub const DEFAULT_SLOW_CALLBACK: Duration = Duration::from_millis(100);
@@ -105,6 +110,13 @@ pub(crate) fn env_debug() -> bool {
             "1" | "true" | "yes" | "on"
         )
     })
+}
+
+/// `SOLO_TRACE_ON_BLOCK=DIR`: where the watchdog writes the trace of a blocked loop.
+pub(crate) fn env_trace_on_block() -> Option<std::path::PathBuf> {
+    std::env::var_os("SOLO_TRACE_ON_BLOCK")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
 }
 
 /// Where reports go.
@@ -131,19 +143,23 @@ pub(crate) struct Config {
     pub(crate) slow: Duration,
     pub(crate) blocked: Duration,
     pub(crate) hook: Option<Hook>,
+    /// Where the watchdog writes a trace of the seconds before a block (`SOLO_TRACE_ON_BLOCK`).
+    pub(crate) trace_on_block: Option<std::path::PathBuf>,
 }
 
 /// The loop-thread side of debug mode.
 pub(crate) struct Debug {
     shared: Arc<DebugShared>,
     slow_ns: Cell<u64>,
-    acc: RefCell<Acc>,
     iter: RefCell<IterAcc>,
-    sites: RefCell<HashMap<&'static Location<'static>, SiteAcc>>,
+    /// When the current iteration began (loop ns), and how much of it was spent waiting.
+    iter_start: Cell<u64>,
+    iter_poll_ns: Cell<u64>,
+    /// This loop's index into `DebugShared::sites`.
+    sites: RefCell<HashMap<&'static Location<'static>, Arc<SiteCell>>>,
     /// Enqueue times, parallel to the ready queue: every push records one, every pop takes
     /// one, so the front is the time the entry now leaving the queue entered it.
     ready_times: RefCell<VecDeque<u64>>,
-    next_task_id: Cell<u64>,
     /// The watchdog slot's sequence number, as last published.
     seq: Cell<u64>,
     watchdog: RefCell<Option<std::thread::JoinHandle<()>>>,
@@ -170,6 +186,10 @@ impl Debug {
             blocked_ns: AtomicU64::new(cfg.blocked.as_nanos() as u64),
             hook: RwLock::new(cfg.hook),
             tasks: Mutex::new(HashMap::new()),
+            next_task_id: AtomicU64::new(1),
+            figures: Figures::new(),
+            sites: Mutex::new(Vec::new()),
+            trace: trace::Tracer::new(cfg.trace_on_block),
             stop: Mutex::new(false),
             wake: Condvar::new(),
             executor: RwLock::new(None),
@@ -183,11 +203,11 @@ impl Debug {
         Debug {
             shared,
             slow_ns: Cell::new(cfg.slow.as_nanos() as u64),
-            acc: Default::default(),
             iter: Default::default(),
+            iter_start: Cell::new(0),
+            iter_poll_ns: Cell::new(0),
             sites: Default::default(),
             ready_times: Default::default(),
-            next_task_id: Cell::new(1),
             seq: Cell::new(0),
             watchdog: RefCell::new(watchdog),
         }
@@ -207,12 +227,8 @@ impl Debug {
     #[cold]
     #[inline(never)]
     pub(crate) fn record(&self, w: &What, ns: u64, name: impl FnOnce() -> Option<String>) {
-        self.acc.borrow_mut().add_call(w.kind, w.site, ns);
-        self.sites
-            .borrow_mut()
-            .entry(w.site)
-            .or_insert_with(|| SiteAcc::new(w.kind))
-            .add(w.kind, ns);
+        self.shared.figures.add_call(w.kind, w.site, ns);
+        self.add_to_site(w.kind, w.site, ns);
         let slow = self.slow_ns.get();
         let mut iter = self.iter.borrow_mut();
         iter.sum_ns += ns;
@@ -236,26 +252,32 @@ impl Debug {
                 top: Vec::new(),
                 task_table: None,
                 backtrace: None,
+                trace: None,
             });
         }
     }
 
-    /// Starts an iteration's accounting.
+    /// Starts an iteration's accounting at loop time `now`.
     #[cold]
     #[inline(never)]
-    pub(crate) fn begin_iteration(&self) {
+    pub(crate) fn begin_iteration(&self, now: u64) {
         let mut it = self.iter.borrow_mut();
         it.sum_ns = 0;
         it.max_ns = 0;
         it.top.clear();
-        self.acc.borrow_mut().add_iteration();
+        self.iter_start.set(now);
+        self.iter_poll_ns.set(0);
     }
 
     /// Ends an iteration: reports it if its callbacks added up past the threshold while none of
     /// them alone did.
     #[cold]
     #[inline(never)]
-    pub(crate) fn end_iteration(&self) {
+    pub(crate) fn end_iteration(&self, now: u64) {
+        let work = now
+            .saturating_sub(self.iter_start.get())
+            .saturating_sub(self.iter_poll_ns.get());
+        self.shared.figures.iteration_time.record(work);
         let slow = self.slow_ns.get();
         let it = self.iter.borrow();
         if it.sum_ns > slow && it.max_ns <= slow {
@@ -279,6 +301,7 @@ impl Debug {
                     .collect(),
                 task_table: None,
                 backtrace: None,
+                trace: None,
             };
             drop(it);
             self.shared.emit(&report);

@@ -82,6 +82,9 @@ pub struct Report {
     pub task_table: Option<String>,
     /// For `Blocked`: the loop thread's stack at that moment, innermost frame first (Linux).
     pub backtrace: Option<String>,
+    /// For `Blocked`, with [`trace_on_block`](crate::Builder::trace_on_block): the trace of
+    /// the seconds before the block (Chrome trace-event JSON), or why it could not be written.
+    pub trace: Option<Result<std::path::PathBuf, String>>,
 }
 
 fn secs(d: Duration) -> String {
@@ -149,6 +152,11 @@ impl fmt::Display for Report {
                 if let Some(b) = &self.backtrace {
                     write!(f, "  loop thread stack:\n{b}")?;
                 }
+                match &self.trace {
+                    Some(Ok(p)) => writeln!(f, "  trace of the seconds before: {}", p.display())?,
+                    Some(Err(e)) => writeln!(f, "  no trace of the seconds before: {e}")?,
+                    None => {}
+                }
                 Ok(())
             }
             ReportKind::LostWaker => write!(
@@ -181,5 +189,6 @@ pub(crate) fn lint(
         top: Vec::new(),
         task_table: None,
         backtrace: None,
+        trace: None,
     }
 }

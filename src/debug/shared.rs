@@ -15,10 +15,13 @@
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8};
-use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use super::tasks::TaskInfo;
+use super::profile::SiteCell;
+use super::stats::Figures;
+use super::tasks::{describe, TaskInfo};
+use super::trace::Tracer;
 use super::{ExecutorProbe, Hook, Report, TaskSnapshot};
 use crate::callback::CallbackKind;
 use crate::executor::PoolFigures;
@@ -36,6 +39,14 @@ pub(crate) struct DebugShared {
     pub(super) blocked_ns: AtomicU64,
     pub(super) hook: RwLock<Option<Hook>>,
     pub(super) tasks: Mutex<HashMap<u32, TaskInfo>>,
+    /// The id the next spawned task gets (ids so far are below it).
+    pub(super) next_task_id: AtomicU64,
+    /// Stats and histograms (see `stats.rs`).
+    pub(super) figures: Figures,
+    /// The profile's rows, one per site, in the order the sites first ran.
+    pub(super) sites: Mutex<Vec<Arc<SiteCell>>>,
+    /// Traces (see `trace.rs`).
+    pub(crate) trace: Tracer,
     pub(super) stop: Mutex<bool>,
     pub(super) wake: Condvar,
     pub(super) executor: RwLock<Option<ExecutorProbe>>,
@@ -73,8 +84,50 @@ impl DebugShared {
         *lock(&self.loop_thread) = id;
     }
 
-    pub(super) fn real_now(&self) -> u64 {
+    /// Real nanoseconds since the loop was built (never 0).
+    pub(crate) fn real_now(&self) -> u64 {
         (self.origin.elapsed().as_nanos() as u64).max(1)
+    }
+
+    /// Whether a thread is running the loop now (inside `run_forever`, `run_until_complete`,
+    /// a step...).
+    pub(crate) fn loop_running(&self) -> bool {
+        *lock(&self.loop_thread) != 0
+    }
+
+    /// The call the loop is in now, if any: its kind, site, how long it has run, and the task's
+    /// slot for a task's poll.
+    pub(crate) fn running_now(
+        &self,
+    ) -> Option<(
+        CallbackKind,
+        &'static Location<'static>,
+        Duration,
+        Option<u32>,
+    )> {
+        let (_, started, kind, site, task) = self.read_slot()?;
+        let d = Duration::from_nanos(self.real_now().saturating_sub(started));
+        Some((kind, site, d, u32::try_from(task).ok()))
+    }
+
+    /// The loop thread's stack now, resolved (Linux, debug mode); `None` if it could not be
+    /// taken (no thread runs the loop, or the signal was not handled in time).
+    pub(crate) fn stack_now(&self) -> Option<String> {
+        let frames = crate::stack::capture(&self.loop_thread, Duration::from_millis(250))?;
+        Some(crate::stack::format(&frames))
+    }
+
+    /// The slot of the live task with this id.
+    pub(crate) fn slot_of(&self, id: u64) -> Option<u32> {
+        lock(&self.tasks)
+            .iter()
+            .find(|(_, t)| t.id == id)
+            .map(|(slot, _)| *slot)
+    }
+
+    /// The id the next task will get: every id below it was given to a task.
+    pub(crate) fn next_task_id(&self) -> u64 {
+        self.next_task_id.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Hands a report to the hook, or prints it. The hook is user code: its panic is caught
@@ -111,18 +164,25 @@ impl DebugShared {
     /// The task table, readable from any thread.
     pub(crate) fn snapshot(&self) -> Vec<TaskSnapshot> {
         let now = Instant::now();
-        let mut v: Vec<TaskSnapshot> = lock(&self.tasks)
+        let tasks = lock(&self.tasks);
+        let ids: HashMap<u32, _> = tasks
+            .iter()
+            .map(|(slot, t)| (*slot, (t.id, t.site, t.name.as_deref().map(str::to_owned))))
+            .collect();
+        let mut v: Vec<TaskSnapshot> = tasks
             .values()
             .map(|t| TaskSnapshot {
                 id: t.id,
-                name: t.name.clone(),
+                name: t.name.as_deref().map(str::to_owned),
                 site: t.site,
                 state: t.state,
                 polls: t.polls,
                 busy: Duration::from_nanos(t.busy_ns),
                 age: now.saturating_duration_since(t.born),
+                waiting_on: t.waits.iter().map(|p| describe(p, &ids)).collect(),
             })
             .collect();
+        drop(tasks);
         v.sort_by_key(|t| t.id);
         v
     }

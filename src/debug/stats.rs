@@ -14,8 +14,12 @@
 //! ```
 
 use std::panic::Location;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
+use super::histogram::{AtomicHistogram, Histogram};
+use super::shared::{lock, DebugShared};
 use super::Debug;
 use crate::callback::CallbackKind;
 
@@ -92,6 +96,20 @@ pub struct Stats {
     pub backend_modifies: u64,
     /// Registrations deleted (`EPOLL_CTL_DEL`).
     pub backend_deletes: u64,
+    /// The time of each task poll (and of the `run_until_complete` future's).
+    pub poll_time: Histogram,
+    /// The time of each callback (soon, timer, reader, writer, threadsafe, signal).
+    pub callback_time: Histogram,
+    /// The work of each iteration: from the end of its wait for I/O (or its start, when it did
+    /// not wait) to its end.
+    pub iteration_time: Histogram,
+    /// Timer lateness: from a timer's deadline to when the loop acted on it.
+    pub timer_lateness: Histogram,
+    /// Wake-to-run delay: from the moment a callback or task entered the ready queue to the
+    /// moment it ran (I/O callbacks are in `io_dispatch`).
+    pub wake_to_run: Histogram,
+    /// Readiness-to-dispatch delay of reader and writer callbacks.
+    pub io_dispatch: Histogram,
 }
 
 impl Stats {
@@ -106,103 +124,98 @@ impl Stats {
     }
 }
 
-/// The running totals behind [`Stats`].
-#[derive(Default)]
-pub(super) struct Acc {
-    iterations: u64,
-    callbacks: u64,
-    task_polls: u64,
-    busy_ns: u64,
-    poll_ns: u64,
-    slowest: Option<(CallbackKind, &'static Location<'static>, u64)>,
-    timers: u64,
-    lag_sum: u64,
-    lag_max: u64,
-    queued: u64,
-    queue_sum: u64,
-    queue_max: u64,
-    io: u64,
-    io_sum: u64,
-    io_max: u64,
+/// The running figures behind [`Stats`], in `DebugShared` so that another thread (the
+/// monitor) reads them while the loop is stuck. The loop is the only writer: counters are
+/// bumped with a relaxed load and store, histograms likewise (see `histogram.rs`).
+pub(crate) struct Figures {
+    /// Time inside the backend's poll (ns).
+    poll_ns: AtomicU64,
+    pub(crate) poll_time: AtomicHistogram,
+    pub(crate) callback_time: AtomicHistogram,
+    pub(crate) iteration_time: AtomicHistogram,
+    pub(crate) timer_lateness: AtomicHistogram,
+    pub(crate) wake_to_run: AtomicHistogram,
+    pub(crate) io_dispatch: AtomicHistogram,
+    /// Taken only when a call beats the record, which soon stops happening.
+    slowest: Mutex<Option<(CallbackKind, &'static Location<'static>, u64)>>,
+    /// The record, readable without the lock.
+    slowest_ns: AtomicU64,
 }
 
-impl Acc {
+impl Figures {
+    pub(crate) fn new() -> Figures {
+        Figures {
+            poll_ns: AtomicU64::new(0),
+            poll_time: AtomicHistogram::new(),
+            callback_time: AtomicHistogram::new(),
+            iteration_time: AtomicHistogram::new(),
+            timer_lateness: AtomicHistogram::new(),
+            wake_to_run: AtomicHistogram::new(),
+            io_dispatch: AtomicHistogram::new(),
+            slowest: Mutex::new(None),
+            slowest_ns: AtomicU64::new(0),
+        }
+    }
+
     /// Adds a finished call or poll of `ns`.
-    pub(super) fn add_call(
-        &mut self,
-        kind: CallbackKind,
-        site: &'static Location<'static>,
-        ns: u64,
-    ) {
+    #[inline]
+    pub(super) fn add_call(&self, kind: CallbackKind, site: &'static Location<'static>, ns: u64) {
         if matches!(kind, CallbackKind::Task | CallbackKind::Main) {
-            self.task_polls += 1;
+            self.poll_time.record(ns);
         } else {
-            self.callbacks += 1;
+            self.callback_time.record(ns);
         }
-        self.busy_ns += ns;
-        if self.slowest.is_none_or(|(_, _, m)| ns > m) {
-            self.slowest = Some((kind, site, ns));
+        let first = self.callback_time.count() + self.poll_time.count() == 1;
+        if ns > self.slowest_ns.load(Ordering::Relaxed) || first {
+            self.slowest_ns.store(ns, Ordering::Relaxed);
+            *lock(&self.slowest) = Some((kind, site, ns));
         }
     }
 
-    pub(super) fn add_iteration(&mut self) {
-        self.iterations += 1;
+    /// Iterations run so far (each records its time when it ends).
+    pub(crate) fn iterations(&self) -> u64 {
+        self.iteration_time.count()
+    }
+
+    /// Time spent running callbacks and polls.
+    pub(crate) fn busy(&self) -> Duration {
+        Duration::from_nanos(self.callback_time.sum_ns() + self.poll_time.sum_ns())
+    }
+
+    /// Time spent inside the backend's poll.
+    pub(crate) fn in_poll(&self) -> Duration {
+        Duration::from_nanos(self.poll_ns.load(Ordering::Relaxed))
     }
 }
 
-impl Debug {
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn record_poll_time(&self, ns: u64) {
-        self.acc.borrow_mut().poll_ns += ns;
-    }
-
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn record_timer_lag(&self, ns: u64) {
-        let mut a = self.acc.borrow_mut();
-        a.timers += 1;
-        a.lag_sum += ns;
-        a.lag_max = a.lag_max.max(ns);
-    }
-
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn record_queue_delay(&self, ns: u64, io: bool) {
-        let mut a = self.acc.borrow_mut();
-        if io {
-            a.io += 1;
-            a.io_sum += ns;
-            a.io_max = a.io_max.max(ns);
-        } else {
-            a.queued += 1;
-            a.queue_sum += ns;
-            a.queue_max = a.queue_max.max(ns);
-        }
-    }
-
+impl DebugShared {
+    /// The loop's figures without the backend's counters (which only the loop thread reads),
+    /// from any thread.
     pub(crate) fn stats(&self) -> Stats {
-        let a = self.acc.borrow();
-        let mean = |sum: u64, n: u64| Duration::from_nanos(sum.checked_div(n).unwrap_or(0));
-        let pool = self.shared.executor_figures();
+        let f = &self.figures;
+        let pool = self.executor_figures();
+        let lag = f.timer_lateness.snapshot();
+        let queue = f.wake_to_run.snapshot();
+        let io = f.io_dispatch.snapshot();
+        let slowest = *lock(&f.slowest);
         Stats {
-            iterations: a.iterations,
-            callbacks: a.callbacks,
-            task_polls: a.task_polls,
-            busy: Duration::from_nanos(a.busy_ns),
-            in_poll: Duration::from_nanos(a.poll_ns),
-            slowest: a.slowest.map(|(kind, site, ns)| Slowest {
+            iterations: f.iterations(),
+            callbacks: f.callback_time.count(),
+            task_polls: f.poll_time.count(),
+            busy: f.busy(),
+            in_poll: f.in_poll(),
+            slowest: slowest.map(|(kind, site, ns)| Slowest {
                 kind,
                 site,
                 duration: Duration::from_nanos(ns),
             }),
-            timers_fired: a.timers,
-            timer_lag_max: Duration::from_nanos(a.lag_max),
-            timer_lag_mean: mean(a.lag_sum, a.timers),
-            queue_delay_max: Duration::from_nanos(a.queue_max),
-            queue_delay_mean: mean(a.queue_sum, a.queued),
-            io_dispatch_max: Duration::from_nanos(a.io_max),
-            io_dispatch_mean: mean(a.io_sum, a.io),
+            timers_fired: lag.count(),
+            timer_lag_max: lag.max(),
+            timer_lag_mean: lag.mean(),
+            queue_delay_max: queue.max(),
+            queue_delay_mean: queue.mean(),
+            io_dispatch_max: io.max(),
+            io_dispatch_mean: io.mean(),
             executor_queued: pool.queued,
             executor_busy: pool.busy,
             executor_waiting: pool.waiting,
@@ -216,6 +229,44 @@ impl Debug {
             backend_adds: 0,
             backend_modifies: 0,
             backend_deletes: 0,
+            poll_time: f.poll_time.snapshot(),
+            callback_time: f.callback_time.snapshot(),
+            iteration_time: f.iteration_time.snapshot(),
+            timer_lateness: lag,
+            wake_to_run: queue,
+            io_dispatch: io,
         }
+    }
+}
+
+impl Debug {
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn record_poll_time(&self, ns: u64) {
+        let f = &self.shared.figures;
+        f.poll_ns
+            .store(f.poll_ns.load(Ordering::Relaxed) + ns, Ordering::Relaxed);
+        self.iter_poll_ns.set(self.iter_poll_ns.get() + ns);
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn record_timer_lag(&self, ns: u64) {
+        self.shared.figures.timer_lateness.record(ns);
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn record_queue_delay(&self, ns: u64, io: bool) {
+        let f = &self.shared.figures;
+        if io {
+            f.io_dispatch.record(ns);
+        } else {
+            f.wake_to_run.record(ns);
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        self.shared.stats()
     }
 }

@@ -14,12 +14,16 @@
 //! print!("{}", solo::debug::format_task_table(&table));
 //! ```
 
+use std::collections::HashMap;
 use std::panic::Location;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::report::lint;
 use super::shared::lock;
 use super::{Debug, ReportKind};
+use crate::await_point::{Awaited, Point};
 
 /// A task's state in the task table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,25 +54,102 @@ pub struct TaskSnapshot {
     pub busy: Duration,
     /// Time since it was spawned (real time).
     pub age: Duration,
+    /// What it was suspended at when its last poll returned: the solo futures it waits on
+    /// (empty when it waits on something else, or has not been polled yet).
+    pub waiting_on: Vec<AwaitPoint>,
 }
 
-/// Prints a task table.
+/// A leaf await point: a solo future a task waits on (see [`TaskSnapshot::waiting_on`]).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct AwaitPoint {
+    /// What it waits for, in words: `sleep, 0.420 s left`, `read on fd 7`, `write on fd 7`,
+    /// `JoinHandle of task 3`, `run_in_executor job`.
+    pub what: String,
+    /// Where that future was created, when solo knows (`sleep`, `timeout`, `interval`,
+    /// `accept`, `incoming`, `recv`, `send`, `run_in_executor`: their callers' lines).
+    pub site: Option<&'static Location<'static>>,
+    /// The `async fn`s it was awaited through, innermost first, as `name at file:line:col`:
+    /// those marked `#[async_backtrace::framed]`, with solo's `async-backtrace` feature on.
+    /// Empty otherwise.
+    pub chain: Vec<String>,
+}
+
+impl std::fmt::Display for AwaitPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.site {
+            Some(site) => write!(f, "{} at {site}", self.what),
+            None => f.write_str(&self.what),
+        }
+    }
+}
+
+/// Describes a noted point; `ids` maps live slots to (task id, spawn site, name).
+pub(super) fn describe(
+    p: &Point,
+    ids: &HashMap<u32, (u64, &'static Location<'static>, Option<String>)>,
+) -> AwaitPoint {
+    let what = match p.awaited {
+        Awaited::Sleep(deadline) => {
+            let now = Instant::now();
+            if deadline >= now {
+                format!("sleep, {:.3} s left", (deadline - now).as_secs_f64())
+            } else {
+                format!("sleep, due {:.3} s ago", (now - deadline).as_secs_f64())
+            }
+        }
+        Awaited::Io { fd, write: false } => format!("read on fd {fd}"),
+        Awaited::Io { fd, write: true } => format!("write on fd {fd}"),
+        Awaited::Join { slot, site } => match ids.get(&slot) {
+            Some((id, s, name)) if std::ptr::eq(*s, site) => match name {
+                Some(n) => format!("JoinHandle of task {id} ({n})"),
+                None => format!("JoinHandle of task {id}"),
+            },
+            _ => format!("JoinHandle of a task spawned at {site}"),
+        },
+        Awaited::Blocking => "run_in_executor job".to_string(),
+    };
+    AwaitPoint {
+        what,
+        site: p.site,
+        #[cfg(feature = "async-backtrace")]
+        chain: p
+            .chain
+            .iter()
+            .flat_map(|c| c.iter())
+            .map(|l| l.to_string())
+            .collect(),
+        #[cfg(not(feature = "async-backtrace"))]
+        chain: Vec::new(),
+    }
+}
+
+/// Prints a task table: one row per task, the last column what it waits on (its first await
+/// point, and how many more).
 pub fn format_task_table(tasks: &[TaskSnapshot]) -> String {
+    let sites: Vec<String> = tasks.iter().map(|t| t.site.to_string()).collect();
+    let width = sites.iter().map(String::len).max().unwrap_or(0).max(10);
     let mut s = format!(
-        "{:>6}  {:<10} {:>7} {:>10} {:>9}  {:<16} spawned at\n",
-        "id", "state", "polls", "busy", "age", "name"
+        "{:>6}  {:<10} {:>7} {:>10} {:>9}  {:<16} {:<width$}  waiting on\n",
+        "id", "state", "polls", "busy", "age", "name", "spawned at"
     );
-    for t in tasks {
-        s.push_str(&format!(
-            "{:>6}  {:<10} {:>7} {:>10} {:>9}  {:<16} {}\n",
+    for (t, site) in tasks.iter().zip(&sites) {
+        let waiting = match t.waiting_on.as_slice() {
+            [] => "-".to_string(),
+            [one] => one.to_string(),
+            [first, rest @ ..] => format!("{first} (+{} more)", rest.len()),
+        };
+        let row = format!(
+            "{:>6}  {:<10} {:>7} {:>10} {:>9}  {:<16} {site:<width$}  {waiting}",
             t.id,
             format!("{:?}", t.state).to_lowercase(),
             t.polls,
             format!("{:.3}s", t.busy.as_secs_f64()),
             format!("{:.1}s", t.age.as_secs_f64()),
             t.name.as_deref().unwrap_or("-"),
-            t.site
-        ));
+        );
+        s.push_str(row.trim_end());
+        s.push('\n');
     }
     s
 }
@@ -76,13 +157,15 @@ pub fn format_task_table(tasks: &[TaskSnapshot]) -> String {
 /// A row of the table as the loop keeps it.
 pub(super) struct TaskInfo {
     pub(super) id: u64,
-    pub(super) name: Option<String>,
+    pub(super) name: Option<Arc<str>>,
     pub(super) site: &'static Location<'static>,
     pub(super) state: TaskState,
     pub(super) polls: u64,
     pub(super) busy_ns: u64,
     pub(super) born: Instant,
     pub(super) lost_reported: bool,
+    /// The leaf await points of its last poll.
+    pub(super) waits: Vec<Point>,
 }
 
 impl Debug {
@@ -96,19 +179,21 @@ impl Debug {
         site: &'static Location<'static>,
         name: Option<&str>,
     ) {
-        let id = self.next_task_id.get();
-        self.next_task_id.set(id + 1);
+        let next = &self.shared.next_task_id;
+        let id = next.load(Ordering::Relaxed);
+        next.store(id + 1, Ordering::Relaxed);
         lock(&self.shared.tasks).insert(
             slot,
             TaskInfo {
                 id,
-                name: name.map(str::to_owned),
+                name: name.map(Arc::from),
                 site,
                 state: TaskState::Scheduled,
                 polls: 0,
                 busy_ns: 0,
                 born: Instant::now(),
                 lost_reported: false,
+                waits: Vec::new(),
             },
         );
     }
@@ -123,11 +208,12 @@ impl Debug {
 
     #[cold]
     #[inline(never)]
-    pub(crate) fn task_polled(&self, slot: u32, ns: u64, state: TaskState) {
+    pub(crate) fn task_polled(&self, slot: u32, ns: u64, state: TaskState, waits: Vec<Point>) {
         if let Some(t) = lock(&self.shared.tasks).get_mut(&slot) {
             t.polls += 1;
             t.busy_ns += ns;
             t.state = state;
+            t.waits = waits;
         }
     }
 
@@ -144,7 +230,7 @@ impl Debug {
             match tasks.get_mut(&slot) {
                 Some(t) if !t.lost_reported => {
                     t.lost_reported = true;
-                    t.name.clone()
+                    t.name.as_deref().map(str::to_owned)
                 }
                 _ => return,
             }
@@ -155,7 +241,7 @@ impl Debug {
     pub(crate) fn task_name(&self, slot: u32) -> Option<String> {
         lock(&self.shared.tasks)
             .get(&slot)
-            .and_then(|t| t.name.clone())
+            .and_then(|t| t.name.as_deref().map(str::to_owned))
     }
 
     /// Reports a task lint (`PendingAtDrop`, `UnretrievedPanic`) for the task in `slot`.

@@ -47,7 +47,9 @@ use crate::callback::CallbackKind;
 
 impl DebugShared {
     /// The call published in the slot, if one consistent call has been running since `started`.
-    fn read_slot(&self) -> Option<(u64, u64, CallbackKind, &'static Location<'static>, u64)> {
+    pub(super) fn read_slot(
+        &self,
+    ) -> Option<(u64, u64, CallbackKind, &'static Location<'static>, u64)> {
         let s1 = self.seq.load(Ordering::Acquire);
         let started = self.started.load(Ordering::Acquire);
         let kind = KINDS[self.kind.load(Ordering::Relaxed) as usize % KINDS.len()];
@@ -118,6 +120,7 @@ pub(super) fn watchdog(sh: Arc<DebugShared>) {
         if running < due {
             continue;
         }
+        let first = !matches!(reported, Some((s, _)) if s == seq);
         reported = Some((seq, due.saturating_mul(2)));
         drop(stop);
         let name = if task == u64::MAX {
@@ -125,7 +128,7 @@ pub(super) fn watchdog(sh: Arc<DebugShared>) {
         } else {
             lock(&sh.tasks)
                 .get(&(task as u32))
-                .and_then(|t| t.name.clone())
+                .and_then(|t| t.name.as_deref().map(str::to_owned))
         };
         let table = format_task_table(&sh.snapshot());
         let frames = crate::stack::capture(&sh.loop_thread, Duration::from_millis(250));
@@ -133,6 +136,12 @@ pub(super) fn watchdog(sh: Arc<DebugShared>) {
         // returned meanwhile, and then the stack would show something else). Resolving the
         // names comes after this check: it can be slow, and the stack is the call's either way.
         if sh.seq.load(Ordering::Acquire) == seq && sh.started.load(Ordering::Acquire) != 0 {
+            // The seconds before the block, once per episode (`trace_on_block`).
+            let trace = if first {
+                sh.write_block_trace().map(|r| r.map_err(|e| e.to_string()))
+            } else {
+                None
+            };
             let backtrace = frames.as_deref().map(crate::stack::format);
             sh.emit(&Report {
                 kind: ReportKind::Blocked,
@@ -144,6 +153,7 @@ pub(super) fn watchdog(sh: Arc<DebugShared>) {
                 top: Vec::new(),
                 task_table: Some(table),
                 backtrace,
+                trace,
             });
         }
         stop = lock(&sh.stop);
@@ -162,6 +172,7 @@ mod tests {
             slow: DEFAULT_SLOW_CALLBACK,
             blocked: Duration::from_secs(3600),
             hook: Some(Arc::new(|_| {})),
+            trace_on_block: None,
         });
         assert!(d.shared.read_slot().is_none(), "nothing published yet");
         let site = Location::caller();

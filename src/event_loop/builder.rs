@@ -17,14 +17,17 @@
 
 use std::fmt;
 use std::io;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::monitor::on_loop;
 use super::{EventLoop, Inner};
 use crate::clock::ManualClock;
 use crate::debug::{self, Debug, Report};
 use crate::executor::{self, ThreadPool};
+use crate::monitor::{self, Monitor};
 use crate::reactor::{env_spin, Backend, Reactor};
 use crate::shared::Shared;
 
@@ -47,6 +50,9 @@ pub struct Builder {
     executor_queue: Option<usize>,
     spin: Option<Duration>,
     backend: Option<Backend>,
+    trace_on_block: Option<PathBuf>,
+    monitor: Option<String>,
+    monitor_non_loopback: Option<bool>,
 }
 
 impl fmt::Debug for Builder {
@@ -95,6 +101,59 @@ impl Builder {
     /// the watchdog thread, hence `Send + Sync`.
     pub fn on_slow(mut self, f: impl Fn(&Report) + Send + Sync + 'static) -> Builder {
         self.hook = Some(Arc::new(f));
+        self
+    }
+
+    /// When the watchdog finds the loop blocked, it also writes what the loop did in the 10 s
+    /// before, and the block itself, as a Chrome trace-event JSON file in `dir` (created if
+    /// needed): `solo-blocked-<pid>-<n>.json`, one per blocked episode; the report names it.
+    /// Open it in Perfetto (<https://ui.perfetto.dev>) or `chrome://tracing`. When not called,
+    /// `SOLO_TRACE_ON_BLOCK=DIR` in the environment decides. Implies debug mode (the watchdog is
+    /// debug mode's); recording costs a lock and an event per callback while it is on. With
+    /// [`debug(false)`](Builder::debug) it is an error at [`build`](Builder::build).
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join("solo-doc-traces");
+    /// let el = solo::EventLoop::builder().trace_on_block(&dir).build().unwrap();
+    /// assert!(el.stats().is_some()); // debug mode is on
+    /// ```
+    pub fn trace_on_block(mut self, dir: impl Into<PathBuf>) -> Builder {
+        self.trace_on_block = Some(dir.into());
+        self
+    }
+
+    /// Starts the monitor on `addr`: a thread that answers `ps`, `where`, `cancel`, `stats`,
+    /// `metrics`, `trace`... on a socket, even while the loop is blocked (see [`crate::monitor`]).
+    /// `addr` is `127.0.0.1:PORT` (port 0: any free port, see
+    /// [`EventLoop::monitor_addr`](super::EventLoop::monitor_addr)), `[::1]:PORT`,
+    /// `localhost:PORT` or `unix:PATH` (created with mode 0600). When not called,
+    /// `SOLO_MONITOR=ADDR` in the environment decides, for every loop built without
+    /// [`debug(false)`](Builder::debug).
+    ///
+    /// It implies debug mode. [`build`](Builder::build) fails on an address that does not parse,
+    /// a non-loopback TCP address (unless
+    /// [`monitor_allow_non_loopback`](Builder::monitor_allow_non_loopback)), an address that
+    /// cannot be bound, or with `debug(false)`. (From `SOLO_MONITOR`, a failure to bind is
+    /// reported on stderr and the loop runs without a monitor: in a process with several loops,
+    /// only the first gets the port.)
+    ///
+    /// ```
+    /// let el = solo::EventLoop::builder().monitor("127.0.0.1:0").build().unwrap();
+    /// assert!(el.monitor_addr().is_some());
+    ///
+    /// let err = solo::EventLoop::builder().monitor("0.0.0.0:0").build().unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+    /// ```
+    pub fn monitor(mut self, addr: impl Into<String>) -> Builder {
+        self.monitor = Some(addr.into());
+        self
+    }
+
+    /// Lets the monitor listen on an address other than loopback (default: refused). The
+    /// monitor has no authentication and can cancel tasks and send signals: put it behind
+    /// something that has. When not called, `SOLO_MONITOR_NON_LOOPBACK=1` decides.
+    pub fn monitor_allow_non_loopback(mut self, allow: bool) -> Builder {
+        self.monitor_non_loopback = Some(allow);
         self
     }
 
@@ -212,12 +271,45 @@ impl Builder {
             Some(b) => b,
             None => Backend::from_env()?.unwrap_or_default(),
         };
+        if self.debug == Some(false) && self.trace_on_block.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "solo: trace_on_block needs debug mode (the watchdog), but debug(false) was set",
+            ));
+        }
+        // What the environment asks for applies unless debug mode was turned off explicitly.
+        let trace_on_block = match self.debug {
+            Some(false) => None,
+            _ => self.trace_on_block.or_else(debug::env_trace_on_block),
+        };
+        let monitor = match (self.debug, self.monitor) {
+            (Some(false), Some(_)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "solo: the monitor needs debug mode, but debug(false) was set",
+                ))
+            }
+            (Some(false), None) => None,
+            (_, Some(a)) => Some((a, true)),
+            (_, None) => monitor::env_addr().map(|a| (a, false)),
+        };
+        let non_loopback = self
+            .monitor_non_loopback
+            .unwrap_or_else(monitor::env_non_loopback);
+        let monitor = match monitor {
+            Some((a, explicit)) => Some((monitor::check_addr(&a, non_loopback)?, explicit)),
+            None => None,
+        };
         let (reactor, waker) = Reactor::new(spin, backend)?;
-        let debug = self.debug.unwrap_or_else(debug::env_debug).then(|| {
+        let on = self
+            .debug
+            .unwrap_or_else(|| debug::env_debug() || trace_on_block.is_some() || monitor.is_some());
+        let debug = on.then(|| {
             Box::new(Debug::new(debug::Config {
                 slow: self.slow.unwrap_or(debug::DEFAULT_SLOW_CALLBACK),
                 blocked: self.blocked.unwrap_or(debug::DEFAULT_BLOCKED_THRESHOLD),
                 hook: self.hook.clone(),
+                trace_on_block,
             }))
         });
         if let Some(d) = &debug {
@@ -225,7 +317,23 @@ impl Builder {
             d.set_executor_probe(Arc::new(move || pool.figures()));
         }
         let shared = Arc::new(Shared::new(waker, debug.as_ref().map(|d| d.shared())));
-        let inner = Inner::new(shared, self.clock, reactor, debug, executor);
+        let monitor = match (monitor, &debug) {
+            (Some((addr, explicit)), Some(d)) => {
+                match Monitor::start(addr, d.shared(), shared.clone(), on_loop) {
+                    Ok(m) => Some(m),
+                    Err(e) if !explicit => {
+                        eprintln!("solo: SOLO_MONITOR: {e}; this loop runs without a monitor");
+                        None
+                    }
+                    Err(e) => {
+                        d.shutdown();
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
+        };
+        let inner = Inner::new(shared, self.clock, reactor, debug, executor, monitor);
         Ok(EventLoop::from_inner(Rc::new(inner)))
     }
 }

@@ -211,12 +211,13 @@ impl Handle {
     /// })).unwrap();
     /// assert_eq!(got.unwrap(), "done");
     /// ```
+    #[track_caller]
     pub fn run_in_executor<T, F>(&self, f: F) -> Blocking<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.inner.executor.submit(f)
+        self.inner.executor.submit(f).at(Location::caller())
     }
 
     /// Like [`run_in_executor`](Handle::run_in_executor), but **fails** instead of waiting:
@@ -236,12 +237,14 @@ impl Handle {
     ///     }
     /// }
     /// ```
+    #[track_caller]
     pub fn try_run_in_executor<T, F>(&self, f: F) -> Result<Blocking<T>, TrySubmitError<F>>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.inner.executor.try_submit(f)
+        let site = Location::caller();
+        self.inner.executor.try_submit(f).map(|b| b.at(site))
     }
 
     /// Like [`run_in_executor`](Handle::run_in_executor), on an executor of your choice. A
@@ -249,12 +252,13 @@ impl Handle {
     /// [`Executor`] is handed the job at once and applies its own policy when busy. If it drops
     /// the job without running it, the future completes with a cancelled
     /// [`JoinError`](crate::JoinError) rather than waiting forever.
+    #[track_caller]
     pub fn run_in_executor_on<T, F>(&self, executor: &dyn Executor, f: F) -> Blocking<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        executor::submit(executor, f)
+        executor::submit(executor, f).at(Location::caller())
     }
 
     /// The loop's default thread pool.

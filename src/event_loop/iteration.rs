@@ -184,6 +184,7 @@ impl Inner {
         self.reactor
             .borrow_mut()
             .dispatch(&mut scratch.actions, &mut scratch.wakers);
+        probe.io_dispatched(scratch.actions.len() + scratch.wakers.len());
         for IoAction::Call(token, dir) in scratch.actions.drain(..) {
             self.push(Runnable::Io(token, dir));
         }

@@ -30,6 +30,7 @@
 //! | `run.rs` | the entry points: `run_forever`, `run_until_complete`, `shutdown`, `run`, and closing |
 //! | `handle.rs` | [`EventLoop`] and [`Handle`] |
 //! | `remote.rs` | [`Remote`]: the loop as other threads see it |
+//! | `monitor.rs` | the loop's side of the monitor: `cancel` and user commands on the loop |
 //!
 //! ARCHITECTURE.md draws the phases and the life of callbacks and tasks.
 
@@ -64,6 +65,7 @@ mod embed;
 mod exception;
 mod handle;
 mod iteration;
+mod monitor;
 mod probe;
 mod readers;
 mod remote;
@@ -141,6 +143,8 @@ pub(crate) struct Inner {
     unretrieved: RefCell<HashMap<usize, Failure>>,
     /// How many tasks have panicked: orders `unretrieved`.
     failures: Cell<u64>,
+    /// The monitor (`SOLO_MONITOR`, `Builder::monitor`), and the user commands it runs here.
+    monitor: Option<monitor::LoopMonitor>,
 }
 
 /// A panic that a live `JoinHandle` has not taken yet.
@@ -225,6 +229,7 @@ impl Inner {
         reactor: Reactor,
         debug: Option<Box<Debug>>,
         executor: ThreadPool,
+        monitor: Option<crate::monitor::Monitor>,
     ) -> Inner {
         Inner {
             shared,
@@ -253,6 +258,7 @@ impl Inner {
             budget: Budget::default(),
             unretrieved: RefCell::new(HashMap::new()),
             failures: Cell::new(0),
+            monitor: monitor.map(monitor::LoopMonitor::new),
         }
     }
 

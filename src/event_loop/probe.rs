@@ -19,8 +19,10 @@
 //! probe in hand, [`Inner::probe`] gives one chosen at run time ([`AnyProbe`]).
 
 use super::Inner;
+use crate::await_point;
 use crate::callback::CallbackKind;
 use crate::clock::Clock;
+use crate::debug::trace::EventKind;
 use crate::debug::{Debug, TaskState, What};
 use crate::task::{self, RunResult, TaskRef};
 
@@ -40,6 +42,12 @@ pub(super) trait Probe {
     #[inline(always)]
     fn dequeued(&self, io: bool) {
         let _ = io;
+    }
+
+    /// The wait made `n` sources ready (reader/writer callbacks queued, tasks woken).
+    #[inline(always)]
+    fn io_dispatched(&self, n: usize) {
+        let _ = n;
     }
 
     /// A timer due at `deadline` (loop ns) is being acted on.
@@ -94,18 +102,30 @@ impl<'a> DebugProbe<'a> {
         let ns = self.clock.now().saturating_sub(t0);
         d.unpublish();
         d.record(what, ns, || what.task.and_then(|s| d.task_name(s)));
+        if d.tracing() {
+            d.trace_call(what, ns);
+        }
         (r, ns)
     }
 }
 
 impl Probe for DebugProbe<'_> {
     fn begin_iteration(&self) {
-        self.debug.begin_iteration();
+        self.debug.begin_iteration(self.clock.now());
     }
 
     fn polled(&self, since: u64) {
-        self.debug
-            .record_poll_time(self.clock.now().saturating_sub(since));
+        let ns = self.clock.now().saturating_sub(since);
+        self.debug.record_poll_time(ns);
+        if self.debug.tracing() {
+            self.debug.trace_wait(ns);
+        }
+    }
+
+    fn io_dispatched(&self, n: usize) {
+        if n > 0 && self.debug.tracing() {
+            self.debug.trace_instant(EventKind::IoReady(n));
+        }
     }
 
     fn dequeued(&self, io: bool) {
@@ -113,8 +133,11 @@ impl Probe for DebugProbe<'_> {
     }
 
     fn timer_fired(&self, deadline: u64) {
-        self.debug
-            .record_timer_lag(self.clock.now().saturating_sub(deadline));
+        let late = self.clock.now().saturating_sub(deadline);
+        self.debug.record_timer_lag(late);
+        if self.debug.tracing() {
+            self.debug.trace_instant(EventKind::Timer(late));
+        }
     }
 
     fn run<S, R>(&self, subject: S, what: impl FnOnce(&S) -> What, f: impl FnOnce(S) -> R) -> R {
@@ -134,14 +157,16 @@ impl Probe for DebugProbe<'_> {
             task: Some(slot),
         };
         let watched = t.clone();
+        let saved = await_point::begin();
         let (r, ns) = self.timed(t, &what, TaskRef::run);
+        let waits = await_point::end(saved);
         let state = watched.state();
         let next = if state & task::SCHEDULED != 0 {
             TaskState::Scheduled
         } else {
             TaskState::Waiting
         };
-        d.task_polled(slot, ns, next);
+        d.task_polled(slot, ns, next, waits);
         // Pending, not queued, not done, and nobody holds a waker: nothing can ever wake it.
         if matches!(r, RunResult::Pending)
             && state & (task::SCHEDULED | task::COMPLETE) == 0
@@ -153,7 +178,7 @@ impl Probe for DebugProbe<'_> {
     }
 
     fn end_iteration(&self) {
-        self.debug.end_iteration();
+        self.debug.end_iteration(self.clock.now());
     }
 }
 

@@ -168,6 +168,9 @@ impl Inner {
         let handler = self.exception_handler.borrow_mut().take();
         // Reported to stderr if it panics: the handler is gone by then.
         self.drop_guarded(handler, CallbackKind::Loop, Location::caller());
+        if let Some(m) = &self.monitor {
+            m.monitor.stop();
+        }
         if let Some(d) = self.debug() {
             d.shutdown();
             let profile = d.profile();

@@ -39,7 +39,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -232,6 +232,16 @@ pub struct Blocking<T> {
     slot: Arc<Mutex<Slot<T>>>,
     /// Set while the job waits for room in the pool.
     wait: Option<Wait>,
+    /// Where `run_in_executor` was called, for debug mode's task table (see `await_point.rs`).
+    site: Option<&'static Location<'static>>,
+}
+
+impl<T> Blocking<T> {
+    /// Records where the job was submitted (the caller of `run_in_executor`).
+    pub(crate) fn at(mut self, site: &'static Location<'static>) -> Blocking<T> {
+        self.site = Some(site);
+        self
+    }
 }
 
 impl<T> Future for Blocking<T> {
@@ -251,6 +261,7 @@ impl<T> Future for Blocking<T> {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => s.waker = Some(cx.waker().clone()),
                 }
+                crate::await_point::pending(|| crate::await_point::Awaited::Blocking, self.site);
                 Poll::Pending
             }
         }
@@ -284,7 +295,14 @@ where
         let r = catch_unwind(AssertUnwindSafe(f)).map_err(JoinError::panicked);
         completer.complete(r);
     });
-    (Blocking { slot, wait: None }, job)
+    (
+        Blocking {
+            slot,
+            wait: None,
+            site: None,
+        },
+        job,
+    )
 }
 
 /// Submits `f` to `executor` and returns the future of its result: through the bound if the

@@ -175,12 +175,16 @@ impl<'a, L: Listener> Incoming<'a, L> {
         loop {
             if let Some(pause) = &mut self.pause {
                 if Pin::new(pause).poll(cx).is_pending() {
+                    crate::await_point::pending_at(self.site);
                     return Poll::Pending;
                 }
                 self.pause = None;
             }
             let err = match self.listener.poll_accept_conn(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    crate::await_point::pending_at(self.site);
+                    return Poll::Pending;
+                }
                 Poll::Ready(Ok(conn)) => {
                     if self.failures > 0 {
                         let msg = format!(
