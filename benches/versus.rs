@@ -9,7 +9,10 @@
 //!
 //! CSV columns: `workload,solo_ns_per_op,tokio_ns_per_op,ratio`. The `call_soon_*` rows have no
 //! tokio figure (tokio has no callback API); the `floor_*` rows are the raw floors. The
-//! `memory_*` rows are bytes, not nanoseconds.
+//! `memory_*` rows are bytes, not nanoseconds. The `sync_*` rows compare channels, not
+//! runtimes: `solo::sync::channel` against tokio's `mpsc::unbounded_channel` (`_tokio`) and
+//! async-channel's `unbounded` (`_async_ch`, whose figure then stands in the tokio column), all
+//! three driven by tasks of the same solo loop.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -92,6 +95,40 @@ fn duel(
     };
     print_row(&row);
     row
+}
+
+/// Three sides alternately, as `duel` does two: solo against two others, one row for each
+/// (named `{name}_{b}` and `{name}_{c}`).
+#[allow(clippy::too_many_arguments)]
+fn trio(
+    name: &str,
+    ops: usize,
+    rounds: usize,
+    solo: &mut dyn FnMut(),
+    (b_name, b): (&str, &mut dyn FnMut()),
+    (c_name, c): (&str, &mut dyn FnMut()),
+) -> [Row; 2] {
+    if skipped(name) {
+        return [skipped_row(name), skipped_row(name)];
+    }
+    solo();
+    b();
+    c();
+    let (mut xs, mut ys, mut zs) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        xs.push(ns_per_op(ops, solo));
+        ys.push(ns_per_op(ops, b));
+        zs.push(ns_per_op(ops, c));
+    }
+    let solo = median(xs);
+    let rows = [(b_name, ys), (c_name, zs)].map(|(other, v)| Row {
+        name: format!("{name}_{other}"),
+        solo,
+        other: Some(median(v)),
+        unit: "ns/op",
+    });
+    rows.iter().for_each(print_row);
+    rows
 }
 
 fn solo_only(name: &str, ops: usize, rounds: usize, f: &mut dyn FnMut()) -> Row {
@@ -206,6 +243,27 @@ fn main() {
         &mut || solo_ping_pong(&el, 1_000),
         &mut || tokio_ping_pong(&rt, 1_000),
     ));
+    // solo::sync's channel against the thread-safe ones, all three on the same solo loop.
+    rows.extend(trio(
+        "sync_ping_pong",
+        10_000,
+        r(20),
+        &mut || sync_ping_pong_solo(&el, 10_000),
+        ("tokio", &mut || sync_ping_pong_tokio_mpsc(&el, 10_000)),
+        ("async_ch", &mut || {
+            sync_ping_pong_async_channel(&el, 10_000)
+        }),
+    ));
+    rows.extend(trio(
+        "sync_fan_in",
+        10 * 2_000,
+        r(20),
+        &mut || sync_fan_in_solo(&el, 10, 2_000),
+        ("tokio", &mut || sync_fan_in_tokio_mpsc(&el, 10, 2_000)),
+        ("async_ch", &mut || {
+            sync_fan_in_async_channel(&el, 10, 2_000)
+        }),
+    ));
     rows.push(solo_only("call_soon_chain", 1_000_000, r(5), &mut || {
         solo_call_soon_chain(&el, 1_000_000)
     }));
@@ -240,11 +298,16 @@ fn main() {
         &mut || tokio_pending_timers(&rt, 1_000_000),
     ));
 
-    // The same echo server on a default solo loop, and on one that spins 100 µs before it
-    // sleeps (`Builder::spin_before_sleep`; tokio has no such option, so its side is the same).
+    // The same echo server on a default solo loop, on one that spins 100 µs before it sleeps
+    // (`Builder::spin_before_sleep`; tokio has no such option, so its side is the same), and on
+    // the polling backend (oneshot: one re-arm per wait), against the same tokio server.
     let tokio_addr = spawn_tokio_echo();
-    for (suffix, spin) in [("", Duration::ZERO), ("_spin", Duration::from_micros(100))] {
-        let solo_addr = spawn_solo_echo(spin);
+    for (suffix, spin, backend) in [
+        ("", Duration::ZERO, solo::Backend::Mio),
+        ("_spin", Duration::from_micros(100), solo::Backend::Mio),
+        ("_polling", Duration::ZERO, solo::Backend::Polling),
+    ] {
+        let solo_addr = spawn_solo_echo_on(spin, backend, None);
         for (conns, rounds) in [(1usize, 4_000usize), (10, 800), (100, 80)] {
             let ops = conns * rounds;
             let mut a = || {
@@ -255,28 +318,6 @@ fn main() {
             };
             rows.push(duel(
                 &format!("tcp_echo_{conns}{suffix}"),
-                ops,
-                r(5),
-                &mut a,
-                &mut b,
-            ));
-        }
-    }
-
-    // The same echo server on the polling backend (oneshot: one re-arm per wait), against the
-    // same tokio server.
-    {
-        let solo_addr = spawn_solo_echo_on(Duration::ZERO, solo::Backend::Polling, None);
-        for (conns, rounds) in [(1usize, 4_000usize), (10, 800), (100, 80)] {
-            let ops = conns * rounds;
-            let mut a = || {
-                echo_client(solo_addr, conns, rounds);
-            };
-            let mut b = || {
-                echo_client(tokio_addr, conns, rounds);
-            };
-            rows.push(duel(
-                &format!("tcp_echo_{conns}_polling"),
                 ops,
                 r(5),
                 &mut a,

@@ -1,6 +1,6 @@
 //! An in-memory key-value server that speaks the Redis protocol (RESP2), on one solo loop.
 //!
-//!     cargo run --release --example kv [ADDR]        (default 127.0.0.1:6380)
+//!     cargo run --release --example kv [ADDR] [--LIMIT VALUE]...   (default 127.0.0.1:6380)
 //!     redis-cli -p 6380 set greeting hello
 //!     redis-benchmark -p 6380 -t set,get,ping -n 200000 -c 50 -P 16
 //!
@@ -14,29 +14,202 @@
 //!
 //! Commands: PING, ECHO, SET (with EX/PX), GET, DEL, EXISTS, INCR, MGET, MSET, plus DBSIZE,
 //! FLUSHALL/FLUSHDB, SELECT 0, QUIT, CONFIG GET for the settings clients ask about on connect
-//! (`save`, `appendonly`, `databases`), and an empty answer to the COMMAND request
-//! that redis-cli and redis-benchmark send when they connect. Requests may be pipelined; each
-//! batch of complete requests is answered with one write. A malformed request gets a RESP
-//! protocol error and the connection is closed, as Redis does; other clients are unaffected.
+//! (`save`, `appendonly`, `databases`) and for the limits below, and an empty answer to the
+//! COMMAND request that redis-cli and redis-benchmark send when they connect. Requests may be
+//! pipelined; each batch of complete requests is answered with one write (a batch ends at the
+//! reply soft limit below). A malformed request
+//! gets a RESP protocol error and the connection is closed, as Redis does; other clients are
+//! unaffected.
 //!
-//! `serve` is also started in-process by `tests/examples.rs`.
+//! # Limits
+//!
+//! What one client can make the server hold is bounded, on both sides of the connection. Each
+//! limit is a flag, `--NAME VALUE`, with a byte count written as Redis writes them (`1000`,
+//! `1k` = 1000, `1kb` = 1024, `mb`, `gb`):
+//!
+//! | flag | default | what happens at it |
+//! |---|---|---|
+//! | `--proto-max-bulk-len` | 512mb, Redis's | a longer (or negative) bulk length: `-ERR Protocol error: invalid bulk length`, then close |
+//! | `--max-multibulk-len` | 2147483647, Redis's | more arguments: `-ERR Protocol error: invalid multibulk length`, then close |
+//! | `--client-query-buffer-limit` | 1gb, Redis's | a request that is still incomplete at this size: the connection is closed, without a reply (as Redis does) |
+//! | `--reply-soft-limit` | 1mb | while more than this is unsent, the client is not read and no more of its requests are answered |
+//! | `--reply-hard-limit` | 1gb; `0`: none | a reply that takes the unsent bytes past it closes the connection, and its unsent replies are dropped |
+//!
+//! The soft limit is backpressure: a client that pipelines requests and never reads their
+//! replies stops being read once the kernel's socket buffers and this much of the server's
+//! memory hold its replies; it is served again as soon as it reads. Redis has no such limit
+//! (its `client-output-buffer-limit` for normal clients is `0 0 0`, none, and it goes on
+//! reading and answering); the hard limit is the one of Redis's output buffer limits that has a
+//! meaning here, for a single reply larger than it (MGET of many large values). Since answering
+//! stops at the soft limit, a connection holds at most the soft limit plus one reply of unsent
+//! replies, and at most the query buffer limit of an incomplete request (and, for that
+//! request's argument table, 16 bytes per argument received).
+//!
+//! Requests are parsed incrementally: a request that arrives in pieces is taken up where the
+//! last piece ended, so each byte is looked at once, and at most one byte again per read (a CR
+//! whose LF has not come), however the request is split. The read buffer of a partly received
+//! bulk string grows (doubling) only up to the request's size, as its bytes arrive.
+//!
+//! `serve` is also started in-process by `tests/examples.rs`, and `serve_with` with other
+//! limits; [`Stats`] counts what the tests check.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::poll_fn;
 use std::ops::Range;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use solo::net::TcpListener;
 use solo::Handle;
 
-/// Largest bulk string accepted (Redis's default proto-max-bulk-len).
-const MAX_BULK: usize = 512 * 1024 * 1024;
-/// Largest number of arguments in one request.
-const MAX_ARGS: usize = 1024 * 1024;
-/// Largest inline request or header line without a line end.
-const MAX_LINE: usize = 64 * 1024;
+/// Largest inline request (a line typed into telnet) without a line end: Redis's
+/// PROTO_INLINE_MAX_SIZE.
+const MAX_INLINE: usize = 64 * 1024;
+/// A connection's read buffer to start with, and its reply buffer's first capacity.
+const BUF_START: usize = 16 * 1024;
+/// A buffer that grew past this for a large request or reply goes back to [`BUF_START`] once
+/// it is empty, so that an idle connection does not keep what its largest request needed.
+const BUF_KEEP: usize = 256 * 1024;
+
+/// What one client may make the server hold (see the module's documentation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Longest bulk string (argument) in a request: Redis's `proto-max-bulk-len`.
+    pub max_bulk: usize,
+    /// Most arguments in one request (Redis's is `INT_MAX`, not configurable there).
+    pub max_multibulk: usize,
+    /// Largest incomplete request: Redis's `client-query-buffer-limit`.
+    pub query_buffer: usize,
+    /// Unsent reply bytes past which the client is neither read nor answered.
+    pub reply_soft: usize,
+    /// Unsent reply bytes past which the client is disconnected; 0: no limit.
+    pub reply_hard: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_bulk: 512 << 20,
+            max_multibulk: i32::MAX as usize,
+            query_buffer: 1 << 30,
+            reply_soft: 1 << 20,
+            reply_hard: 1 << 30,
+        }
+    }
+}
+
+impl Limits {
+    /// Reads `[ADDR] [--NAME VALUE]...` (the example's command line, without the program's
+    /// name): the address, if given, and the limits, defaults where not given.
+    pub fn from_args(
+        args: impl IntoIterator<Item = String>,
+    ) -> Result<(Option<String>, Limits), String> {
+        let mut limits = Limits::default();
+        let mut addr = None;
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let Some(name) = arg.strip_prefix("--") else {
+                if addr.replace(arg.clone()).is_some() {
+                    return Err(format!("unexpected argument '{arg}'"));
+                }
+                continue;
+            };
+            let field = match name {
+                "proto-max-bulk-len" => &mut limits.max_bulk,
+                "max-multibulk-len" => &mut limits.max_multibulk,
+                "client-query-buffer-limit" => &mut limits.query_buffer,
+                "reply-soft-limit" => &mut limits.reply_soft,
+                "reply-hard-limit" => &mut limits.reply_hard,
+                _ => return Err(format!("unknown option '{arg}'")),
+            };
+            let value = args.next().ok_or(format!("'{arg}' needs a value"))?;
+            *field = parse_bytes(&value).ok_or(format!("'{arg} {value}': not a byte count"))?;
+        }
+        Ok((addr, limits))
+    }
+}
+
+/// A byte count as Redis's configuration writes it: digits, then nothing or `b` (bytes), `k`,
+/// `m`, `g` (powers of 1000) or `kb`, `mb`, `gb` (powers of 1024), in any case.
+pub fn parse_bytes(s: &str) -> Option<usize> {
+    let lower = s.to_ascii_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit: usize = match &lower[digits.len()..] {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1 << 10,
+        "m" => 1000 * 1000,
+        "mb" => 1 << 20,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1 << 30,
+        _ => return None,
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<usize>().ok()?.checked_mul(unit)
+}
+
+/// What a server did, for the tests (which run it in their own loop, so plain cells do).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Bytes the request parsers looked at, all connections together (a byte looked at twice
+    /// counts twice; the data of a bulk string is not looked at, only its length and CRLF).
+    pub parsed: Cell<u64>,
+    /// Bytes read from clients.
+    pub read: Cell<u64>,
+    /// Requests answered.
+    pub requests: Cell<u64>,
+    /// The most unsent reply bytes one connection held.
+    pub peak_unsent: Cell<usize>,
+    /// The largest read buffer of one connection.
+    pub peak_buffer: Cell<usize>,
+    /// Connections waiting now with reading stopped: their unsent replies exceed the soft
+    /// limit and the socket takes no more.
+    pub stalled: Cell<usize>,
+    /// Connections closed at the reply hard limit.
+    pub over_reply_limit: Cell<u64>,
+    /// Connections closed at the query buffer limit.
+    pub over_query_limit: Cell<u64>,
+}
+
+impl Stats {
+    fn add(cell: &Cell<u64>, n: u64) {
+        cell.set(cell.get() + n);
+    }
+
+    fn peak(cell: &Cell<usize>, n: usize) {
+        cell.set(cell.get().max(n));
+    }
+}
+
+/// One server: its key space, its limits, and what it counts.
+#[allow(missing_debug_implementations)] // holds user data; printing it is not useful
+pub struct Server {
+    store: RefCell<Store>,
+    limits: Limits,
+    stats: Stats,
+}
+
+impl Server {
+    /// An empty server with these limits.
+    pub fn new(limits: Limits) -> Server {
+        Server {
+            store: RefCell::default(),
+            limits,
+            stats: Stats::default(),
+        }
+    }
+
+    /// What it has done so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+}
 
 struct Value {
     data: Vec<u8>,
@@ -125,22 +298,29 @@ impl Store {
     }
 }
 
-/// Accepts connections forever, one task each, sharing one store.
+/// Accepts connections forever, one task each, sharing one store, with the default limits.
 pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
-    let store = Rc::new(RefCell::new(Store::default()));
-    let s = store.clone();
+    serve_with(listener, Rc::new(Server::new(Limits::default()))).await
+}
+
+/// Accepts connections forever for `server`, one task each.
+pub async fn serve_with(listener: TcpListener, server: Rc<Server>) -> std::io::Result<()> {
+    let s = server.clone();
     let sweeper = Handle::current().spawn(async move {
         let mut tick = solo::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            s.borrow_mut().sweep(Handle::current().time());
+            s.store.borrow_mut().sweep(Handle::current().time());
         }
     });
+    // `incoming` rides out accept errors: out of fds it backs off and retries instead of ending
+    // the server; only the listener's own failure ends the loop.
+    let mut incoming = listener.incoming();
     let result = loop {
-        match listener.accept().await {
+        match incoming.next().await {
             Ok((conn, _)) => {
                 let _ = conn.set_nodelay(true);
-                drop(Handle::current().spawn(client(conn, store.clone())));
+                drop(Handle::current().spawn(client(conn, server.clone())));
             }
             Err(e) => break Err(e),
         }
@@ -149,15 +329,14 @@ pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
     result
 }
 
-/// Outcome of parsing the start of a buffer (public for the property tests in
-/// `tests/examples.rs`).
+/// Outcome of [`Parser::parse`] (public for the tests in `tests/examples.rs`).
 #[derive(Debug, PartialEq)]
 pub enum Parsed {
-    /// A complete request, this many bytes long (its arguments are in the ranges).
+    /// A complete request, this many bytes long (its arguments are [`Parser::args`]).
     Request(usize),
     /// More bytes are needed.
     Incomplete,
-    /// Not RESP: answer with this error and close.
+    /// Not RESP, or past a limit: answer with this error and close.
     Error(String),
 }
 
@@ -169,24 +348,48 @@ enum Line {
     Invalid,
 }
 
-/// Reads a RESP length line at `buf[pos..]`: an optional '-', 1 to 18 digits, CRLF. One pass, no
-/// UTF-8 check, no `str::parse`: this runs for every argument of every request.
-fn line_int(buf: &[u8], mut pos: usize) -> Line {
-    let negative = buf.get(pos) == Some(&b'-');
-    pos += usize::from(negative);
-    let digits = pos;
-    let mut n: i64 = 0;
+/// A length line read so far: its sign, its value, and how many of its bytes (after the `*` or
+/// `$`) were taken. A CR waiting for its LF is not taken: it is looked at again.
+#[derive(Debug, Clone, Copy, Default)]
+struct Num {
+    n: i64,
+    negative: bool,
+    taken: usize,
+}
+
+/// Reads a RESP length line whose digits start at `buf[at]`: an optional '-', 1 to 18 digits,
+/// CRLF, going on from what `num` took before. One pass, no UTF-8 check, no `str::parse`: this
+/// runs for every argument of every request. Adds the bytes it looked at to `scanned`.
+fn line_int(buf: &[u8], at: usize, num: &mut Num, scanned: &mut usize) -> Line {
+    let from = at + num.taken;
+    let mut pos = from;
+    if num.taken == 0 && buf.get(pos) == Some(&b'-') {
+        num.negative = true;
+        pos += 1;
+    }
+    let digits = at + usize::from(num.negative);
     loop {
         match buf.get(pos) {
-            None => return Line::Incomplete,
+            None => {
+                num.taken = pos - at;
+                *scanned += pos - from;
+                return Line::Incomplete;
+            }
             Some(&c) if c.is_ascii_digit() && pos - digits < 18 => {
-                n = n * 10 + i64::from(c - b'0');
+                num.n = num.n * 10 + i64::from(c - b'0');
                 pos += 1;
             }
             Some(&b'\r') if pos > digits => {
                 return match buf.get(pos + 1) {
-                    None => Line::Incomplete,
-                    Some(&b'\n') => Line::Int(if negative { -n } else { n }, pos + 2),
+                    None => {
+                        num.taken = pos - at;
+                        *scanned += pos + 1 - from;
+                        Line::Incomplete
+                    }
+                    Some(&b'\n') => {
+                        *scanned += pos + 2 - from;
+                        Line::Int(if num.negative { -num.n } else { num.n }, pos + 2)
+                    }
                     Some(_) => Line::Invalid,
                 };
             }
@@ -195,68 +398,201 @@ fn line_int(buf: &[u8], mut pos: usize) -> Line {
     }
 }
 
-/// Parses one request at the start of `buf`, putting argument ranges in `args`.
-pub fn parse(buf: &[u8], args: &mut Vec<Range<usize>>) -> Parsed {
-    args.clear();
-    if buf.is_empty() {
-        return Parsed::Incomplete;
+/// Where the parser stands in the request it is reading; positions count from the request's
+/// first byte, so the bytes may move (the connection compacts its buffer) between calls.
+#[derive(Debug, Clone, Copy)]
+enum State {
+    /// Nothing of the request looked at yet.
+    Start,
+    /// An inline request whose first `checked` bytes hold no line end.
+    Inline { checked: usize },
+    /// The argument count of a multibulk request, after its `*`.
+    Count(Num),
+    /// `left` arguments to go, the next one's `$` due at `pos`.
+    Arg { left: usize, pos: usize },
+    /// An argument's length, after its `$` at `pos - 1`.
+    Len { left: usize, pos: usize, num: Num },
+    /// An argument's `len` bytes at `start`, then CRLF.
+    Data {
+        left: usize,
+        start: usize,
+        len: usize,
+    },
+}
+
+/// Reads RESP requests incrementally: called again with more bytes of the same request, it
+/// goes on where it stopped, so a request costs the same however it is split into reads.
+#[derive(Debug)]
+pub struct Parser {
+    state: State,
+    args: Vec<Range<usize>>,
+    max_bulk: usize,
+    max_multibulk: usize,
+    /// Bytes looked at since the last [`take_scanned`](Parser::take_scanned).
+    scanned: u64,
+}
+
+impl Parser {
+    /// A parser that enforces the bulk length and argument count limits of `limits`.
+    pub fn new(limits: &Limits) -> Parser {
+        Parser {
+            state: State::Start,
+            args: Vec::new(),
+            max_bulk: limits.max_bulk,
+            max_multibulk: limits.max_multibulk,
+            scanned: 0,
+        }
     }
-    if buf[0] != b'*' {
-        // Inline command: space-separated words up to a newline.
-        let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
-            return if buf.len() > MAX_LINE {
-                Parsed::Error("too big inline request".into())
-            } else {
-                Parsed::Incomplete
-            };
-        };
-        let line_end = if nl > 0 && buf[nl - 1] == b'\r' {
-            nl - 1
-        } else {
-            nl
-        };
-        let mut i = 0;
-        while i < line_end {
-            if buf[i].is_ascii_whitespace() {
-                i += 1;
-                continue;
+
+    /// The argument ranges of the request [`parse`](Parser::parse) just returned, in its bytes.
+    pub fn args(&self) -> &[Range<usize>] {
+        &self.args
+    }
+
+    /// Bytes looked at since the last call, and starts counting again.
+    pub fn take_scanned(&mut self) -> u64 {
+        std::mem::take(&mut self.scanned)
+    }
+
+    /// How long the request being read is at least, when the parser knows (it waits for a bulk
+    /// string's data); 0 when it does not.
+    pub fn wants(&self) -> usize {
+        match self.state {
+            State::Data { start, len, .. } => start.saturating_add(len).saturating_add(2),
+            _ => 0,
+        }
+    }
+
+    /// Parses the request at the start of `buf`. After `Incomplete`, call again with the same
+    /// bytes and more behind them; after `Request(n)`, with what follows those `n` bytes.
+    pub fn parse(&mut self, buf: &[u8]) -> Parsed {
+        // Locals while parsing, written back once: this runs for every request.
+        let mut state = self.state;
+        let mut scanned = 0;
+        let parsed = loop {
+            match state {
+                State::Start => {
+                    let Some(&first) = buf.first() else {
+                        break Parsed::Incomplete;
+                    };
+                    self.args.clear();
+                    if first == b'*' {
+                        scanned += 1;
+                        state = State::Count(Num::default());
+                    } else {
+                        state = State::Inline { checked: 0 };
+                    }
+                }
+                State::Inline { checked } => {
+                    // Space-separated words up to a newline.
+                    let Some(found) = buf[checked..].iter().position(|&b| b == b'\n') else {
+                        scanned += buf.len() - checked;
+                        if buf.len() > MAX_INLINE {
+                            break Parsed::Error("too big inline request".into());
+                        }
+                        state = State::Inline { checked: buf.len() };
+                        break Parsed::Incomplete;
+                    };
+                    let nl = checked + found;
+                    let line_end = if nl > 0 && buf[nl - 1] == b'\r' {
+                        nl - 1
+                    } else {
+                        nl
+                    };
+                    scanned += found + 1 + line_end; // the search, then the words
+                    let mut i = 0;
+                    while i < line_end {
+                        if buf[i].is_ascii_whitespace() {
+                            i += 1;
+                            continue;
+                        }
+                        let start = i;
+                        while i < line_end && !buf[i].is_ascii_whitespace() {
+                            i += 1;
+                        }
+                        self.args.push(start..i);
+                    }
+                    state = State::Start;
+                    break Parsed::Request(nl + 1);
+                }
+                State::Count(mut num) => match line_int(buf, 1, &mut num, &mut scanned) {
+                    // An empty or null array: an empty request, which Redis skips.
+                    Line::Int(n, next) if n <= 0 => {
+                        state = State::Start;
+                        break Parsed::Request(next);
+                    }
+                    Line::Int(n, next) if n as u64 <= self.max_multibulk as u64 => {
+                        // No room reserved for `n` arguments: they grow as they arrive.
+                        state = State::Arg {
+                            left: n as usize,
+                            pos: next,
+                        };
+                    }
+                    Line::Incomplete => {
+                        state = State::Count(num);
+                        break Parsed::Incomplete;
+                    }
+                    _ => break Parsed::Error("invalid multibulk length".into()),
+                },
+                State::Arg { left, pos } => match buf.get(pos) {
+                    None => break Parsed::Incomplete,
+                    Some(&b'$') => {
+                        scanned += 1;
+                        state = State::Len {
+                            left,
+                            pos: pos + 1,
+                            num: Num::default(),
+                        };
+                    }
+                    Some(&c) => {
+                        break Parsed::Error(format!("expected '$', got '{}'", c.escape_ascii()))
+                    }
+                },
+                State::Len { left, pos, mut num } => {
+                    match line_int(buf, pos, &mut num, &mut scanned) {
+                        Line::Int(len, start) if len >= 0 && len as u64 <= self.max_bulk as u64 => {
+                            state = State::Data {
+                                left,
+                                start,
+                                len: len as usize,
+                            };
+                        }
+                        Line::Incomplete => {
+                            state = State::Len { left, pos, num };
+                            break Parsed::Incomplete;
+                        }
+                        _ => break Parsed::Error("invalid bulk length".into()),
+                    }
+                }
+                State::Data { left, start, len } => {
+                    // `start` is at most `buf.len()`: line_int found it there.
+                    if buf.len() - start < len.saturating_add(2) {
+                        break Parsed::Incomplete;
+                    }
+                    let end = start + len;
+                    scanned += 2;
+                    if &buf[end..end + 2] != b"\r\n" {
+                        break Parsed::Error("bulk string not terminated by CRLF".into());
+                    }
+                    self.args.push(start..end);
+                    if left == 1 {
+                        state = State::Start;
+                        break Parsed::Request(end + 2);
+                    }
+                    state = State::Arg {
+                        left: left - 1,
+                        pos: end + 2,
+                    };
+                }
             }
-            let start = i;
-            while i < line_end && !buf[i].is_ascii_whitespace() {
-                i += 1;
-            }
-            args.push(start..i);
-        }
-        return Parsed::Request(nl + 1);
-    }
-    let (n, mut pos) = match line_int(buf, 1) {
-        Line::Int(n, next) if n <= MAX_ARGS as i64 => (n, next),
-        Line::Incomplete => return Parsed::Incomplete,
-        _ => return Parsed::Error("invalid multibulk length".into()),
-    };
-    for _ in 0..n.max(0) {
-        if pos >= buf.len() {
-            return Parsed::Incomplete;
-        }
-        if buf[pos] != b'$' {
-            return Parsed::Error(format!("expected '$', got '{}'", buf[pos].escape_ascii()));
-        }
-        let (len, start) = match line_int(buf, pos + 1) {
-            Line::Int(l, next) if (0..=MAX_BULK as i64).contains(&l) => (l as usize, next),
-            Line::Incomplete => return Parsed::Incomplete,
-            _ => return Parsed::Error("invalid bulk length".into()),
         };
-        let end = start + len;
-        if buf.len() < end + 2 {
-            return Parsed::Incomplete;
-        }
-        if &buf[end..end + 2] != b"\r\n" {
-            return Parsed::Error("bulk string not terminated by CRLF".into());
-        }
-        args.push(start..end);
-        pos = end + 2;
+        self.state = match parsed {
+            Parsed::Error(_) => State::Start,
+            _ => state,
+        };
+        self.scanned += scanned as u64;
+        parsed
     }
-    Parsed::Request(pos)
 }
 
 fn push_int(out: &mut Vec<u8>, prefix: u8, n: i64) {
@@ -311,7 +647,10 @@ fn wrong_args(out: &mut Vec<u8>, cmd: &[u8]) {
 #[derive(PartialEq)]
 enum After {
     Continue,
+    /// Send the replies, then close.
     Close,
+    /// The replies passed the hard limit: close without sending them.
+    Overflow,
 }
 
 /// The loop's time (the real clock when run on another runtime, as `kv_tokio` does).
@@ -322,9 +661,16 @@ fn now() -> Instant {
 /// CONFIG GET: the settings that clients ask about when they connect (redis-benchmark asks for
 /// `save` and `appendonly`, and warns if it gets no answer), as name/value pairs. This server
 /// keeps nothing on disk and has one database; unknown names are left out, as Redis does.
-fn config_get(params: &[&[u8]], out: &mut Vec<u8>) {
-    const SETTINGS: [(&str, &str); 3] = [("save", ""), ("appendonly", "no"), ("databases", "1")];
-    let found: Vec<_> = SETTINGS
+/// The limits that Redis also has are answered with their values.
+fn config_get(limits: &Limits, params: &[&[u8]], out: &mut Vec<u8>) {
+    let settings = [
+        ("save", String::new()),
+        ("appendonly", "no".into()),
+        ("databases", "1".into()),
+        ("proto-max-bulk-len", limits.max_bulk.to_string()),
+        ("client-query-buffer-limit", limits.query_buffer.to_string()),
+    ];
+    let found: Vec<_> = settings
         .iter()
         .filter(|(name, _)| {
             params
@@ -339,8 +685,15 @@ fn config_get(params: &[&[u8]], out: &mut Vec<u8>) {
     }
 }
 
-/// Executes one request; appends the reply to `out`.
-fn execute(store: &mut Store, args: &[&[u8]], out: &mut Vec<u8>) -> After {
+/// Executes one request; appends the reply to `out`. A reply that would take `out` past `cap`
+/// bytes may be cut short, with `After::Overflow`.
+fn execute(
+    store: &mut Store,
+    limits: &Limits,
+    args: &[&[u8]],
+    out: &mut Vec<u8>,
+    cap: usize,
+) -> After {
     let Some((&cmd, rest)) = args.split_first() else {
         return After::Continue; // an empty line: Redis ignores it
     };
@@ -436,6 +789,10 @@ fn execute(store: &mut Store, args: &[&[u8]], out: &mut Vec<u8>) -> After {
         } else {
             push_int(out, b'*', rest.len() as i64);
             for key in rest {
+                // The one reply that can grow without bound: many keys, each a large value.
+                if out.len() > cap {
+                    return After::Overflow;
+                }
                 push_bulk(out, store.get(key, now).map(|v| &v.data[..]));
             }
         }
@@ -462,7 +819,7 @@ fn execute(store: &mut Store, args: &[&[u8]], out: &mut Vec<u8>) -> After {
     } else if is("CONFIG") {
         match rest {
             [sub, params @ ..] if sub.eq_ignore_ascii_case(b"GET") && !params.is_empty() => {
-                config_get(params, out)
+                config_get(limits, params, out)
             }
             _ => push_err(out, "ERR only CONFIG GET is supported"),
         }
@@ -484,42 +841,81 @@ fn execute(store: &mut Store, args: &[&[u8]], out: &mut Vec<u8>) -> After {
     After::Continue
 }
 
-/// Serves one connection: any futures-io stream (`kv_tokio` passes tokio's, through `compat`).
-pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(mut conn: S, store: Rc<RefCell<Store>>) {
-    // Bytes buf[start..end] are received but not yet parsed.
-    let mut buf = vec![0u8; 16 * 1024];
-    let (mut start, mut end) = (0, 0);
-    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut ranges: Vec<Range<usize>> = Vec::new();
-    loop {
-        // Make room: move a partial request to the front, or grow for a big one.
-        if end == buf.len() {
-            if start > 0 {
-                buf.copy_within(start..end, 0);
-                (start, end) = (0, end - start);
-            } else {
-                buf.resize(buf.len() * 2, 0);
-            }
-        }
-        let n = match conn.read(&mut buf[end..]).await {
-            Ok(0) | Err(_) => return, // closed, possibly in the middle of a request
-            Ok(n) => n,
-        };
-        end += n;
+/// Counts a connection in [`Stats::stalled`] while it is set.
+struct Stalled<'a> {
+    count: &'a Cell<usize>,
+    on: bool,
+}
 
-        // Answer every complete request in the buffer.
+impl Stalled<'_> {
+    fn set(&mut self, on: bool) {
+        if on != self.on {
+            self.on = on;
+            let n = self.count.get();
+            self.count.set(if on { n + 1 } else { n - 1 });
+        }
+    }
+}
+
+impl Drop for Stalled<'_> {
+    fn drop(&mut self) {
+        self.set(false);
+    }
+}
+
+/// Serves one connection: any futures-io stream (`kv_tokio` passes tokio's, through `compat`).
+///
+/// It answers the complete requests it has while its unsent replies are within the soft limit,
+/// then writes them; it reads while they are within the soft limit, and while a write waits
+/// for the client to read; past the soft limit it only writes.
+pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(mut conn: S, server: Rc<Server>) {
+    let (limits, stats) = (&server.limits, &server.stats);
+    let soft = limits.reply_soft;
+    let hard = match limits.reply_hard {
+        0 => usize::MAX,
+        n => n,
+    };
+    let buf_start = BUF_START.min(limits.query_buffer).max(1);
+    // Bytes buf[start..end] are received but not yet answered; out[sent..] are replies not
+    // yet sent.
+    let mut buf = vec![0u8; buf_start];
+    let (mut start, mut end) = (0, 0);
+    let mut out: Vec<u8> = Vec::with_capacity(BUF_START);
+    let mut sent = 0;
+    let mut parser = Parser::new(limits);
+    let mut eof = false; // the client has sent all it will send
+    let mut stalled = Stalled {
+        count: &stats.stalled,
+        on: false,
+    };
+    Stats::peak(&stats.peak_buffer, buf.len());
+    loop {
+        // Drop the replies that were sent: all of them, usually.
+        if sent == out.len() {
+            out.clear();
+            if out.capacity() > BUF_KEEP {
+                out = Vec::with_capacity(BUF_START);
+            }
+        } else if sent > 0 {
+            out.drain(..sent);
+        }
+        sent = 0;
+
+        // Answer complete requests while the unsent replies are within the soft limit.
         let mut after = After::Continue;
-        {
-            let mut store = store.borrow_mut();
-            let mut args: Vec<&[u8]> = Vec::with_capacity(8);
-            while after == After::Continue {
+        if out.len() <= soft {
+            let mut store = server.store.borrow_mut();
+            let mut args: Vec<&[u8]> = Vec::new(); // allocated by the first request, if any
+            let mut answered = 0;
+            while after == After::Continue && out.len() <= soft {
                 let pending = &buf[start..end];
-                match parse(pending, &mut ranges) {
+                match parser.parse(pending) {
                     Parsed::Request(used) => {
                         args.clear();
-                        args.extend(ranges.iter().map(|r| &pending[r.clone()]));
-                        after = execute(&mut store, &args, &mut out);
+                        args.extend(parser.args().iter().map(|r| &pending[r.clone()]));
+                        after = execute(&mut store, limits, &args, &mut out, hard);
                         start += used;
+                        answered += 1;
                     }
                     Parsed::Incomplete => break,
                     Parsed::Error(msg) => {
@@ -528,27 +924,114 @@ pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(mut conn: S, store: Rc<Re
                     }
                 }
             }
+            Stats::add(&stats.requests, answered);
+            Stats::add(&stats.parsed, parser.take_scanned());
+            Stats::peak(&stats.peak_unsent, out.len());
+        }
+        if out.len() > hard {
+            after = After::Overflow;
+        }
+        match after {
+            After::Continue => {}
+            After::Close => {
+                let _ = conn.write_all(&out).await;
+                return;
+            }
+            After::Overflow => {
+                Stats::add(&stats.over_reply_limit, 1);
+                return;
+            }
         }
         if start == end {
             (start, end) = (0, 0);
-        }
-        if !out.is_empty() {
-            if conn.write_all(&out).await.is_err() {
-                return;
+            if buf.len() > BUF_KEEP {
+                buf = vec![0u8; buf_start];
             }
-            out.clear();
         }
-        if after == After::Close {
+        let reading = !eof && out.len() <= soft;
+        if eof && out.len() <= soft {
+            // Every complete request is answered; the rest of one can never come.
+            let _ = conn.write_all(&out).await;
+            return;
+        }
+        if reading && end == buf.len() {
+            // Make room: move a partial request to the front, or grow for a big one.
+            if start > 0 {
+                buf.copy_within(start..end, 0);
+                (start, end) = (0, end - start);
+            } else if end >= limits.query_buffer {
+                // No reply to this request, as Redis does; those before it are owed theirs.
+                Stats::add(&stats.over_query_limit, 1);
+                let _ = conn.write_all(&out).await;
+                return;
+            } else {
+                // Doubling, but never past what the request is known to need: a client that
+                // announces a large bulk string gets room as its bytes arrive.
+                let wants = match parser.wants() {
+                    0 => usize::MAX,
+                    n => n,
+                };
+                let len = (buf.len() * 2).min(wants).min(limits.query_buffer);
+                buf.resize(len, 0);
+                Stats::peak(&stats.peak_buffer, len);
+            }
+        }
+
+        // Write; read too while the unsent replies are within the soft limit.
+        let open = poll_fn(|cx| {
+            let mut conn = Pin::new(&mut conn);
+            while sent < out.len() {
+                match conn.as_mut().poll_write(cx, &out[sent..]) {
+                    Poll::Ready(Ok(n)) if n > 0 => sent += n,
+                    Poll::Ready(_) => return Poll::Ready(false),
+                    Poll::Pending => break,
+                }
+            }
+            if sent > 0 && sent == out.len() {
+                return Poll::Ready(true); // all sent: answer what is in, or read
+            }
+            if reading {
+                match conn.as_mut().poll_read(cx, &mut buf[end..]) {
+                    Poll::Ready(Ok(0)) => eof = true,
+                    Poll::Ready(Ok(n)) => {
+                        end += n;
+                        Stats::add(&stats.read, n as u64);
+                    }
+                    Poll::Ready(Err(_)) => return Poll::Ready(false),
+                    Poll::Pending => return Poll::Pending,
+                }
+                return Poll::Ready(true);
+            }
+            if out.len() - sent <= soft {
+                return Poll::Ready(true); // back within the soft limit: answer more
+            }
+            stalled.set(true);
+            Poll::Pending
+        })
+        .await;
+        stalled.set(false);
+        if !open {
             return;
         }
     }
 }
 
+/// How to start the server, for a command line it cannot read.
+pub const USAGE: &str = "usage: kv [ADDR] [--proto-max-bulk-len BYTES] [--max-multibulk-len N] \
+[--client-query-buffer-limit BYTES] [--reply-soft-limit BYTES] [--reply-hard-limit BYTES]";
+
+/// The address and limits from the command line; exits with the usage if it cannot read them.
+pub fn args_or_exit() -> (Option<String>, Limits) {
+    Limits::from_args(std::env::args().skip(1)).unwrap_or_else(|problem| {
+        eprintln!("{problem}\n{USAGE}");
+        std::process::exit(2)
+    })
+}
+
 #[allow(dead_code)] // the tests include this file for `serve` only
 fn main() -> std::io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:6380".into());
+    let (addr, limits) = args_or_exit();
+    let addr = addr.unwrap_or_else(|| "127.0.0.1:6380".into());
     let mut builder = solo::EventLoop::builder();
     if std::env::var_os("SOLO_SPIN_US").is_none() {
         builder = builder.spin_before_sleep(Duration::from_micros(100));
@@ -558,7 +1041,7 @@ fn main() -> std::io::Result<()> {
         .run_until_complete(async move {
             let listener = TcpListener::bind(&addr)?;
             println!("kv (RESP2) on {}", listener.local_addr()?);
-            serve(listener).await
+            serve_with(listener, Rc::new(Server::new(limits))).await
         })
         .map_err(std::io::Error::other)?;
     el.shutdown(Duration::ZERO);

@@ -37,12 +37,16 @@ pub mod fs;
 pub mod hyper;
 pub mod monitor;
 pub mod net;
+pub mod process;
 mod reactor;
 mod reclaim;
 mod shared;
-mod signal;
+pub mod signal;
+mod signal_pipe;
 mod stack;
+pub mod sync;
 mod task;
+mod task_group;
 pub mod time;
 mod timer;
 
@@ -59,3 +63,4 @@ pub use executor::{
 };
 pub use reactor::Backend;
 pub use task::{yield_now, JoinHandle};
+pub use task_group::{ChildError, GroupError, JoinNext, TaskGroup};

@@ -1,161 +1,309 @@
-//! Unix signals, delivered on the loop thread as ordinary callbacks.
+//! Unix signals as futures and streams: [`ctrl_c`], and [`signal`] for any [`SignalKind`].
 //!
-//! A signal handler may only do async-signal-safe things, so it cannot run user code. The
-//! classic answer (asyncio's `set_wakeup_fd`, libuv's signal pipe) is the *self-pipe*: the
-//! handler writes one byte into a socket, and the loop, which watches the other end like any
-//! reader, calls the user's callback on its own thread at its next iteration.
+//! ```
+//! use futures::StreamExt;
+//! use solo::signal::{signal, SignalKind};
 //!
-//! signal-hook provides the handler side (`signal_hook::low_level::pipe`, which installs the
-//! handler once per signal, chains with other users of the same signal, and writes the byte
-//! without allocating); the loop's reactor watches the read end. Several signals arriving
-//! between two iterations are coalesced into one call, as in asyncio.
+//! solo::run(async {
+//!     let mut hangups = signal(SignalKind::hangup())?;
+//!     // SAFETY: sending a signal to ourselves.
+//!     unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
+//!     assert_eq!(hangups.next().await, Some(()));
+//!     Ok::<(), std::io::Error>(())
+//! })??;
+//! # Ok::<(), std::io::Error>(())
+//! ```
 //!
-//! signal-hook's process-wide handler stays installed once set, so removing the last handler
-//! cannot simply put the old disposition back. For a signal whose disposition was the default
-//! when solo first watched it, solo also registers signal-hook's *conditional default*: an
-//! action that runs the signal's default behaviour (terminate, stop, ignore) whenever no solo
-//! loop in the process watches the signal. So after
-//! [`remove_signal_handler`](crate::Handle::remove_signal_handler), or once the loop is dropped,
-//! SIGINT terminates the process again, as it did before. A signal that had a handler of its
-//! own before keeps being passed to it (signal-hook chains), and an ignored one stays ignored.
+//! A [`Signal`] is a [`Stream`] of deliveries of one signal to this process. Each listener has
+//! its own self-pipe (see `signal_pipe.rs`), so several listeners of one signal, on one loop or
+//! on several loops on different threads, all see each delivery; they also coexist with
+//! [`add_signal_handler`](crate::Handle::add_signal_handler) callbacks for the same signal.
+//! A delivery is recorded at once, by the signal handler, even while the loop is not running or
+//! nobody polls the stream; it is reported at the next poll. Deliveries between two polls come
+//! out as one item: the kernel itself coalesces standard signals that arrive while one is
+//! pending, so a count of items is a lower bound of the deliveries, never more.
+//!
+//! While any listener (a stream, a pending [`ctrl_c`], or a handler) exists, the signal's
+//! default action is off: SIGINT no longer terminates the process. When the last one is dropped
+//! the signal behaves as before (its default action, or the handler or ignoring that was in
+//! place before solo).
+//!
+//! Streams end (`None`) when their loop is dropped; creating one on a closed loop, outside a
+//! running loop (except with [`Signal::with_handle`]), or for a signal that cannot be handled
+//! (SIGKILL, SIGSTOP, the fault signals, numbers out of range) is an error.
 
-use std::collections::HashMap;
-use std::io::{self, Read};
-use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use signal_hook::SigId;
+use futures_core::Stream;
 
-/// Process-wide state of one signal that some solo loop has watched.
-struct ProcessSignal {
-    /// Loops watching it now.
-    watchers: usize,
-    /// Set while no loop watches it: signal-hook then runs the default action. `None` if the
-    /// disposition was not the default when solo first watched the signal.
-    run_default: Option<Arc<AtomicBool>>,
-}
+use crate::reactor::Dir;
+use crate::signal_pipe::Listener;
+use crate::{Async, Handle};
 
-static PROCESS: Mutex<Option<HashMap<i32, ProcessSignal>>> = Mutex::new(None);
+/// A signal, by name: `SignalKind::terminate()` rather than `15`. Any other signal number
+/// through [`from_raw`](SignalKind::from_raw); whether it can be listened to is checked when a
+/// [`Signal`] is made.
+///
+/// ```
+/// use solo::signal::SignalKind;
+/// assert_eq!(SignalKind::terminate().as_raw(), libc::SIGTERM);
+/// assert_eq!(SignalKind::interrupt().to_string(), "SIGINT");
+/// assert_eq!(SignalKind::from_raw(libc::SIGUSR1), SignalKind::user_defined1());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SignalKind(i32);
 
-/// Counts a watcher of `signal` in this process, arming the conditional default the first
-/// time; `delta` is +1 or -1.
-fn count_watcher(signal: i32, delta: isize) -> io::Result<()> {
-    let mut process = PROCESS.lock().unwrap_or_else(|e| e.into_inner());
-    let map = process.get_or_insert_with(HashMap::new);
-    let state = match map.entry(signal) {
-        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-        std::collections::hash_map::Entry::Vacant(e) => {
-            // First time: note whether the default disposition is in place, before
-            // signal-hook's handler replaces it.
-            let run_default = if disposition_is_default(signal)? {
-                let flag = Arc::new(AtomicBool::new(false));
-                signal_hook::flag::register_conditional_default(signal, flag.clone())?;
-                Some(flag)
-            } else {
-                None
-            };
-            e.insert(ProcessSignal {
-                watchers: 0,
-                run_default,
-            })
+macro_rules! kinds {
+    ($($(#[$doc:meta])* $name:ident => $sig:ident,)*) => {
+        impl SignalKind {
+            $(
+                $(#[$doc])*
+                pub const fn $name() -> SignalKind {
+                    SignalKind(libc::$sig)
+                }
+            )*
+
+            /// The signal's name (`"SIGTERM"`), for the signals with a constructor here.
+            pub fn name(self) -> Option<&'static str> {
+                match self.0 {
+                    $(libc::$sig => Some(stringify!($sig)),)*
+                    _ => None,
+                }
+            }
         }
     };
-    state.watchers = state.watchers.saturating_add_signed(delta);
-    if let Some(flag) = &state.run_default {
-        flag.store(state.watchers == 0, Ordering::SeqCst);
+}
+
+kinds! {
+    /// SIGINT: ctrl-c in a terminal.
+    interrupt => SIGINT,
+    /// SIGTERM: the polite request to stop (what `kill` and service managers send).
+    terminate => SIGTERM,
+    /// SIGHUP: the terminal went away; daemons often take it as "reload the configuration".
+    hangup => SIGHUP,
+    /// SIGQUIT: ctrl-\ in a terminal.
+    quit => SIGQUIT,
+    /// SIGALRM: a timer set with `alarm(2)` or `setitimer(2)` expired.
+    alarm => SIGALRM,
+    /// SIGCHLD: a child process exited, stopped or continued.
+    child => SIGCHLD,
+    /// SIGPIPE: a write to a pipe or socket nobody reads (Rust programs ignore it by default).
+    pipe => SIGPIPE,
+    /// SIGUSR1: for the application to define.
+    user_defined1 => SIGUSR1,
+    /// SIGUSR2: for the application to define.
+    user_defined2 => SIGUSR2,
+    /// SIGWINCH: the terminal window changed size.
+    window_change => SIGWINCH,
+    /// SIGIO: I/O is possible on an fd set up for signal-driven I/O.
+    io => SIGIO,
+}
+
+impl SignalKind {
+    /// Any signal by number (a `libc::SIG*` constant, or `libc::SIGRTMIN() + n`).
+    pub const fn from_raw(signal: i32) -> SignalKind {
+        SignalKind(signal)
     }
-    Ok(())
-}
 
-fn disposition_is_default(signal: i32) -> io::Result<bool> {
-    // SAFETY: `sigaction` is plain old data, for which all zeroes is a valid value.
-    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: a null new action only queries the current one, written into `old`, which is a
-    // valid, exclusively borrowed `sigaction`.
-    if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } < 0 {
-        return Err(io::Error::last_os_error());
+    /// The signal's number.
+    pub const fn as_raw(self) -> i32 {
+        self.0
     }
-    Ok(old.sa_sigaction == libc::SIG_DFL)
 }
 
-/// One watched signal: its signal-hook registration and the pipe's read end.
-pub(crate) struct Watched {
-    id: SigId,
-    read: UnixStream,
+impl From<SignalKind> for i32 {
+    fn from(kind: SignalKind) -> i32 {
+        kind.0
+    }
 }
 
-/// The signals a loop watches, by number.
-#[derive(Default)]
-pub(crate) struct Signals {
-    pub(crate) watched: HashMap<i32, Watched>,
-}
-
-impl Signals {
-    /// Installs the handler for `signal` and returns the pipe's read end to watch.
-    pub(crate) fn watch(&mut self, signal: i32) -> io::Result<&UnixStream> {
-        if signal <= 0 || signal >= 65 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid signal number {signal}"),
-            ));
+impl fmt::Display for SignalKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(n) => f.write_str(n),
+            None => write!(f, "signal {}", self.0),
         }
-        if signal_hook::consts::FORBIDDEN.contains(&signal) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("signal {signal} cannot be handled (SIGKILL, SIGSTOP and the fault signals are forbidden)"),
-            ));
+    }
+}
+
+impl fmt::Debug for SignalKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SignalKind({self})")
+    }
+}
+
+/// Listens for `kind` on the loop running on this thread: a [`Signal`] stream of its
+/// deliveries, from now on.
+///
+/// Errors outside a running loop (use [`Signal::with_handle`] there), on a closed loop, and for
+/// signals that cannot be handled (SIGKILL, SIGSTOP, SIGSEGV, SIGILL, SIGFPE, numbers out of
+/// range: `InvalidInput`).
+pub fn signal(kind: SignalKind) -> io::Result<Signal> {
+    let handle = Handle::try_current().ok_or_else(|| {
+        io::Error::other("solo::signal::signal called outside a running solo event loop")
+    })?;
+    Signal::with_handle(kind, &handle)
+}
+
+/// The deliveries of one signal, as a [`Stream`] of `()` (or one at a time with
+/// [`recv`](Signal::recv)). See the [module docs](self) for what is seen when.
+///
+/// ```
+/// use solo::signal::{Signal, SignalKind};
+/// let el = solo::EventLoop::new().unwrap();
+/// // Made before the loop runs: deliveries from now on are kept for it.
+/// let mut usr1 = Signal::with_handle(SignalKind::user_defined1(), &el.handle()).unwrap();
+/// // SAFETY: sending a signal to ourselves.
+/// unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
+/// assert_eq!(el.run_until_complete(usr1.recv()).unwrap(), Some(()));
+/// drop(el);
+/// // The loop is gone: the stream has ended.
+/// assert_eq!(futures::executor::block_on(usr1.recv()), None);
+/// ```
+pub struct Signal {
+    kind: SignalKind,
+    io: Async<Listener>,
+    handle: Handle,
+}
+
+impl Signal {
+    /// Listens for `kind` on the given loop (which need not be running yet).
+    pub fn with_handle(kind: SignalKind, handle: &Handle) -> io::Result<Signal> {
+        if handle.is_closed() {
+            return Err(io::Error::other("the event loop is closed"));
         }
-        let w = match self.watched.entry(signal) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let (read, write) = UnixStream::pair()?;
-                read.set_nonblocking(true)?;
-                write.set_nonblocking(true)?;
-                count_watcher(signal, 1)?;
-                let id = match signal_hook::low_level::pipe::register(signal, write) {
-                    Ok(id) => id,
-                    Err(e) => {
-                        let _ = count_watcher(signal, -1);
-                        return Err(e);
-                    }
-                };
-                e.insert(Watched { id, read })
+        let listener = Listener::new(kind.0)?;
+        Ok(Signal {
+            kind,
+            io: Async::with_handle(listener, handle)?,
+            handle: handle.clone(),
+        })
+    }
+
+    /// The signal this listens for.
+    pub fn kind(&self) -> SignalKind {
+        self.kind
+    }
+
+    /// Waits for the next delivery (or the deliveries since the last one, as one). `None` once
+    /// the loop is gone.
+    pub async fn recv(&mut self) -> Option<()> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for the next delivery; see [`recv`](Signal::recv).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<()>> {
+        if self.handle.is_closed() {
+            return Poll::Ready(None);
+        }
+        let mut buf = [0u8; 64];
+        match self.io.poll_read_stream(cx, &mut buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(n)) if n > 0 => {
+                if n == buf.len() {
+                    // More may be waiting: they are the same news. A short read cleared the
+                    // cached readiness already; here the drain does.
+                    self.io.get_ref().drain();
+                    self.io.clear(Dir::Read);
+                }
+                Poll::Ready(Some(()))
             }
-        };
-        Ok(&w.read)
-    }
-
-    /// Stops watching `signal`; returns the read end so the caller can stop polling it.
-    pub(crate) fn unwatch(&mut self, signal: i32) -> Option<UnixStream> {
-        let w = self.watched.remove(&signal)?;
-        signal_hook::low_level::unregister(w.id);
-        let _ = count_watcher(signal, -1); // cannot fail: the signal is known by now
-        Some(w.read)
-    }
-}
-
-/// Empties the pipe (the bytes only say "it happened").
-pub(crate) fn drain(mut read: &UnixStream) {
-    let mut buf = [0u8; 64];
-    while let Ok(n) = read.read(&mut buf) {
-        if n == 0 {
-            break;
+            // The write end is held by signal-hook until this listener is dropped, and the
+            // registration by the loop until it closes, so neither an end of file nor an error
+            // can come while the loop lives; should one come, the stream ends.
+            Poll::Ready(_) => Poll::Ready(None),
         }
     }
 }
 
-impl Drop for Signals {
-    fn drop(&mut self) {
-        for (signal, w) in self.watched.drain() {
-            signal_hook::low_level::unregister(w.id);
-            let _ = count_watcher(signal, -1);
-        }
+impl Stream for Signal {
+    type Item = ();
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<()>> {
+        self.get_mut().poll_recv(cx)
     }
 }
 
-impl std::fmt::Debug for Signals {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.watched.keys()).finish()
+impl fmt::Debug for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signal").field("kind", &self.kind).finish()
+    }
+}
+
+/// Completes when the process receives SIGINT (ctrl-c).
+///
+/// Inside a running loop, the listener is installed by this call, so a ctrl-c that comes
+/// between the call and the first poll is not missed; outside one it is installed at the first
+/// poll, which then must happen inside a running loop. Errors (at the poll) outside a running
+/// loop and on a closed loop. While the future exists, ctrl-c does not terminate the process.
+///
+/// ```no_run
+/// # fn main() -> std::io::Result<()> {
+/// solo::run(async {
+///     println!("press ctrl-c");
+///     solo::signal::ctrl_c().await?;
+///     println!("bye");
+///     Ok::<(), std::io::Error>(())
+/// })?
+/// # }
+/// ```
+pub fn ctrl_c() -> CtrlC {
+    let state = match Handle::try_current() {
+        Some(h) => match Signal::with_handle(SignalKind::interrupt(), &h) {
+            Ok(s) => CtrlCState::Listening(s),
+            Err(e) => CtrlCState::Failed(Some(e)),
+        },
+        None => CtrlCState::Lazy,
+    };
+    CtrlC { state }
+}
+
+/// The future of [`ctrl_c`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct CtrlC {
+    state: CtrlCState,
+}
+
+#[derive(Debug)]
+enum CtrlCState {
+    Lazy,
+    Listening(Signal),
+    Failed(Option<io::Error>),
+}
+
+impl Future for CtrlC {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                CtrlCState::Lazy => {
+                    this.state = match signal(SignalKind::interrupt()) {
+                        Ok(s) => CtrlCState::Listening(s),
+                        Err(e) => CtrlCState::Failed(Some(e)),
+                    }
+                }
+                CtrlCState::Listening(s) => {
+                    return match s.poll_recv(cx) {
+                        Poll::Ready(Some(())) => Poll::Ready(Ok(())),
+                        Poll::Ready(None) => {
+                            Poll::Ready(Err(io::Error::other("the event loop is closed")))
+                        }
+                        Poll::Pending => Poll::Pending,
+                    }
+                }
+                CtrlCState::Failed(e) => {
+                    return Poll::Ready(Err(e
+                        .take()
+                        .unwrap_or_else(|| io::Error::other("ctrl_c polled after it failed"))))
+                }
+            }
+        }
     }
 }

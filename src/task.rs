@@ -117,16 +117,21 @@ pub(crate) const DETACHED: u8 = 16;
 /// it).
 ///
 /// Set by the vtable's `poll` when the future panics (`run` adds `COMPLETE` right after).
-/// Cleared by `JoinHandle::poll` when it takes the output. A `JoinHandle` dropped while
-/// `COMPLETE | FAILED` reports an unretrieved panic (debug mode, on its running loop).
+/// Cleared by `JoinHandle::poll` when it takes the output, and by the loop once it has reported
+/// the panic as never retrieved (`Scheduler::unretrieved_panic` for a handle dropped on its
+/// running loop; the loop's sweep for one dropped elsewhere, and at close).
 pub(crate) const FAILED: u8 = 32;
 
 /// Hooks into the loop that owns a task, so this module stays free of the loop's types.
 pub(crate) trait Scheduler {
     /// Puts a task on the ready queue (called on the loop thread with the scheduled bit set).
     fn push_task(&self, task: TaskRef);
-    /// A `JoinHandle` of a panicked task was dropped without taking the error (debug lint).
-    fn unretrieved_panic(&self, site: &'static Location<'static>, slot: u32);
+    /// A `JoinHandle` of a panicked task was dropped without taking the error: nobody can
+    /// retrieve it any more, so the loop reports it. False if the loop did not find it (a sweep
+    /// holds it: it reports it then).
+    fn unretrieved_panic(&self, task: &Header) -> bool;
+    /// A `JoinHandle` took the error of a panicked task: the loop forgets it.
+    fn panic_retrieved(&self, task: &Header);
     /// Dropping the task's future or output panicked (the panic was caught here).
     fn destructor_panicked(&self, task: &Header, payload: Box<dyn Any + Send>);
     /// The waker of whoever awaits the task's `JoinHandle` panicked when woken.
@@ -379,6 +384,11 @@ impl TaskRef {
         }
     }
 
+    /// Marks a panic as dealt with: retrieved, or reported as never retrieved.
+    pub(crate) fn clear_failed(&self) {
+        self.set_state(self.state() & !FAILED);
+    }
+
     /// Requests cancellation; the loop drops the future the next time it pops the task.
     pub(crate) fn request_cancel(&self) {
         let state = self.state();
@@ -523,9 +533,24 @@ fn vtable<F: Future + 'static>() -> &'static Vtable {
 
 /// Replaces the stage, catching a panic from the old value's destructor (the future's or the
 /// output's: user code) and reporting it to the task's loop, or to stderr outside it.
+///
+/// The old value is dropped *in place*, never moved first: the future is pinned in the cell,
+/// and an async block may hold pointers into itself (a future borrowing one of its locals,
+/// whose destructor reads through that borrow). Moving it out to drop it would leave those
+/// pointers aimed at whatever is written into the cell next.
 fn set_stage<F: Future>(h: &Header, stage: &mut Stage<F>, new: Stage<F>) {
-    let old = std::mem::replace(stage, new);
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(old))) {
+    let slot: *mut Stage<F> = stage;
+    // SAFETY: `slot` comes from a unique borrow, and holds a valid value, dropped once here.
+    // If a destructor panics, drop glue still drops the value's other parts while unwinding,
+    // and `catch_unwind` returns only after that: either way the old value is fully dropped
+    // and nothing reads it again before the write below.
+    let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
+        std::ptr::drop_in_place(slot)
+    }));
+    // SAFETY: the slot's old value was dropped just above: overwriting it without a drop is
+    // what must happen, and the slot is valid for writes (it came from `&mut`).
+    unsafe { std::ptr::write(slot, new) };
+    if let Err(payload) = dropped {
         with_own_scheduler(h, |s| match s {
             Some(s) => s.destructor_panicked(h, payload),
             None => {
@@ -651,6 +676,14 @@ unsafe fn dealloc<F: Future>(ptr: NonNull<Header>) {
 /// panicked, or was cancelled). Dropping the handle *detaches* the task: it keeps running and its
 /// output is dropped when it finishes. `JoinHandle` is `!Send`: it belongs to the loop thread.
 ///
+/// A task's panic belongs to its handle, as an exception belongs to an asyncio task: awaiting
+/// the handle yields it, and nothing is reported. The loop's exception handler hears of it,
+/// as "task exception was never retrieved" with the spawn site, only once nobody can retrieve
+/// it: the task panics after its handle was dropped (reported then); the handle is dropped
+/// unawaited after the panic (reported then, or, if dropped while the loop is not running,
+/// when the loop next runs or closes); or the loop closes while the handle is still alive and
+/// unawaited (reported at close; the handle still yields the error afterwards).
+///
 /// ```
 /// let el = solo::EventLoop::new().unwrap();
 /// let task = el.handle().spawn(async { 6 * 7 });
@@ -726,7 +759,16 @@ impl<T> Future for JoinHandle<T> {
         // SAFETY: the task is complete and this handle is the only reader of its output; `out`
         // has the type the vtable's `take_output` writes, since the handle's T is the task's.
         unsafe { (h.vtable.take_output)(task.ptr, &mut out as *mut _ as *mut ()) };
-        task.set_state(task.state() & !FAILED);
+        if state & FAILED != 0 {
+            task.set_state(state & !FAILED);
+            // Off its loop (another executor, or after the loop ran) the loop's next sweep
+            // sees the cleared bit instead.
+            with_own_scheduler(h, |s| {
+                if let Some(s) = s {
+                    s.panic_retrieved(h);
+                }
+            });
+        }
         self.task = None;
         out
     }
@@ -737,13 +779,15 @@ impl<T> Drop for JoinHandle<T> {
         if let Some(task) = self.task.take() {
             let state = task.state();
             task.set_state(state | DETACHED);
-            if state & (COMPLETE | FAILED) == COMPLETE | FAILED {
+            if state & FAILED != 0 {
+                // Nobody can retrieve the panic now. On its running loop it is reported at once;
+                // elsewhere FAILED stays set beside DETACHED, and the loop reports it when it
+                // next runs, or closes.
                 let h = task.header();
-                with_own_scheduler(h, |s| {
-                    if let Some(s) = s {
-                        s.unretrieved_panic(h.site, h.slot.get());
-                    }
-                });
+                let reported = with_own_scheduler(h, |s| s.is_some_and(|s| s.unretrieved_panic(h)));
+                if reported {
+                    task.clear_failed();
+                }
             }
             if state & COMPLETE != 0 {
                 // SAFETY: loop thread; the task is complete and the handle was its only reader.
@@ -901,6 +945,50 @@ mod tests {
     async fn futures_poll_once<F: std::future::Future + Unpin>(mut f: F) -> bool {
         std::future::poll_fn(move |cx| Poll::Ready(std::pin::Pin::new(&mut f).poll(cx).is_ready()))
             .await
+    }
+
+    /// A future that reads through a pointer into its own (pinned) state when dropped.
+    struct ReadsOwnLocalOnDrop<'a>(&'a Vec<u8>, Rc<Cell<usize>>);
+
+    impl Drop for ReadsOwnLocalOnDrop<'_> {
+        fn drop(&mut self) {
+            self.1.set(self.0.len());
+        }
+    }
+
+    #[test]
+    fn miri_a_self_referential_future_is_dropped_in_place_when_cancelled() {
+        let el = EventLoop::new().unwrap();
+        let h = el.handle();
+        let seen = Rc::new(Cell::new(0));
+        let s = seen.clone();
+        let t = h.spawn(async move {
+            let local = vec![1u8, 2, 3];
+            let _borrows = ReadsOwnLocalOnDrop(&local, s);
+            std::future::pending::<()>().await;
+        });
+        let s = seen.clone();
+        let u = h.spawn(async move {
+            let local = vec![7u8; 5];
+            let _borrows = ReadsOwnLocalOnDrop(&local, s);
+            std::future::pending::<()>().await;
+        });
+        el.stop();
+        el.run_forever().unwrap();
+        t.cancel();
+        assert!(el
+            .run_until_complete(t)
+            .unwrap()
+            .unwrap_err()
+            .is_cancelled());
+        assert_eq!(
+            seen.get(),
+            3,
+            "the cancelled future read its own local, unmoved"
+        );
+        drop(u);
+        drop(el); // the loop's end drops the other one in place too
+        assert_eq!(seen.get(), 5);
     }
 
     #[test]

@@ -737,13 +737,11 @@ fn a_panicking_debug_report_hook_does_not_take_the_loop_down() {
 }
 
 #[test]
-fn a_panicking_task_yields_a_join_error_and_is_reported() {
+fn a_panicking_task_yields_a_join_error_and_is_not_reported_when_retrieved() {
     let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
     let h = el.handle();
-    let seen = log();
-    let s = seen.clone();
-    h.set_exception_handler(move |ctx| s.borrow_mut().push(ctx.to_string()));
+    let seen = handler_log(&h);
     let t = h.spawn(async { panic!("task boom") });
     let other = h.spawn(async { 7 });
     let (a, b) = el
@@ -754,8 +752,179 @@ fn a_panicking_task_yields_a_join_error_and_is_reported() {
     assert_eq!(b.unwrap(), 7);
     let payload = err.try_into_panic().unwrap();
     assert_eq!(*payload.downcast::<&str>().unwrap(), "task boom");
+    drop(el);
+    // The panic went to the handle that awaited it: nothing for the exception handler, then or
+    // at close (asyncio: an exception that was retrieved is never logged).
+    assert!(seen.borrow().is_empty(), "{:?}", seen.borrow());
+}
+
+/// What the exception handler sees, as its `Display`.
+fn handler_log(h: &solo::Handle) -> Log {
+    let seen = log();
+    let s = seen.clone();
+    h.set_exception_handler(move |ctx| s.borrow_mut().push(ctx.to_string()));
+    seen
+}
+
+const NEVER: &str = "(task exception was never retrieved: ";
+
+#[test]
+fn a_detached_task_that_panics_is_reported_when_it_panics_with_its_spawn_site() {
+    let _watchdog = common::watchdog!();
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let seen = handler_log(&h);
+    let line = line!() + 1;
+    drop(h.spawn_named("lost", async { panic!("boom") }));
+    run_once(&el);
+    assert_eq!(
+        *seen.borrow(),
+        [format!(
+            "solo: task \"lost\" (spawned at {}:{line}:12) failed: panicked: boom \
+             {NEVER}its JoinHandle was dropped before it failed)",
+            file!()
+        )]
+    );
+    drop(el);
+    assert_eq!(seen.borrow().len(), 1, "reported once");
+}
+
+#[test]
+fn a_handle_dropped_unawaited_after_the_panic_reports_it_at_the_drop() {
+    let _watchdog = common::watchdog!();
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let seen = handler_log(&h);
+    let t = h.spawn(async { panic!("boom") });
+    run_once(&el);
+    assert!(t.is_finished());
+    assert!(seen.borrow().is_empty(), "the handle may still take it");
+    // Dropped on the running loop: reported right there.
+    h.call_soon(move || drop(t));
+    run_once(&el);
     assert_eq!(seen.borrow().len(), 1);
-    assert!(seen.borrow()[0].starts_with("solo: task (spawned at tests/event_loop.rs:"));
+    assert!(
+        seen.borrow()[0].ends_with(&format!(
+            "failed: panicked: boom {NEVER}its JoinHandle was dropped without being awaited)"
+        )),
+        "{:?}",
+        seen.borrow()
+    );
+    drop(el);
+    assert_eq!(seen.borrow().len(), 1, "reported once");
+}
+
+#[test]
+fn a_handle_dropped_while_the_loop_is_not_running_is_reported_when_it_next_runs() {
+    let _watchdog = common::watchdog!();
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let seen = handler_log(&h);
+    let t = h.spawn(async { panic!("boom") });
+    run_once(&el);
+    drop(t); // outside the loop: the handler is out of reach until the loop runs
+    assert!(seen.borrow().is_empty());
+    run_once(&el);
+    assert_eq!(seen.borrow().len(), 1);
+    assert!(seen.borrow()[0].contains("while the loop was not running)"));
+    drop(el);
+    assert_eq!(seen.borrow().len(), 1, "reported once");
+    // Dropped outside the loop, and the loop never runs again: reported when it closes.
+    let el = EventLoop::new().unwrap();
+    let seen = handler_log(&el.handle());
+    let t = el.handle().spawn(async { panic!("boom") });
+    run_once(&el);
+    drop(t);
+    drop(el);
+    assert_eq!(seen.borrow().len(), 1);
+    assert!(seen.borrow()[0].contains("while the loop was not running)"));
+}
+
+#[test]
+fn a_loop_closing_with_a_panic_unretrieved_reports_it_and_the_handle_still_yields_it() {
+    let _watchdog = common::watchdog!();
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let seen = handler_log(&h);
+    let line = line!() + 1;
+    let t = h.spawn(async { panic!("boom") });
+    let fine = h.spawn(async { 1 });
+    run_once(&el);
+    drop(el);
+    assert_eq!(
+        *seen.borrow(),
+        [format!(
+            "solo: task (spawned at {}:{line}:15) failed: panicked: boom \
+             {NEVER}the loop closed before its JoinHandle was awaited)",
+            file!()
+        )]
+    );
+    // The error is still the handle's; awaiting it (on any executor) reports nothing more.
+    let err = futures::executor::block_on(t).unwrap_err();
+    assert!(err.is_panic());
+    assert_eq!(futures::executor::block_on(fine).unwrap(), 1);
+    assert_eq!(seen.borrow().len(), 1);
+}
+
+#[test]
+fn a_handle_the_exception_handler_drops_while_panics_are_reported_is_reported_too() {
+    let _watchdog = common::watchdog!();
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let seen = log();
+    let held: Rc<RefCell<Vec<solo::JoinHandle<()>>>> = Rc::default();
+    let (s, k) = (seen.clone(), held.clone());
+    h.set_exception_handler(move |ctx| {
+        s.borrow_mut().push(ctx.message().to_string());
+        k.borrow_mut().clear(); // drops the other handle in the middle of the reports
+    });
+    let a = h.spawn(async { panic!("a") });
+    let b = h.spawn(async { panic!("b") });
+    run_once(&el);
+    held.borrow_mut().push(b);
+    drop(a); // outside the loop: both are reported by the sweeps (a at the next run)
+    run_once(&el);
+    drop(el);
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[0].starts_with("panicked: a ") && seen[1].starts_with("panicked: b "));
+}
+
+#[test]
+fn a_panic_retrieved_off_the_loop_is_not_reported() {
+    let _watchdog = common::watchdog!();
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let seen = handler_log(&h);
+    let t = h.spawn(async { panic!("boom") });
+    run_once(&el);
+    // Awaited by another executor while the loop is not running.
+    assert!(futures::executor::block_on(t).unwrap_err().is_panic());
+    run_once(&el);
+    drop(el);
+    assert!(seen.borrow().is_empty(), "{:?}", seen.borrow());
+}
+
+#[test]
+fn a_task_that_drops_its_own_handle_and_panics_is_reported_once() {
+    let _watchdog = common::watchdog!();
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let seen = handler_log(&h);
+    let slot: Rc<RefCell<Option<solo::JoinHandle<()>>>> = Rc::default();
+    let s = slot.clone();
+    let t = h.spawn(async move {
+        let own = s.borrow_mut().take();
+        solo::yield_now().await;
+        let _own = own; // dropped while this panic unwinds
+        panic!("boom");
+    });
+    *slot.borrow_mut() = Some(t);
+    run_once(&el);
+    run_once(&el);
+    drop(el);
+    assert_eq!(seen.borrow().len(), 1, "{:?}", seen.borrow());
+    assert!(seen.borrow()[0].contains("dropped before it failed"));
 }
 
 #[test]

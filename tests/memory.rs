@@ -415,3 +415,84 @@ fn the_counting_allocator_counts_this_thread_only() {
     assert_eq!(freed.bytes, -(1 << 20));
     assert!(counting::global_usage().bytes > 0);
 }
+
+/// The loop runs on for 3 s of its (manual) clock and polls once: more than the second that the
+/// loop waits between two releases of its queues' memory (`src/reclaim.rs`).
+fn loop_time_passes(el: &EventLoop, clock: &ManualClock) {
+    time_passes(el, clock);
+}
+
+#[test]
+fn a_million_cancelled_call_soon_callbacks_give_their_memory_back() {
+    let _watchdog = common::watchdog!();
+    let (el, clock) = manual();
+    let h = el.handle();
+    for _ in 0..1_000 {
+        h.call_soon(|| {}).cancel();
+    }
+    run_once(&el);
+    loop_time_passes(&el, &clock);
+    let baseline = thread_usage();
+    // The ready queue holds the cancelled entries until their turn, and the cancelled-id set
+    // holds their ids.
+    let handles: Vec<CallbackHandle> = (0..MILLION).map(|_| h.call_soon(|| {})).collect();
+    for t in &handles {
+        t.cancel();
+    }
+    drop(handles);
+    let peak = thread_usage();
+    run_once(&el); // they leave the queue, unrun
+    loop_time_passes(&el, &clock);
+    assert_back_near(
+        "a million call_soon callbacks cancelled",
+        baseline,
+        peak,
+        32 << 20,
+    );
+}
+
+#[test]
+fn a_million_callbacks_run_in_one_batch_give_the_queue_back() {
+    let _watchdog = common::watchdog!();
+    let (el, clock) = manual();
+    let h = el.handle();
+    run_once(&el);
+    loop_time_passes(&el, &clock);
+    let baseline = thread_usage();
+    let ran = Rc::new(Cell::new(0u32));
+    for _ in 0..MILLION {
+        let r = ran.clone();
+        h.call_soon(move || r.set(r.get() + 1));
+    }
+    let peak = thread_usage();
+    run_once(&el);
+    assert_eq!(ran.get() as usize, MILLION);
+    loop_time_passes(&el, &clock);
+    assert_back_near("a million callbacks run", baseline, peak, 32 << 20);
+}
+
+#[test]
+fn a_million_cancelled_tasks_give_their_memory_back() {
+    let _watchdog = common::watchdog!();
+    let (el, clock) = manual();
+    let h = el.handle();
+    for _ in 0..1_000 {
+        h.spawn(std::future::pending::<()>()).cancel();
+    }
+    run_once(&el);
+    loop_time_passes(&el, &clock);
+    let baseline = thread_usage();
+    let tasks: Vec<_> = (0..MILLION)
+        .map(|_| h.spawn(std::future::pending::<()>()))
+        .collect();
+    run_once(&el); // each polled once, now waiting
+    let peak = thread_usage();
+    for t in &tasks {
+        t.cancel();
+    }
+    drop(tasks);
+    run_once(&el); // the futures are dropped, the tasks retired
+    loop_time_passes(&el, &clock);
+    assert!(format!("{el:?}").contains("tasks: 0"), "{el:?}");
+    assert_back_near("a million tasks cancelled", baseline, peak, 64 << 20);
+}

@@ -76,6 +76,8 @@ for backend in mio polling; do
     expect "ECHO" "hi there" "$(cli echo 'hi there')"
     expect "unknown command" "ERR unknown command 'nope', with args beginning with: 'x'" "$(cli nope x)"
     expect "INCR of a non-number" "ERR value is not an integer or out of range" "$(cli incr greeting)"
+    expect "CONFIG GET proto-max-bulk-len" "$(printf 'proto-max-bulk-len\n536870912')" \
+        "$(cli config get proto-max-bulk-len)"
 
     bench=$(redis-benchmark -p "$port" -t set,get,ping -n 200000 -c 50 -P 16 -q 2>&1)
     echo "$bench" | tr '\r' '\n' | grep 'requests per second' || true

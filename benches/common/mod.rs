@@ -493,3 +493,158 @@ pub fn spawn_tokio_echo() -> SocketAddr {
     });
     rx.recv().unwrap()
 }
+
+// ---- solo::sync's channel against thread-safe channels, all on solo's loop ----
+//
+// The same workload over `solo::sync::channel`, `async_channel` (smol's) and tokio's
+// `mpsc::unbounded_channel`, each run by tasks of the same solo loop: the executor is the same,
+// so the difference is the channel's.
+
+/// Ping-pong: a task sends `n` values one at a time and awaits each one's echo from another
+/// task (two channels); every message is a wake-up of a waiting receiver.
+pub fn sync_ping_pong_solo(el: &solo::EventLoop, n: usize) {
+    use solo::sync::channel::unbounded;
+    let h = el.handle();
+    el.run_until_complete(async move {
+        let (ping_tx, ping_rx) = unbounded::<usize>();
+        let (pong_tx, pong_rx) = unbounded::<usize>();
+        let echo = h.spawn(async move {
+            while let Some(v) = ping_rx.recv().await {
+                pong_tx.send(v).unwrap();
+            }
+        });
+        let player = h.spawn(async move {
+            for i in 0..n {
+                ping_tx.send(i).unwrap();
+                assert_eq!(pong_rx.recv().await, Some(i));
+            }
+        });
+        player.await.unwrap();
+        echo.await.unwrap();
+    })
+    .unwrap();
+}
+
+pub fn sync_ping_pong_async_channel(el: &solo::EventLoop, n: usize) {
+    let h = el.handle();
+    el.run_until_complete(async move {
+        let (ping_tx, ping_rx) = async_channel::unbounded::<usize>();
+        let (pong_tx, pong_rx) = async_channel::unbounded::<usize>();
+        let echo = h.spawn(async move {
+            while let Ok(v) = ping_rx.recv().await {
+                pong_tx.try_send(v).unwrap();
+            }
+        });
+        let player = h.spawn(async move {
+            for i in 0..n {
+                ping_tx.try_send(i).unwrap();
+                assert_eq!(pong_rx.recv().await, Ok(i));
+            }
+        });
+        player.await.unwrap();
+        echo.await.unwrap();
+    })
+    .unwrap();
+}
+
+pub fn sync_ping_pong_tokio_mpsc(el: &solo::EventLoop, n: usize) {
+    let h = el.handle();
+    el.run_until_complete(async move {
+        let (ping_tx, mut ping_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        let (pong_tx, mut pong_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        let echo = h.spawn(async move {
+            while let Some(v) = ping_rx.recv().await {
+                pong_tx.send(v).unwrap();
+            }
+        });
+        let player = h.spawn(async move {
+            for i in 0..n {
+                ping_tx.send(i).unwrap();
+                assert_eq!(pong_rx.recv().await, Some(i));
+            }
+        });
+        player.await.unwrap();
+        echo.await.unwrap();
+    })
+    .unwrap();
+}
+
+/// Fan-in: `producers` tasks each send `per` values into one channel, yielding after each
+/// send (so they interleave), while one task receives them all.
+pub fn sync_fan_in_solo(el: &solo::EventLoop, producers: usize, per: usize) {
+    let h = el.handle();
+    el.run_until_complete(async move {
+        let (tx, rx) = solo::sync::channel::unbounded::<usize>();
+        for _ in 0..producers {
+            let tx = tx.clone();
+            drop(h.spawn(async move {
+                for i in 0..per {
+                    tx.send(i).unwrap();
+                    yield_once().await;
+                }
+            }));
+        }
+        drop(tx);
+        let consumer = h.spawn(async move {
+            let mut n = 0;
+            while rx.recv().await.is_some() {
+                n += 1;
+            }
+            n
+        });
+        assert_eq!(consumer.await.unwrap(), producers * per);
+    })
+    .unwrap();
+}
+
+pub fn sync_fan_in_async_channel(el: &solo::EventLoop, producers: usize, per: usize) {
+    let h = el.handle();
+    el.run_until_complete(async move {
+        let (tx, rx) = async_channel::unbounded::<usize>();
+        for _ in 0..producers {
+            let tx = tx.clone();
+            drop(h.spawn(async move {
+                for i in 0..per {
+                    tx.try_send(i).unwrap();
+                    yield_once().await;
+                }
+            }));
+        }
+        drop(tx);
+        let consumer = h.spawn(async move {
+            let mut n = 0;
+            while rx.recv().await.is_ok() {
+                n += 1;
+            }
+            n
+        });
+        assert_eq!(consumer.await.unwrap(), producers * per);
+    })
+    .unwrap();
+}
+
+pub fn sync_fan_in_tokio_mpsc(el: &solo::EventLoop, producers: usize, per: usize) {
+    let h = el.handle();
+    el.run_until_complete(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        for _ in 0..producers {
+            let tx = tx.clone();
+            drop(h.spawn(async move {
+                for i in 0..per {
+                    tx.send(i).unwrap();
+                    yield_once().await;
+                }
+            }));
+        }
+        drop(tx);
+        let consumer = h.spawn(async move {
+            let mut n = 0;
+            while rx.recv().await.is_some() {
+                n += 1;
+            }
+            n
+        });
+        assert_eq!(consumer.await.unwrap(), producers * per);
+    })
+    .unwrap();
+}

@@ -354,14 +354,15 @@ impl Inner {
     #[inline]
     fn run_task<P: Probe>(&self, t: TaskRef, probe: &P) {
         let slot = t.header().slot.get();
-        let site = t.header().site;
         match self.budget.with_budget(|| probe.poll_task(t)) {
             RunResult::Pending => {}
-            RunResult::Done => self.retire(slot),
+            RunResult::Done => drop(self.retire(slot)),
             RunResult::Panicked(msg) => {
                 let name = self.task_name(slot);
-                self.retire(slot);
-                self.report_task_failure(site, name.as_deref(), &msg);
+                if let Some(t) = self.retire(slot) {
+                    // Reported now only if nobody can retrieve it (see `task_panicked`).
+                    self.task_panicked(t, name, msg);
+                }
             }
         }
     }

@@ -51,12 +51,12 @@ use slab::Slab;
 use crate::callback::CallbackKind;
 use crate::clock::{Clock, ManualClock};
 use crate::coop::Budget;
-use crate::debug::{Debug, ReportKind, TaskState};
+use crate::debug::{Debug, TaskState};
 use crate::executor::ThreadPool;
 use crate::reactor::{Dir, IoFn, Reactor, Unregistered};
 use crate::shared::Shared;
-use crate::signal::Signals;
-use crate::task::{Header, JoinHandle, Scheduler, TaskRef};
+use crate::signal_pipe::Signals;
+use crate::task::{self, Header, JoinHandle, Scheduler, TaskRef};
 use crate::timer::{TimerKey, Wheel};
 
 mod builder;
@@ -137,8 +137,29 @@ pub(crate) struct Inner {
     signals: RefCell<Signals>,
     /// What the task being polled may still do before it must yield (`coop.rs`).
     budget: Budget,
+    /// Tasks that panicked while their `JoinHandle` was alive, by header address: the handle
+    /// may still take the error. Reported as never retrieved if the handle is dropped first,
+    /// or when the loop closes (`task_panicked`, `sweep_unretrieved`).
+    unretrieved: RefCell<HashMap<usize, Failure>>,
+    /// How many tasks have panicked: orders `unretrieved`.
+    failures: Cell<u64>,
     /// The monitor (`SOLO_MONITOR`, `Builder::monitor`), and the user commands it runs here.
     monitor: Option<monitor::LoopMonitor>,
+}
+
+/// A panic that a live `JoinHandle` has not taken yet.
+struct Failure {
+    /// Keeps the cell (and so the address that keys it) alive, and shows its state bits.
+    task: TaskRef,
+    name: Option<Rc<str>>,
+    /// `panicked: ...`
+    message: String,
+    seq: u64,
+}
+
+/// The key of a task in `Inner::unretrieved`.
+fn task_key(task: &Header) -> usize {
+    task as *const Header as usize
 }
 
 impl Scheduler for Inner {
@@ -150,10 +171,18 @@ impl Scheduler for Inner {
         self.push(Runnable::Task(task));
     }
 
-    fn unretrieved_panic(&self, site: &'static Location<'static>, slot: u32) {
-        if let Some(d) = self.debug() {
-            d.lint(ReportKind::UnretrievedPanic, site, slot);
+    fn unretrieved_panic(&self, task: &Header) -> bool {
+        let failure = self.unretrieved.borrow_mut().remove(&task_key(task));
+        let found = failure.is_some();
+        if let Some(f) = failure {
+            self.report_unretrieved(f, "its JoinHandle was dropped without being awaited");
         }
+        found
+    }
+
+    fn panic_retrieved(&self, task: &Header) {
+        let failure = self.unretrieved.borrow_mut().remove(&task_key(task));
+        drop(failure);
     }
 
     fn destructor_panicked(&self, task: &Header, payload: Box<dyn std::any::Any + Send>) {
@@ -227,6 +256,8 @@ impl Inner {
             executor,
             signals: RefCell::new(Signals::default()),
             budget: Budget::default(),
+            unretrieved: RefCell::new(HashMap::new()),
+            failures: Cell::new(0),
             monitor: monitor.map(monitor::LoopMonitor::new),
         }
     }
@@ -494,13 +525,81 @@ impl Inner {
         join
     }
 
-    /// Removes a finished task from the registry.
-    fn retire(&self, slot: u32) {
+    /// Removes a finished task from the registry; returns the registry's reference.
+    fn retire(&self, slot: u32) -> Option<TaskRef> {
         let t = self.tasks.borrow_mut().try_remove(slot as usize);
         if self.task_extras.get() {
             self.retire_extras(slot);
         }
-        drop(t);
+        t
+    }
+
+    // ---- panics nobody retrieved (asyncio's "Task exception was never retrieved") ----
+    //
+    // A panic belongs to the task's `JoinHandle`; the handler hears of it only once nobody can
+    // retrieve it (the rules are on `JoinHandle`'s documentation, in task.rs).
+
+    /// A task panicked (`msg`: `panicked: ...`). Reported now if its handle is gone; otherwise
+    /// remembered until the handle takes the error or is dropped, or the loop closes.
+    #[cold]
+    #[inline(never)]
+    fn task_panicked(&self, task: TaskRef, name: Option<Rc<str>>, message: String) {
+        let seq = self.failures.get();
+        self.failures.set(seq + 1);
+        let failure = Failure {
+            task,
+            name,
+            message,
+            seq,
+        };
+        if failure.task.state() & task::DETACHED != 0 {
+            self.report_unretrieved(failure, "its JoinHandle was dropped before it failed");
+        } else {
+            let key = task_key(failure.task.header());
+            self.unretrieved.borrow_mut().insert(key, failure);
+        }
+    }
+
+    /// Reports the panics nobody can retrieve any more: those whose `JoinHandle` was dropped
+    /// while the loop was not running and, when `closing`, every one still unretrieved. Called
+    /// when a run starts and when the loop closes.
+    pub(super) fn sweep_unretrieved(&self, closing: bool) {
+        if self.unretrieved.borrow().is_empty() {
+            return;
+        }
+        // Taken out: the handler is user code, and may drop or await handles.
+        let mut all: Vec<Failure> = self
+            .unretrieved
+            .borrow_mut()
+            .drain()
+            .map(|(_, f)| f)
+            .collect();
+        all.sort_by_key(|f| f.seq);
+        for f in all {
+            let state = f.task.state();
+            if state & task::FAILED == 0 {
+                // Retrieved off the loop (another executor awaited the handle).
+            } else if state & task::DETACHED != 0 {
+                self.report_unretrieved(
+                    f,
+                    "its JoinHandle was dropped without being awaited, while the loop was not \
+                     running",
+                );
+            } else if closing {
+                self.report_unretrieved(f, "the loop closed before its JoinHandle was awaited");
+            } else {
+                let key = task_key(f.task.header());
+                self.unretrieved.borrow_mut().insert(key, f);
+            }
+        }
+    }
+
+    /// Reports a panic nobody retrieved, with why nobody can.
+    fn report_unretrieved(&self, f: Failure, why: &str) {
+        f.task.clear_failed();
+        let msg = format!("{} (task exception was never retrieved: {why})", f.message);
+        let site = f.task.header().site;
+        self.report_task_failure(site, f.name.as_deref(), &msg);
     }
 
     /// The rare part of retiring a task: its name, its debug-mode row.

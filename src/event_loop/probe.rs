@@ -23,7 +23,7 @@ use crate::await_point;
 use crate::callback::CallbackKind;
 use crate::clock::Clock;
 use crate::debug::trace::EventKind;
-use crate::debug::{Debug, ReportKind, TaskState, What};
+use crate::debug::{Debug, TaskState, What};
 use crate::task::{self, RunResult, TaskRef};
 
 /// The hooks an iteration calls. Each default does nothing; `run` and `poll_task` just call.
@@ -173,9 +173,6 @@ impl Probe for DebugProbe<'_> {
             && watched.waker_count() == 0
         {
             d.lost_waker(slot, site);
-        }
-        if matches!(r, RunResult::Panicked(_)) && state & task::DETACHED != 0 {
-            d.lint(ReportKind::UnretrievedPanic, site, slot);
         }
         r
     }

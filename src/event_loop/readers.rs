@@ -128,7 +128,7 @@ impl Handle {
             (read.as_raw_fd(), read.try_clone()?)
         };
         let cb = Box::new(move || {
-            crate::signal::drain(&drain_end);
+            crate::signal_pipe::drain(&drain_end);
             f();
         });
         self.add_io_kind(fd, Dir::Read, cb, CallbackKind::Signal)

@@ -76,11 +76,14 @@ impl Inner {
         }
         let enter = task::enter(&self.shared, &**self);
         let prev = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
-        Ok(RunGuard {
+        let guard = RunGuard {
             inner: self,
             prev,
             _enter: enter,
-        })
+        };
+        // Panics whose handles were dropped while the loop was not running.
+        self.sweep_unretrieved(false);
+        Ok(guard)
     }
 
     /// Drops everything the loop holds, exactly once: tasks' futures, queued callbacks, timers,
@@ -156,6 +159,8 @@ impl Inner {
             }
             self.drop_guarded(wakers, CallbackKind::Loop, Location::caller());
         }
+        // Panics still unretrieved: nobody can retrieve them on this loop any more.
+        self.sweep_unretrieved(true);
         self.task_names.borrow_mut().clear();
         self.soon.clear();
         // Idle pool threads exit now; a running job cannot be interrupted and finishes alone.

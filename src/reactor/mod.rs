@@ -119,6 +119,25 @@ enum Kind {
     },
 }
 
+impl Kind {
+    /// Takes a registration apart: its callbacks and its wakers, for the loop to drop (or wake)
+    /// outside the reactor's borrow.
+    fn release_into(self, callbacks: &mut Vec<Unregistered>, wakers: &mut Vec<Waker>) {
+        match self {
+            Kind::Callbacks { reader, writer } => callbacks.extend(
+                [reader, writer]
+                    .into_iter()
+                    .filter_map(IoCallback::unregister),
+            ),
+            Kind::Async {
+                read_waker,
+                write_waker,
+                ..
+            } => wakers.extend(read_waker.into_iter().chain(write_waker)),
+        }
+    }
+}
+
 struct Source {
     fd: RawFd,
     /// The token this registration was made with: its slot and its generation. An event or a
@@ -400,22 +419,8 @@ impl Reactor {
             callbacks: Vec::new(),
             wakers: Vec::new(),
         };
-        match src.kind {
-            Kind::Callbacks { reader, writer } => {
-                evicted.callbacks.extend(
-                    [reader, writer]
-                        .into_iter()
-                        .filter_map(IoCallback::unregister),
-                );
-            }
-            Kind::Async {
-                read_waker,
-                write_waker,
-                ..
-            } => evicted
-                .wakers
-                .extend(read_waker.into_iter().chain(write_waker)),
-        }
+        src.kind
+            .release_into(&mut evicted.callbacks, &mut evicted.wakers);
         self.evicted.push(evicted);
     }
 
@@ -455,18 +460,7 @@ impl Reactor {
         let (mut callbacks, mut wakers) = (Vec::new(), Vec::new());
         for src in self.sources.drain() {
             let _ = self.poller.delete(src.fd);
-            match src.kind {
-                Kind::Callbacks { reader, writer } => callbacks.extend(
-                    [reader, writer]
-                        .into_iter()
-                        .filter_map(IoCallback::unregister),
-                ),
-                Kind::Async {
-                    read_waker,
-                    write_waker,
-                    ..
-                } => wakers.extend(read_waker.into_iter().chain(write_waker)),
-            }
+            src.kind.release_into(&mut callbacks, &mut wakers);
         }
         self.by_fd.clear();
         (callbacks, wakers)

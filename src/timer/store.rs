@@ -1,0 +1,260 @@
+//! The timer wheel's entry store: a slab whose keys stay valid and whose memory comes back.
+//!
+//! ```
+//! // Through the public API: a million cancelled timers leave (almost) nothing behind.
+//! let el = solo::EventLoop::new().unwrap();
+//! let h = el.handle();
+//! for _ in 0..10_000 {
+//!     h.call_later(std::time::Duration::from_secs(60), || {}).cancel();
+//! }
+//! ```
+//!
+//! See the parent module's "Storage" for the policy.
+
+use std::ops::{Index, IndexMut};
+
+use super::*;
+
+/// The wheel's entries: a slab (a vector of slots, and a list of the free ones to reuse) that
+/// gives its memory back when it becomes mostly empty.
+///
+/// **Entries never move.** A [`TimerKey`] held by a user (in a `CallbackHandle`, a `Sleep`)
+/// names a slot index, so the store can only release free slots at its end. Compacting (moving
+/// entries down) would need an indirection from key to slot, paid on every cancel, refresh and
+/// fire, the hot paths; a plain slab would keep its end pinned, because it reuses the most
+/// recently freed slot first and after a burst those are the high ones. Instead, once the store
+/// is mostly empty it steers new entries away from its end, so the end drains as its timers fire
+/// or are cancelled, and a later check releases it:
+///
+/// * A **check** runs after a removal when fewer than a quarter of the capacity is in use (and
+///   the capacity is above [`MIN_CAPACITY`]), and either the store is empty or twice the live
+///   entries (at least `MIN_CAPACITY`) were removed since the last check. It drops the free
+///   slots at the end and rebuilds the free list (below). Its cost is O(twice the live entries),
+///   paid by the removals since the last check, plus the slots it drops, paid by the insertions
+///   that took them.
+/// * The **release** comes once the store has stayed mostly empty for [`RELEASE_AFTER_NS`]
+///   (2 s) of loop time, at the next insertion or expiry: a check, then the capacity shrinks to
+///   twice what is in use (or to the end, if a live entry pins it higher) if that at least
+///   halves it, a reallocation paid by the insertions that grew it. Shrinking needs use to stay
+///   under a quarter of the capacity for the whole wait, growing back needs it to double: there
+///   is no shrink-grow thrash, and a burst that recurs within the wait keeps its memory.
+/// * While live entries sit above twice the live count, the check sets a **limit** there: the
+///   free list is rebuilt from the free slots below it, lowest first, and a slot at or above it is
+///   not reused when freed. New entries go low; the high end empties as its timers end.
+/// * If new entries fill everything below the limit, it doubles (the free slots in the new range
+///   join the list), paid for by the insertions that filled it; past the end, it is lifted.
+#[derive(Debug)]
+pub(super) struct Store<T> {
+    /// The slots: taken, or free (`seq` is [`FREE`], `value` is `None`). Freeing a slot writes
+    /// those two fields and its link, and `Wheel::insert` fills a taken one field by field: no
+    /// entry is moved whole through the stack, whose wide reads of narrow recent writes (a
+    /// store-forwarding stall) cost the hot paths several nanoseconds.
+    pub(super) slots: Vec<Entry<T>>,
+    /// The first free slot to reuse (the head of the list through `next`), or `NIL`.
+    pub(super) free: u32,
+    /// Taken slots.
+    pub(super) len: usize,
+    /// Slots at or above this index are not put on the free list (`usize::MAX`: no limit).
+    pub(super) limit: usize,
+    /// Removals since the last check.
+    pub(super) removed: usize,
+    /// The latest loop time the wheel was told (by an insertion or an expiry).
+    pub(super) now: u64,
+    /// Since when (loop ns) the store has been mostly empty, if it is: the release is due
+    /// `RELEASE_AFTER_NS` later.
+    pub(super) quiet_since: Option<u64>,
+}
+
+impl<T> Default for Store<T> {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+impl<T> Store<T> {
+    pub(super) fn new() -> Store<T> {
+        Store {
+            slots: Vec::new(),
+            free: NIL,
+            len: 0,
+            limit: usize::MAX,
+            removed: 0,
+            now: 0,
+            quiet_since: None,
+        }
+    }
+
+    /// Tells the store the loop time (at each insertion and expiry), and gives its memory back if
+    /// it has been mostly empty long enough.
+    #[inline]
+    pub(super) fn tick(&mut self, now: u64) {
+        self.now = now;
+        if let Some(since) = self.quiet_since {
+            if now.saturating_sub(since) >= RELEASE_AFTER_NS
+                || self.len >= self.slots.capacity() / 4
+            {
+                self.settle(now);
+            }
+        }
+    }
+
+    /// Takes a free slot for a new entry (the first on the free list, or a new one at the end)
+    /// and returns its index; the caller fills it in.
+    #[inline]
+    pub(super) fn alloc(&mut self) -> u32 {
+        while self.free == NIL && self.slots.len() >= self.limit {
+            self.raise_limit();
+        }
+        self.len += 1;
+        if self.free != NIL {
+            let i = self.free;
+            let slot = &self.slots[i as usize];
+            debug_assert_eq!(slot.seq, FREE, "a taken slot on the free list");
+            self.free = slot.next;
+            i
+        } else {
+            let i = self.slots.len();
+            assert!(i < NIL as usize, "more than 4 billion pending timers");
+            self.slots.push(Entry {
+                deadline: 0,
+                before_origin: 0,
+                seq: FREE,
+                prev: NIL,
+                next: NIL,
+                place: Place::Never,
+                value: None,
+            });
+            i as u32
+        }
+    }
+
+    /// Slot `i`, taken or free (a free slot's `seq` matches no key).
+    #[inline]
+    pub(super) fn get(&self, i: u32) -> Option<&Entry<T>> {
+        self.slots.get(i as usize)
+    }
+
+    #[inline]
+    pub(super) fn get_mut(&mut self, i: u32) -> Option<&mut Entry<T>> {
+        self.slots.get_mut(i as usize)
+    }
+
+    /// Frees slot `i`, which must be taken, and returns its value.
+    #[inline]
+    pub(super) fn remove(&mut self, i: u32) -> Option<T> {
+        let listed = (i as usize) < self.limit;
+        let slot = &mut self.slots[i as usize];
+        debug_assert_ne!(slot.seq, FREE, "removed a free slot");
+        let value = slot.value.take();
+        slot.seq = FREE;
+        slot.next = if listed { self.free } else { NIL };
+        if listed {
+            self.free = i;
+        }
+        self.len -= 1;
+        self.removed += 1;
+        let capacity = self.slots.capacity();
+        if self.len < capacity / 4
+            && capacity > MIN_CAPACITY
+            && (self.len == 0 || self.removed >= (self.len * 2).max(MIN_CAPACITY))
+        {
+            self.tidy();
+        }
+        value
+    }
+
+    /// The check (see the type's docs): drop the free end, rebuild the free list lowest first
+    /// below the new limit, and start the wait for the release.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn tidy(&mut self) {
+        self.removed = 0;
+        while self.slots.last().is_some_and(|e| e.seq == FREE) {
+            self.slots.pop();
+        }
+        self.limit = if self.slots.len() > self.target() {
+            self.target()
+        } else {
+            usize::MAX
+        };
+        self.free = NIL;
+        self.relink(0, self.slots.len().min(self.limit));
+        self.quiet_since.get_or_insert(self.now);
+    }
+
+    /// Twice the live entries: what the capacity shrinks to, and where the limit goes.
+    pub(super) fn target(&self) -> usize {
+        (self.len * 2).max(MIN_CAPACITY)
+    }
+
+    /// Busy again: forget the release. Mostly empty for long enough: release, tidying first.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn settle(&mut self, now: u64) {
+        let mostly_empty =
+            |s: &Self| s.len < s.slots.capacity() / 4 && s.slots.capacity() > MIN_CAPACITY;
+        if !mostly_empty(self) {
+            self.quiet_since = None;
+            return;
+        }
+        self.tidy();
+        // Only if that at least halves it: the copies then add up to less than the capacity once
+        // was, which the insertions that grew it paid for.
+        let target = self.target();
+        if self.slots.capacity() / 2 >= target.max(self.slots.len()) {
+            self.slots.shrink_to(target);
+        }
+        // Still mostly empty (a live entry pins the end): try again after another wait.
+        self.quiet_since = mostly_empty(self).then_some(now);
+    }
+
+    /// Everything below the limit is taken: double it, and list the free slots it takes in.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn raise_limit(&mut self) {
+        let old = self.limit;
+        let new = old.saturating_mul(2);
+        self.limit = if new >= self.slots.len() {
+            usize::MAX
+        } else {
+            new
+        };
+        self.relink(old, self.slots.len().min(new));
+    }
+
+    /// Puts the free slots of `from..to` at the head of the free list, lowest first.
+    pub(super) fn relink(&mut self, from: usize, to: usize) {
+        for i in (from..to).rev() {
+            let slot = &mut self.slots[i];
+            if slot.seq == FREE {
+                slot.next = self.free;
+                self.free = i as u32;
+            }
+        }
+    }
+
+    /// The timers' values, in slot order.
+    pub(super) fn into_values(self) -> impl Iterator<Item = T> {
+        self.slots.into_iter().filter_map(|e| e.value)
+    }
+}
+
+impl<T> Index<u32> for Store<T> {
+    type Output = Entry<T>;
+
+    #[inline]
+    fn index(&self, i: u32) -> &Entry<T> {
+        let e = &self.slots[i as usize];
+        debug_assert_ne!(e.seq, FREE, "timer slot {i} is free");
+        e
+    }
+}
+
+impl<T> IndexMut<u32> for Store<T> {
+    #[inline]
+    fn index_mut(&mut self, i: u32) -> &mut Entry<T> {
+        let e = &mut self.slots[i as usize];
+        debug_assert_ne!(e.seq, FREE, "timer slot {i} is free");
+        e
+    }
+}
