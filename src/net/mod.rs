@@ -1,12 +1,47 @@
 //! Sockets as futures: TCP, UDP and Unix-domain, on the loop running on this thread.
 //!
-//! Each type is an [`Async`] around a mio socket. Streams implement futures-io's `AsyncRead`
-//! and `AsyncWrite` (vectored too), so `futures::io` combinators and codecs work on them. A
-//! stream splits into halves two ways: borrowed, since `&TcpStream` is itself `AsyncRead +
-//! AsyncWrite` (`let (mut r, mut w) = (&stream, &stream);`), or owned with
-//! [`TcpStream::into_split`].
+//! ```
+//! use futures::{AsyncReadExt, AsyncWriteExt};
+//! use solo::net::{TcpListener, TcpSocket, TcpStream};
 //!
-//! Constructors register with the loop running on this thread and return an error outside one.
+//! solo::run(async {
+//!     let listener = TcpListener::bind("127.0.0.1:0")?;
+//!     let addr = listener.local_addr()?;
+//!     let server = solo::Handle::current().spawn(async move {
+//!         let (mut conn, _peer) = listener.accept().await?;
+//!         // `TcpStream::split`: with `AsyncReadExt` in scope, `conn.split()` is that trait's.
+//!         let (mut r, mut w) = TcpStream::split(&mut conn);
+//!         futures::io::copy(&mut r, &mut w).await // echo until the client closes
+//!     });
+//!     // A builder for the options a socket needs before it connects.
+//!     let socket = TcpSocket::new_v4()?;
+//!     socket.set_nodelay(true)?;
+//!     let mut client = socket.connect(addr).await?;
+//!     client.write_all(b"ping").await?;
+//!     client.close().await?; // shuts down the write side: the echo loop ends
+//!     let mut back = Vec::new();
+//!     client.read_to_end(&mut back).await?;
+//!     assert_eq!(back, b"ping");
+//!     assert_eq!(server.await.unwrap()?, 4);
+//!     Ok::<_, std::io::Error>(())
+//! })
+//! .unwrap()
+//! .unwrap();
+//! ```
+//!
+//! Each type is an [`Async`] around a mio socket: [`TcpListener`], [`TcpStream`],
+//! [`TcpSocket`] (a builder for options set before `bind`, `listen` or `connect`, on socket2),
+//! [`UdpSocket`], [`UnixListener`], [`UnixStream`], [`UnixDatagram`]. Streams implement
+//! futures-io's `AsyncRead` and `AsyncWrite` (vectored too), so `futures::io` combinators and
+//! codecs work on them. A stream splits into halves two ways: borrowed, with `split` (or
+//! directly: `&TcpStream` is itself `AsyncRead + AsyncWrite`), or owned, with `into_split`,
+//! halves that can move into different tasks and [`reunite`](OwnedReadHalf::reunite).
+//!
+//! Constructors register with the loop running on this thread; outside one they return an
+//! error that names the call (`TcpListener::bind called outside a running solo event loop`),
+//! and they check that before they touch the system: no socket file is left behind, no SYN is
+//! sent. A socket stays tied to the loop it was made on: once that loop is dropped, its
+//! operations return errors (never hang); `into_std` hands the socket to other code.
 //!
 //! # Names and the loop
 //!
@@ -20,13 +55,34 @@
 use std::io;
 use std::net::ToSocketAddrs as StdToSocketAddrs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
-use crate::Handle;
+use crate::{Async, Handle};
 
 mod incoming;
 
 pub use incoming::{Incoming, Listener, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN};
+
+/// The error of `call`, made with no loop running on this thread: every net call that needs
+/// the loop reports it through here.
+// the coordinator points this at crate::error::outside_loop when merging
+fn outside_loop(call: &'static str) -> io::Error {
+    io::Error::other(format!(
+        "{call} called outside a running solo event loop; start one with solo::run or \
+         #[solo::main]"
+    ))
+}
+
+/// The loop running on this thread, or the error that names `call`. Constructors ask first,
+/// before they create, bind or connect anything.
+fn current(call: &'static str) -> io::Result<Handle> {
+    Handle::try_current().ok_or_else(|| outside_loop(call))
+}
+
+/// Registers `io` with the loop running on this thread; outside one, the error names `call`.
+fn register<T: AsRawFd>(io: T, call: &'static str) -> io::Result<Async<T>> {
+    Async::with_handle(io, &current(call)?)
+}
 
 /// Tries `op` on each address `addr` resolves to; the first success, or the last error.
 fn each_addr<T>(
@@ -172,9 +228,7 @@ pub async fn lookup_host(host: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>
             Box::new(move || Ok((h.as_str(), port).to_socket_addrs()?.collect()))
         }
     };
-    let handle = Handle::try_current().ok_or_else(|| {
-        io::Error::other("solo::net::lookup_host called outside a running solo event loop")
-    })?;
+    let handle = current("lookup_host")?;
     let addrs = handle
         .run_in_executor(resolve)
         .await
@@ -282,11 +336,34 @@ macro_rules! stream_io {
     };
 }
 
+/// `AsRawFd` and `AsFd` for socket types whose `Async` is their field `io`.
+macro_rules! as_fd {
+    ($($t:ty),*) => {$(
+        impl std::os::fd::AsRawFd for $t {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                self.io.as_raw_fd()
+            }
+        }
+
+        impl std::os::fd::AsFd for $t {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                self.io.as_fd()
+            }
+        }
+    )*};
+}
+
 // After the macros: the modules below use them.
+mod socket;
+mod split;
 mod tcp;
 mod udp;
 mod unix;
+mod unix_datagram;
 
+pub use socket::TcpSocket;
+pub use split::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, WriteHalf};
 pub use tcp::{TcpListener, TcpReadHalf, TcpStream, TcpWriteHalf};
 pub use udp::UdpSocket;
 pub use unix::{UnixListener, UnixStream};
+pub use unix_datagram::UnixDatagram;
