@@ -172,3 +172,48 @@ fn solo_run_inside_a_running_solo_loop_is_an_error() {
     // The outer loop is unharmed.
     assert_eq!(el.run_until_complete(async { 3 }), Ok(3));
 }
+
+/// The porting guide's claims about select: `futures::select!` and `tokio::select!` (a macro
+/// that only polls, with tokio's thread-local RNG) both work on solo's loop with no tokio
+/// runtime, and the losing branch is dropped (cancelled).
+#[test]
+fn select_macros_and_tokio_sync_work_on_solo_without_a_tokio_runtime() {
+    use futures::FutureExt;
+    let _watchdog = common::watchdog!();
+    let (el, _clock) = common::manual();
+    el.run_until_complete(async {
+        let (tx, rx) = futures::channel::oneshot::channel::<u32>();
+        solo::Handle::current().call_later(Duration::from_secs(1), move || {
+            let _ = tx.send(5);
+        });
+        let mut rx = rx.fuse();
+        let mut long = Box::pin(solo::time::sleep(Duration::from_secs(60)).fuse());
+        let got = futures::select! {
+            v = rx => v.unwrap(),
+            _ = long => 0,
+        };
+        assert_eq!(got, 5);
+
+        let got = tokio::select! {
+            _ = solo::time::sleep(Duration::from_secs(60)) => "sleep",
+            _ = solo::time::sleep(Duration::from_secs(2)) => "short",
+        };
+        assert_eq!(got, "short");
+
+        // tokio's sync primitives are runtime-agnostic.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let task = solo::Handle::current().spawn(async move {
+            for i in 0..3 {
+                tx.send(i).await.unwrap();
+            }
+        });
+        let mut seen = Vec::new();
+        while let Some(i) = rx.recv().await {
+            seen.push(i);
+        }
+        assert_eq!(seen, [0, 1, 2]);
+        task.await.unwrap();
+        assert!(tokio::runtime::Handle::try_current().is_err());
+    })
+    .unwrap();
+}
