@@ -12,7 +12,9 @@
 //! futures need to be `Send`. `tests/https.rs` drives it with a rustls client through hyper's
 //! client, `tests/real_clients.sh` with curl.
 
+use std::cell::Cell;
 use std::convert::Infallible;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use futures_rustls::rustls::crypto::ring;
@@ -21,6 +23,7 @@ use futures_rustls::rustls::ServerConfig;
 use futures_rustls::TlsAcceptor;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
+use hyper::header::HeaderValue;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -54,46 +57,58 @@ pub fn acceptor(
 }
 
 /// GET: a greeting naming the HTTP version; POST: the body back (at most [`MAX_BODY`] bytes).
-async fn service(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    if req.method() == Method::POST {
-        return Ok(
-            match Limited::new(req.into_body(), MAX_BODY).collect().await {
-                Ok(body) => Response::new(Full::new(body.to_bytes())),
-                Err(_) => Response::builder()
-                    .status(StatusCode::PAYLOAD_TOO_LARGE)
-                    .body(Full::new(Bytes::from_static(b"body too large\n")))
-                    .expect("a valid response"),
-            },
-        );
-    }
-    let hello = format!("Hello, {:?}!", req.version());
-    Ok(Response::new(Full::new(Bytes::from(hello))))
+/// Every response carries `x-served`, this server's count of requests so far: a `Rc<Cell>`
+/// held across an `.await`, so the service's futures are `!Send`, as hyper's HTTP/2 allows with
+/// `HyperExecutor`.
+async fn service(
+    served: Rc<Cell<u64>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut res = if req.method() == Method::POST {
+        match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(body) => Response::new(Full::new(body.to_bytes())),
+            Err(_) => Response::builder()
+                .status(StatusCode::PAYLOAD_TOO_LARGE)
+                .body(Full::new(Bytes::from_static(b"body too large\n")))
+                .expect("a valid response"),
+        }
+    } else {
+        let hello = format!("Hello, {:?}!", req.version());
+        Response::new(Full::new(Bytes::from(hello)))
+    };
+    served.set(served.get() + 1);
+    res.headers_mut()
+        .insert("x-served", HeaderValue::from(served.get()));
+    Ok(res)
 }
 
 /// Serves every accepted connection as a task: the TLS handshake, then HTTP/2 if the client
 /// chose `h2` by ALPN, HTTP/1.1 otherwise. A connection that fails (a client that does not
 /// speak TLS, or does not trust the certificate) ends alone; the server serves on.
 pub async fn serve(listener: TcpListener, tls: TlsAcceptor) -> std::io::Result<()> {
+    let served = Rc::new(Cell::new(0));
     let mut incoming = listener.incoming();
     loop {
         let (conn, _) = incoming.next().await?;
         let _ = conn.set_nodelay(true);
         let tls = tls.clone();
+        let served = served.clone();
         drop(Handle::current().spawn(async move {
             let Ok(stream) = tls.accept(conn).await else {
                 return;
             };
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             let io = HyperIo::from_futures_io(stream);
+            let service = service_fn(move |req| service(served.clone(), req));
             let _ = if h2 {
                 http2::Builder::new(HyperExecutor)
                     .timer(HyperTimer)
-                    .serve_connection(io, service_fn(service))
+                    .serve_connection(io, service)
                     .await
             } else {
                 http1::Builder::new()
                     .timer(HyperTimer)
-                    .serve_connection(io, service_fn(service))
+                    .serve_connection(io, service)
                     .await
             };
         }));

@@ -120,13 +120,23 @@ fn https_serves_http2_with_concurrent_streams_on_one_connection() {
         // own that HyperExecutor spawned on this one thread.
         let requests = (0..8).map(|_| {
             let mut s = sender.clone();
-            async move { body_of(s.send_request(get(addr)).await.unwrap()).await }
+            async move {
+                let res = s.send_request(get(addr)).await.unwrap();
+                let n: u64 = res.headers()["x-served"].to_str().unwrap().parse().unwrap();
+                let (status, version, body) = body_of(res).await;
+                (status, version, body, n)
+            }
         });
-        for (status, version, body) in futures::future::join_all(requests).await {
+        let mut served = Vec::new();
+        for (status, version, body, n) in futures::future::join_all(requests).await {
             assert_eq!(status, 200);
             assert_eq!(version, Version::HTTP_2);
             assert_eq!(&body[..], b"Hello, HTTP/2.0!");
+            served.push(n);
         }
+        // The !Send service state (an Rc<Cell>) counted each stream once.
+        served.sort_unstable();
+        assert_eq!(served, (1..=8).collect::<Vec<u64>>());
     })
     .unwrap();
 }
