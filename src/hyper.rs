@@ -331,6 +331,12 @@ impl<T: HyperRead + AsyncWrite + Unpin> ::hyper::rt::Write for HyperIo<T> {
 }
 
 /// hyper's executor: spawns its futures as tasks on the loop running on this thread.
+///
+/// It takes any `'static` future, `Send` or not, so it meets hyper's HTTP/2 bounds
+/// (`Http2ServerConnExec` for `server::conn::http2::Builder::new(HyperExecutor)`,
+/// `Http2ClientConnExec` for the client's) with `!Send` services and bodies: each HTTP/2 stream
+/// is a local task (`examples/https.rs`). Like [`Handle::current`], it panics when called outside
+/// a running loop, which hyper does only from the connection's own future, on the loop.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HyperExecutor;
 
