@@ -64,3 +64,9 @@ pub use executor::{
 pub use reactor::Backend;
 pub use task::{yield_now, JoinHandle};
 pub use task_group::{ChildError, GroupError, JoinNext, TaskGroup};
+
+/// README.md's Rust blocks, compiled and run by `cargo test` as doctests so that they cannot rot
+/// (its shell and transcript blocks are tagged `sh`/`text`, which rustdoc skips).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
