@@ -8,15 +8,33 @@
 # the counts too, and come to about 0.01 per request.
 #
 #     bash benches/syscalls.sh [REQUESTS]      (default 20,000 per echo row, 100,000 per kv row)
+#     bash benches/syscalls.sh --callgrind     (user-space instructions per request instead)
+#
+# With --callgrind each server runs under `valgrind --tool=callgrind` twice, for a short and a
+# long run of the same load, and the difference of the instruction counts is divided by the
+# difference of the requests: what one request costs in user space, start-up left out. The
+# kernel's side of each syscall is not counted (callgrind sees user space only), which is what
+# the syscall table is for.
 #
 # The solo servers run with SOLO_SPIN_US=0 (kv spins by default): a spin is epoll_wait(0) calls
 # made on purpose, and this table is about the calls each request needs. Installs Debian's
 # strace, redis-server and redis-tools when they are missing (needs apt-get and root or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+callgrind=false
+if [[ ${1:-} == --callgrind ]]; then
+    callgrind=true
+    shift
+fi
 N=${1:-20000}
 KV_N=$((N * 5))
 
+if $callgrind && ! command -v valgrind >/dev/null; then
+    echo "== installing valgrind"
+    sudo=""
+    if [[ $(id -u) -ne 0 ]]; then sudo=sudo; fi
+    $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+fi
 if ! command -v strace >/dev/null || ! command -v redis-server >/dev/null ||
     ! command -v redis-benchmark >/dev/null; then
     echo "== installing strace, redis-server, redis-tools"
@@ -99,7 +117,7 @@ stop() { # name, requests
             else if (c == "epoll_ctl") ctl += n
             else { other += n; if (n / r >= 0.01) detail = detail sprintf(" %s %.2f", c, n / r) }
         }
-        END { printf "| %s | %.2f | %.2f | %.2f | %.2f | %.2f%s | **%.2f** |\n",
+        END { printf "| %s | %.3f | %.3f | %.3f | %.3f | %.3f%s | **%.3f** |\n",
                      name, rd / r, wr / r, wt / r, ctl / r, other / r,
                      detail == "" ? "" : " (" substr(detail, 2) ")", t / r }' "$out/$name"
 }
@@ -111,6 +129,70 @@ header() {
     echo "| server | read/recv | write/send | epoll_wait | epoll_ctl | other | total |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 }
+
+# Starts a server under callgrind; sets `server` (valgrind's pid) and `port`.
+start_cg() { # command... (as `start`)
+    port=$(free_port)
+    if [[ $1 == redis-server ]]; then
+        valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" --port "$port" --save "" \
+            --appendonly no >/dev/null 2>"$out/cg" &
+    else
+        valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" "127.0.0.1:$port" \
+            >/dev/null 2>"$out/cg" &
+    fi
+    server=$!
+    wait_for "$port"
+}
+
+# Instructions of one run: the server under callgrind, `load PORT REQUESTS` against it.
+instructions() { # requests, load function, command...
+    local requests=$1 load=$2
+    shift 2
+    start_cg "$@"
+    "$load" "$port" "$requests"
+    kill -TERM "$server"
+    wait "$server" 2>/dev/null || true
+    grep -o 'Collected : [0-9]*' "$out/cg" | awk '{print $3}'
+}
+
+# One row: instructions per request, from a run of REQUESTS and one of 6 × REQUESTS.
+per_request() { # name, requests, load function, command...
+    local name=$1 requests=$2 load=$3
+    shift 3
+    local short long
+    short=$(instructions "$requests" "$load" "$@")
+    long=$(instructions $((6 * requests)) "$load" "$@")
+    printf '| %s | %d |\n' "$name" $(((long - short) / (5 * requests)))
+}
+
+if $callgrind; then
+    for conns in 1 10 100; do
+        echo
+        echo "echo, 1 KiB round trips, $conns connection(s): user-space instructions per request"
+        echo
+        echo "| server | instructions |"
+        echo "| --- | ---: |"
+        eval "load_echo() { echo_client \"\$1\" $conns \$((\$2 / $conns)); }"
+        n=$((N / 10))
+        SOLO_BACKEND=mio per_request solo "$n" load_echo target/release/examples/echo
+        SOLO_BACKEND=polling per_request solo_polling "$n" load_echo target/release/examples/echo
+        per_request tokio "$n" load_echo target/release/examples/echo_tokio
+    done
+    for pipeline in 16 1; do
+        echo
+        echo "kv, redis-benchmark -t set,get -c 50 -P $pipeline: user-space instructions per request"
+        echo
+        echo "| server | instructions |"
+        echo "| --- | ---: |"
+        eval "load_kv() { redis-benchmark -p \"\$1\" -t set,get -n \$((\$2 / 2)) -c 50 -P $pipeline -q >/dev/null; }"
+        n=$((N * 2))
+        [[ $pipeline == 1 ]] && n=$((N / 2))
+        SOLO_SPIN_US=0 SOLO_BACKEND=mio per_request kv "$n" load_kv target/release/examples/kv
+        per_request kv_tokio "$n" load_kv target/release/examples/kv_tokio
+        per_request redis-server "$n" load_kv redis-server
+    done
+    exit 0
+fi
 
 for conns in 1 10 100; do
     header "echo, 1 KiB round trips, $conns connection(s), $N requests: syscalls per request"
