@@ -16,7 +16,8 @@
 # Loads: `redis-benchmark -t set` then `-t get`, 50 connections, pipelines of 16 (-P 16,
 # REQUESTS requests) and of 1 (-P 1, REQUESTS / 5 requests).
 # For each run it prints requests per second, the server's CPU time (user+system, from
-# /proc/PID/stat) and requests per CPU-second of the server, how often the server slept
+# /proc/PID/stat) and requests per CPU-second of the server, the share of that CPU time spent
+# in user space (the rest is the kernel's, mostly the syscalls), how often the server slept
 # (voluntary context switches), and the system CPU time of redis-benchmark itself (it pays for
 # waking a sleeping server). At the end: medians over the rounds, and each server's medians as
 # ratios to redis-server's, for throughput and for requests per CPU-second.
@@ -62,11 +63,12 @@ start kv_tokio target/release/examples/kv_tokio "127.0.0.1:${port[kv_tokio]}"
 sleep 1
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
 switches() { awk '/^voluntary_ctxt_switches/ {print $2}' "/proc/$1/status"; }
 hz=$(getconf CLK_TCK)
 
-printf '%-4s %-3s %-9s %12s %11s %14s %9s %11s\n' test P server 'requests/s' 'server CPU' \
-    'requests/CPU-s' sleeps 'client sys'
+printf '%-4s %-3s %-9s %12s %11s %14s %9s %11s %8s\n' test P server 'requests/s' 'server CPU' \
+    'requests/CPU-s' sleeps 'client sys' 'of it user'
 for pipeline in 16 1; do
     requests=$n
     [[ $pipeline == 1 ]] && requests=$((n / 5))
@@ -74,16 +76,17 @@ for pipeline in 16 1; do
         for ((r = 1; r <= rounds; r++)); do
             for name in "${servers[@]}"; do
                 p=${pid[$name]}
-                t0=$(ticks "$p"); s0=$(switches "$p")
+                t0=$(ticks "$p"); s0=$(switches "$p"); u0=$(user_ticks "$p")
                 out=$( (TIMEFORMAT='client-sys %S' && time taskset -c 1 redis-benchmark \
                     -p "${port[$name]}" -t "$test" -n "$requests" -c 50 -P "$pipeline" -q) 2>&1)
                 rps=$(grep -o '[0-9.]* requests per second' <<<"$out" | tail -1 | cut -d' ' -f1)
                 client_sys=$(awk '/^client-sys/ {print $2}' <<<"$out")
-                t1=$(ticks "$p"); s1=$(switches "$p")
+                t1=$(ticks "$p"); s1=$(switches "$p"); u1=$(user_ticks "$p")
                 cpu=$(echo "($t1 - $t0) / $hz" | bc -l)
                 per_cpu=$(echo "if ($cpu > 0) $requests / $cpu else 0" | bc -l)
-                printf '%-4s %-3s %-9s %12.0f %10.2fs %14.0f %9d %10.2fs\n' "$test" "$pipeline" \
-                    "$name" "$rps" "$cpu" "$per_cpu" $((s1 - s0)) "$client_sys" | tee -a "$results"
+                user=$(echo "if ($t1 > $t0) ($u1 - $u0) / ($t1 - $t0) else 0" | bc -l)
+                printf '%-4s %-3s %-9s %12.0f %10.2fs %14.0f %9d %10.2fs %8.2f\n' "$test" "$pipeline" \
+                    "$name" "$rps" "$cpu" "$per_cpu" $((s1 - s0)) "$client_sys" "$user" | tee -a "$results"
             done
         done
     done
