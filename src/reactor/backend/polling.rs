@@ -197,8 +197,6 @@ mod direct {
     pub(crate) struct Events {
         buf: Vec<libc::epoll_event>,
         len: usize,
-        /// Whether the last wait saw the remote waker's event (left out of `for_each`).
-        woken: bool,
     }
 
     impl Events {
@@ -219,14 +217,12 @@ mod direct {
             let events = Events {
                 buf: vec![libc::epoll_event { events: 0, u64: 0 }; CAPACITY],
                 len: 0,
-                woken: false,
             };
             Ok((events, PollingWaker { fd }))
         }
 
         pub(crate) fn clear(&mut self) {
             self.len = 0;
-            self.woken = false;
         }
 
         pub(crate) fn wait(
@@ -257,10 +253,6 @@ mod direct {
                 return Err(io::Error::last_os_error());
             }
             self.len = n as usize;
-            self.woken = self.buf[..self.len].iter().any(|e| {
-                let key = e.u64;
-                key == WAKER_KEY as u64
-            });
             Ok(())
         }
 
