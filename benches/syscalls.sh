@@ -7,8 +7,9 @@
 # Each count is divided by the requests served; connection set-up and the server's start are in
 # the counts too, and come to about 0.01 per request.
 #
-#     bash benches/syscalls.sh [REQUESTS]      (default 20,000 per echo row, 100,000 per kv row)
-#     bash benches/syscalls.sh --callgrind     (user-space instructions per request instead)
+#     bash benches/syscalls.sh [REQUESTS]               (default 20,000 per echo row; kv rows:
+#                                                        5 × REQUESTS at -P 16, REQUESTS at -P 1)
+#     bash benches/syscalls.sh --callgrind [REQUESTS]   (user-space instructions per request)
 #
 # With --callgrind each server runs under `valgrind --tool=callgrind` twice, for a short and a
 # long run of the same load, and the difference of the instruction counts is divided by the
@@ -18,7 +19,8 @@
 #
 # The solo servers run with SOLO_SPIN_US=0 (kv spins by default): a spin is epoll_wait(0) calls
 # made on purpose, and this table is about the calls each request needs. Installs Debian's
-# strace, redis-server and redis-tools when they are missing (needs apt-get and root or sudo).
+# strace, redis-server and redis-tools (and valgrind, for --callgrind) when they are missing
+# (needs apt-get and root or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 callgrind=false
