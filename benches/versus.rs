@@ -332,6 +332,15 @@ fn main() {
                 "{:<24} {waits:>12.2} waits + {modifies:.2} epoll_ctl(MOD) per echo request",
                 format!("syscalls_echo_{}", backend.name())
             );
+            // Also as CSV rows (solo only: the loop's own counters, `Stats::backend_*`).
+            for (what, per_request) in [("waits", waits), ("modifies", modifies)] {
+                rows.push(Row {
+                    name: format!("syscalls_echo_{}_{what}", backend.name()),
+                    solo: per_request,
+                    other: None,
+                    unit: "syscalls/op",
+                });
+            }
         }
     }
 
