@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::error;
 use crate::reactor::Dir;
 use crate::Handle;
 
@@ -57,18 +58,41 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 }
 
 impl<T: AsRawFd> Async<T> {
-    /// Registers `io` with the loop running on this thread (an error outside a running loop).
+    /// Registers `io` with the loop running on this thread.
+    ///
+    /// # Errors
+    /// Outside a running loop ([`Error::OutsideLoop`](crate::Error::OutsideLoop)); if `io`
+    /// cannot be switched to non-blocking mode or registered (the OS's error: `EBADF` for a
+    /// closed fd, `EPERM` for a regular file, which epoll cannot watch).
     pub fn new(io: T) -> io::Result<Async<T>> {
-        let handle = Handle::try_current().ok_or_else(|| {
-            io::Error::other("solo::Async::new called outside a running solo event loop")
-        })?;
-        Async::with_handle(io, &handle)
+        Async::new_for(io, "Async::new")
     }
 
-    /// Registers `io` with the given loop.
+    /// [`Async::new`] on behalf of the user's `call` (`"TcpListener::bind"`), which the error
+    /// outside a running loop names.
+    pub(crate) fn new_for(io: T, call: &'static str) -> io::Result<Async<T>> {
+        let handle = Handle::try_current().ok_or_else(|| error::outside_loop(call))?;
+        Async::with_handle_for(io, &handle, call)
+    }
+
+    /// Registers `io` with the given loop (which need not be running).
+    ///
+    /// # Errors
+    /// On a closed loop ([`Error::LoopClosed`](crate::Error::LoopClosed)); if `io` cannot be
+    /// switched to non-blocking mode or registered (the OS's error).
     pub fn with_handle(io: T, handle: &Handle) -> io::Result<Async<T>> {
+        Async::with_handle_for(io, handle, "Async::with_handle")
+    }
+
+    /// [`Async::with_handle`] on behalf of the user's `call`, which the error on a closed loop
+    /// names.
+    pub(crate) fn with_handle_for(
+        io: T,
+        handle: &Handle,
+        call: &'static str,
+    ) -> io::Result<Async<T>> {
         if handle.is_closed() {
-            return Err(io::Error::other("the event loop is closed"));
+            return Err(error::loop_closed(call));
         }
         let fd = io.as_raw_fd();
         set_nonblocking(fd)?;

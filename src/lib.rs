@@ -53,7 +53,8 @@ mod timer;
 pub use async_fd::Async;
 pub use callback::CallbackKind;
 pub use clock::ManualClock;
-pub use error::{JoinError, LoopClosed, RunError};
+pub use error::{Error, JoinError, LoopClosed, RunError};
+pub use event_loop::{call_at, call_later, call_soon, spawn, spawn_named};
 pub use event_loop::{
     run, run_in_executor, Builder, CallbackHandle, CancelledTask, EventLoop, ExceptionContext,
     Handle, Remote, RemoteJoinHandle, ShutdownReport,
