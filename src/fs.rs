@@ -8,12 +8,12 @@
 //! # Errors
 //! Each function fails with the error of its `std::fs` call, and also (kind `Other`, carrying a
 //! [`solo::Error`](crate::Error)):
-//! - outside a running loop: [`Error::OutsideLoop`](crate::Error::OutsideLoop), naming the
+//! - outside a running loop: [`Error::OutsideLoop`], naming the
 //!   function (`solo::fs::read`);
 //! - when the loop's pool was shut down before the job ran (the loop is shutting down):
-//!   [`Error::LoopClosed`](crate::Error::LoopClosed);
+//!   [`Error::LoopClosed`];
 //! - if the job panicked on the pool (there should be no such panic):
-//!   [`Error::JobPanicked`](crate::Error::JobPanicked).
+//!   [`Error::JobPanicked`].
 //!
 //! ```
 //! let dir = std::env::temp_dir().join(format!("solo-fs-doc-{}", std::process::id()));

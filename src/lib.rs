@@ -35,6 +35,9 @@ mod executor;
 pub mod fs;
 #[cfg(feature = "hyper")]
 pub mod hyper;
+#[doc(hidden)]
+#[cfg(feature = "macros")]
+pub mod macro_support;
 pub mod monitor;
 pub mod net;
 pub mod process;
@@ -65,3 +68,8 @@ pub use executor::{
 pub use reactor::Backend;
 pub use task::{yield_now, JoinHandle};
 pub use task_group::{ChildError, GroupError, JoinNext, TaskGroup};
+
+/// `#[solo::main]` and `#[solo::test]`: an `async fn` run on a new loop (feature `macros`, on by
+/// default).
+#[cfg(feature = "macros")]
+pub use solo_macros::{main, test};

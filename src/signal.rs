@@ -141,7 +141,7 @@ impl fmt::Debug for SignalKind {
 /// deliveries, from now on.
 ///
 /// # Errors
-/// - outside a running loop: [`Error::OutsideLoop`](crate::Error::OutsideLoop) (use
+/// - outside a running loop: [`Error::OutsideLoop`] (use
 ///   [`Signal::with_handle`] there);
 /// - those of [`Signal::with_handle`].
 pub fn signal(kind: SignalKind) -> io::Result<Signal> {
@@ -175,7 +175,7 @@ impl Signal {
     /// Listens for `kind` on the given loop (which need not be running yet).
     ///
     /// # Errors
-    /// - on a closed loop: [`Error::LoopClosed`](crate::Error::LoopClosed);
+    /// - on a closed loop: [`Error::LoopClosed`];
     /// - for signals that cannot be handled (SIGKILL, SIGSTOP, SIGSEGV, SIGILL, SIGFPE, numbers
     ///   out of range): `InvalidInput`;
     /// - with no fd left for the listener's pipe: the OS's error.
@@ -259,10 +259,10 @@ impl fmt::Debug for Signal {
 /// # Errors
 /// The future completes with an error (of kind `Other`):
 /// - first polled outside a running loop, when made outside one:
-///   [`Error::OutsideLoop`](crate::Error::OutsideLoop);
+///   [`Error::OutsideLoop`];
 /// - when its loop is closed (dropped or shut down) before ctrl-c comes, or was already:
-///   [`Error::LoopClosed`](crate::Error::LoopClosed);
-/// - polled again after it failed: [`Error::PolledAfterCompletion`](crate::Error::PolledAfterCompletion);
+///   [`Error::LoopClosed`];
+/// - polled again after it failed: [`Error::PolledAfterCompletion`];
 /// - and those of [`Signal::with_handle`] (no fd left).
 ///
 /// ```no_run

@@ -345,6 +345,11 @@ impl Handle {
         }
     }
 
+    /// The backend the loop polls with ([`Builder::backend`], `SOLO_BACKEND`).
+    pub fn backend(&self) -> crate::Backend {
+        self.inner.reactor.borrow().backend_stats().0
+    }
+
     /// Whether debug mode is on.
     pub fn debug_enabled(&self) -> bool {
         self.inner.debug().is_some()
