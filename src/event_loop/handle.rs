@@ -440,7 +440,7 @@ where
 /// let r = ran.clone();
 /// solo::run(async move {
 ///     solo::call_soon(move || r.set(true));
-///     solo::time::sleep(std::time::Duration::ZERO).await;
+///     solo::yield_now().await; // the callback runs at the next iteration
 /// }).unwrap();
 /// assert!(ran.get());
 /// ```
