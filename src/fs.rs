@@ -123,3 +123,26 @@ pub async fn create_dir_all(path: impl AsRef<Path>) -> io::Result<()> {
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_that_panics_on_the_pool_is_a_typed_error() {
+        let el = crate::EventLoop::new().unwrap();
+        let e = el
+            .run_until_complete(blocking("solo::fs::read", || -> io::Result<()> {
+                panic!("boom")
+            }))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            Error::of(&e),
+            Some(&Error::JobPanicked {
+                call: "solo::fs::read",
+                message: "boom".into()
+            })
+        );
+    }
+}

@@ -165,6 +165,23 @@ fn calls_on_a_shut_down_loop() {
 }
 
 #[test]
+fn files_after_the_loops_pool_was_shut_down() {
+    let _watchdog = common::watchdog!();
+    let el = EventLoop::new().unwrap();
+    let e = el
+        .run_until_complete(async {
+            // What EventLoop::shutdown does to the pool, done early.
+            solo::Handle::current()
+                .executor()
+                .shutdown(std::time::Instant::now());
+            solo::fs::read("/dev/null").await
+        })
+        .unwrap()
+        .unwrap_err();
+    assert_closed(&e, "solo::fs::read");
+}
+
+#[test]
 fn a_child_and_its_pipes_outliving_their_loop() {
     let _watchdog = common::watchdog!();
     let el = EventLoop::new().unwrap();
