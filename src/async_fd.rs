@@ -126,27 +126,56 @@ impl<T: AsRawFd> Async<T> {
 
     /// Polls for readability: ready when the reactor has seen the fd readable (or closed, or
     /// in error) since the last `WouldBlock`.
+    ///
+    /// # Errors
+    /// - once the loop is gone (dropped or shut down):
+    ///   [`Error::LoopClosed`](crate::Error::LoopClosed), also for every read and write through
+    ///   this `Async` (they wait for readiness here);
+    /// - if the fd was closed while registered and its number reused by another file (kind
+    ///   `Other`; an `Async` must own its fd).
     pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_ready(Dir::Read, cx)
     }
 
     /// Polls for writability.
+    ///
+    /// # Errors
+    /// As [`poll_readable`](Async::poll_readable).
     pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_ready(Dir::Write, cx)
     }
 
+    #[inline]
     fn poll_ready(&self, dir: Dir, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let p = self.handle.inner.poll_ready(self.token, dir, cx);
-        if p.is_pending() {
-            crate::await_point::pending(
-                || crate::await_point::Awaited::Io {
-                    fd: self.as_raw_fd(),
-                    write: dir == Dir::Write,
-                },
-                None,
-            );
+        match self.handle.inner.poll_ready(self.token, dir, cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Pending => {
+                crate::await_point::pending(
+                    || crate::await_point::Awaited::Io {
+                        fd: self.as_raw_fd(),
+                        write: dir == Dir::Write,
+                    },
+                    None,
+                );
+                Poll::Pending
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.ready_error(dir, e))),
         }
-        p
+    }
+
+    /// A closed loop dropped every registration: its error says so, rather than the reactor's
+    /// "registration gone" (an fd closed behind its back). Out of line: the hot path of every
+    /// read and write goes through `poll_ready`, and only its error path comes here.
+    #[cold]
+    #[inline(never)]
+    fn ready_error(&self, dir: Dir, e: io::Error) -> io::Error {
+        if !self.handle.is_closed() {
+            return e;
+        }
+        error::loop_closed(match dir {
+            Dir::Read => "Async::poll_readable",
+            Dir::Write => "Async::poll_writable",
+        })
     }
 
     pub(crate) fn clear(&self, dir: Dir) {

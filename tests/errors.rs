@@ -227,3 +227,29 @@ fn solo_errors_convert_and_display() {
         "solo::fs::read: its job on the thread pool panicked: boom"
     );
 }
+
+#[test]
+fn an_async_outliving_its_loop() {
+    let _watchdog = common::watchdog!();
+    let el = EventLoop::new().unwrap();
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let a = Async::with_handle(a, &el.handle()).unwrap();
+    drop(el);
+    let noop = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&noop);
+    match a.poll_readable(&mut cx) {
+        Poll::Ready(Err(e)) => assert_closed(&e, "Async::poll_readable"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    match a.poll_writable(&mut cx) {
+        Poll::Ready(Err(e)) => assert_closed(&e, "Async::poll_writable"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    // Data waiting makes no difference: the registration went with the loop.
+    std::io::Write::write_all(&mut b, b"x").unwrap();
+    let mut read = pin!(a.read_with(|s| std::io::Read::read(&mut &*s, &mut [0u8; 1])));
+    match read.as_mut().poll(&mut cx) {
+        Poll::Ready(Err(e)) => assert_closed(&e, "Async::poll_readable"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
