@@ -74,7 +74,9 @@ mod run;
 pub use builder::Builder;
 pub use callbacks::CallbackHandle;
 pub use exception::ExceptionContext;
-pub use handle::{run_in_executor, EventLoop, Handle};
+pub use handle::{
+    call_at, call_later, call_soon, run_in_executor, spawn, spawn_named, EventLoop, Handle,
+};
 pub use remote::{Remote, RemoteJoinHandle};
 pub use run::{run, CancelledTask, ShutdownReport};
 
