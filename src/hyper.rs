@@ -345,7 +345,7 @@ where
     F: Future + 'static,
 {
     fn execute(&self, fut: F) {
-        drop(Handle::current().spawn(fut));
+        drop(Handle::current_for("solo::hyper::HyperExecutor::execute").spawn(fut));
     }
 }
 

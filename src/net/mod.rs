@@ -63,25 +63,15 @@ mod incoming;
 
 pub use incoming::{Incoming, Listener, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN};
 
-/// The error of `call`, made with no loop running on this thread: every net call that needs
-/// the loop reports it through here.
-// the coordinator points this at crate::error::outside_loop when merging
-fn outside_loop(call: &'static str) -> io::Error {
-    io::Error::other(format!(
-        "{call} called outside a running solo event loop; start one with solo::run or \
-         #[solo::main]"
-    ))
-}
-
 /// The loop running on this thread, or the error that names `call`. Constructors ask first,
 /// before they create, bind or connect anything.
 fn current(call: &'static str) -> io::Result<Handle> {
-    Handle::try_current().ok_or_else(|| outside_loop(call))
+    Handle::try_current().ok_or_else(|| crate::error::outside_loop(call))
 }
 
 /// Registers `io` with the loop running on this thread; outside one, the error names `call`.
 fn register<T: AsRawFd>(io: T, call: &'static str) -> io::Result<Async<T>> {
-    Async::with_handle(io, &current(call)?)
+    Async::with_handle_for(io, &current(call)?, call)
 }
 
 /// Tries `op` on each address `addr` resolves to; the first success, or the last error.
