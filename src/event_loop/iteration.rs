@@ -373,7 +373,7 @@ impl Inner {
     /// milliseconds from shrinking and regrowing its queues for each one; a few comparisons when
     /// there is nothing to do.
     fn release_memory(&self, scratch: &mut Scratch) {
-        reclaim::deque(&mut self.ready.borrow_mut());
+        self.ready.borrow_mut().release_memory();
         reclaim::slab(&mut self.tasks.borrow_mut());
         reclaim::map(&mut self.task_names.borrow_mut());
         self.soon.release_memory();

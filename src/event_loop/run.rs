@@ -126,7 +126,7 @@ impl Inner {
         // repeat until a pass finds nothing.
         loop {
             let tasks: Vec<TaskRef> = self.tasks.borrow_mut().drain().collect();
-            let ready: Vec<Runnable> = self.ready.borrow_mut().drain(..).collect();
+            let ready: Vec<Runnable> = self.ready.borrow_mut().take_all();
             if let Some(d) = self.debug() {
                 d.clear_queue_times();
             }
