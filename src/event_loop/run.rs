@@ -224,7 +224,7 @@ impl EventLoop {
         let inner = &self.handle.inner;
         let _guard = inner.start_running()?;
         loop {
-            inner.run_once(None);
+            inner.run_turn();
             if inner.stopping.replace(false) {
                 return Ok(());
             }
@@ -276,7 +276,7 @@ impl EventLoop {
             if stopped {
                 break Ok(Err(RunError::Stopped));
             }
-            inner.run_once(None);
+            inner.run_turn();
             stopped = inner.stopping.replace(false);
         };
         inner.main_running.set(false);
