@@ -43,7 +43,7 @@ use std::time::Duration;
 use super::callbacks::{Runnable, TimerPayload};
 use super::probe::{DebugProbe, NoProbe, Probe};
 use super::{Inner, CLOCK_CHECK_EVERY, POLL_EVERY_ITERATIONS, POLL_EVERY_NS, RELEASE_EVERY_NS};
-use crate::callback::{Callback, CallbackKind};
+use crate::callback::{Callback, CallbackKind, SoonCallback};
 use crate::debug::What;
 use crate::reactor::{Dir, IoAction};
 use crate::reclaim;
@@ -325,12 +325,20 @@ impl Inner {
     #[inline(always)]
     fn run_entry<P: Probe>(&self, r: Runnable, probe: &P) {
         match r {
-            Runnable::Soon(id, f) => {
-                if self.soon.take_cancelled(id) {
+            Runnable::Soon(f) => {
+                if self.soon.take_cancelled() {
                     let site = f.site();
                     self.drop_guarded(f, CallbackKind::Soon, site);
                 } else {
-                    self.call(CallbackKind::Soon, f, probe);
+                    let what = |f: &SoonCallback| What {
+                        kind: CallbackKind::Soon,
+                        site: f.site(),
+                        type_name: Some(f.type_name()),
+                        task: None,
+                    };
+                    if let Err(p) = probe.run(f, what, SoonCallback::call) {
+                        self.report_panic(CallbackKind::Soon, p.site, None, &*p.payload);
+                    }
                 }
             }
             Runnable::Timer(key, deadline) => {

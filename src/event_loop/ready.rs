@@ -16,15 +16,16 @@
 //! assert_eq!(*log.borrow(), ["callback 1", "task", "callback 2"]);
 //! ```
 //!
-//! A [`Runnable`] is 32 bytes, the size of its widest kind (a `call_soon` callback and its
-//! sequence number). A task needs 8 of them (its pointer), and tasks are what a loop queues by
-//! the thousand: a burst of 10,000 spawns grew a queue of `Runnable`s to 16,384 × 32 bytes, more
-//! memory per task than the task itself, held until the loop next gives memory back. So tasks
-//! wait in a queue of their own, of bare [`TaskRef`]s, and the main queue holds, where they
-//! stand in the common order, *runs*: "the next `n` tasks of the task queue". A task pushed right
-//! behind another task (or a run) lengthens that run instead of taking an entry, so a burst of
-//! spawns or wakes costs 8 bytes per task and one entry. Both queues are FIFO and a run is
-//! consumed from its front, so popping gives exactly the order of pushing, across kinds.
+//! A [`Runnable`] is 40 bytes, the size of its widest kind (a `call_soon` callback with its
+//! closure inline). A task needs 8 of them (its pointer), and tasks are what a loop queues by
+//! the thousand: a burst of 10,000 spawns grew a queue of (then 32-byte) `Runnable`s to 16,384
+//! entries, more memory per task than the task itself, held until the loop next gives memory
+//! back. So tasks wait in a queue of their own, of bare [`TaskRef`]s, and the main queue holds,
+//! where they stand in the common order, *runs*: "the next `n` tasks of the task queue". A task
+//! pushed right behind another task (or a run) lengthens that run instead of taking an entry,
+//! so a burst of spawns or wakes costs 8 bytes per task and one entry. Both queues are FIFO and
+//! a run is consumed from its front, so popping gives exactly the order of pushing, across
+//! kinds.
 
 use std::collections::VecDeque;
 

@@ -186,7 +186,7 @@ impl Inner {
     /// Drops a ready-queue entry that will not run (the loop is closing).
     fn drop_runnable(&self, r: Runnable) {
         match r {
-            Runnable::Soon(_, f) => {
+            Runnable::Soon(f) => {
                 let site = f.site();
                 self.drop_guarded(f, CallbackKind::Soon, site);
             }
