@@ -48,6 +48,13 @@ pub(crate) enum TimerPayload {
 }
 
 /// One entry of the ready queue (40 bytes; `size_tests` pins it).
+///
+/// The tag is a whole word (`repr(u64)`): with a one-byte tag, moving an entry into and out of
+/// the queue copied the seven bytes of padding after it piecewise, a dozen instructions per
+/// `call_soon`. The size is the same (the widest kind takes four words after the tag either
+/// way), and the tag's unused values still give [`ReadyQueue`](super::ready::ReadyQueue) room
+/// for its runs of tasks.
+#[repr(u64)]
 pub(crate) enum Runnable {
     /// A `call_soon` callback, its closure inline if it is small. Its sequence number is not
     /// stored: `call_soon` entries leave the queue in the order they entered it, so the loop
