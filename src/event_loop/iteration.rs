@@ -460,6 +460,8 @@ mod tests {
     use std::io::Write;
     use std::os::unix::net::UnixStream;
     use std::rc::Rc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
     use std::time::Duration;
 
     use super::super::{CLOCK_CHECK_EVERY, POLL_EVERY_ITERATIONS, POLL_EVERY_NS};
@@ -532,5 +534,72 @@ mod tests {
             at <= bound,
             "reader ran after {at} callbacks, bound {bound}"
         );
+    }
+
+    /// The iterations `run_turn` runs back to back are the ones a full iteration would have
+    /// run: a `stop()` inside a chain ends the run after that callback's iteration, a timer
+    /// fires on the first iteration past its deadline, and work from another thread is taken
+    /// within `CLOCK_CHECK_EVERY` iterations.
+    #[test]
+    fn a_chain_run_back_to_back_still_stops_fires_timers_and_takes_remote_work() {
+        let clock = ManualClock::new();
+        let el = crate::EventLoop::builder()
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let h = el.handle();
+        let count = Rc::new(Cell::new(0u64));
+        // Each callback takes 100 µs of loop time; the 50th stops the loop, at 5 ms.
+        fn step(h: Handle, count: Rc<Cell<u64>>, clock: ManualClock) {
+            count.set(count.get() + 1);
+            clock.advance(Duration::from_micros(100));
+            if count.get() == 50 {
+                h.stop();
+            }
+            let h2 = h.clone();
+            h.call_soon(move || step(h2, count, clock));
+        }
+        step(h.clone(), count.clone(), clock.clone());
+        el.run_forever().unwrap();
+        assert_eq!(count.get(), 50, "stop ends the run after its iteration");
+        // A timer 1 ms away (on a tick of the wheel): due after ten more callbacks, fired in the
+        // first iteration that reaches it.
+        let fired_at = Rc::new(Cell::new(None));
+        let (f, c, h2) = (fired_at.clone(), count.clone(), h.clone());
+        h.call_later(Duration::from_millis(1), move || {
+            f.set(Some(c.get()));
+            h2.stop();
+        });
+        el.run_forever().unwrap();
+        let fired = fired_at.get().expect("the timer fired") - 50;
+        assert!((10..=11).contains(&fired), "fired after {fired} callbacks");
+        // Work from another thread, queued by the chain's 5th callback from here: it runs
+        // within the next two callbacks' iterations, not after a clock check or a poll.
+        let ran = Arc::new(AtomicBool::new(false));
+        let seen_at = Rc::new(Cell::new(None));
+        fn watch(h: Handle, n: u64, ran: Arc<AtomicBool>, seen_at: Rc<Cell<Option<u64>>>) {
+            if n == 5 {
+                let (remote, r) = (h.remote(), ran.clone());
+                std::thread::spawn(move || {
+                    remote.call_soon_threadsafe(move || r.store(true, Ordering::SeqCst))
+                })
+                .join()
+                .unwrap()
+                .expect("the loop accepts work");
+            }
+            if seen_at.get().is_none() && ran.load(Ordering::SeqCst) {
+                seen_at.set(Some(n));
+            }
+            if n == 40 {
+                h.stop();
+                return;
+            }
+            let h2 = h.clone();
+            h.call_soon(move || watch(h2, n + 1, ran, seen_at));
+        }
+        watch(h.clone(), 0, ran, seen_at.clone());
+        el.run_forever().unwrap();
+        let seen = seen_at.get().expect("the remote callback ran");
+        assert!(seen <= 7, "seen at callback {seen}");
     }
 }
