@@ -168,7 +168,7 @@ impl Inner {
         // repeat until a pass finds nothing.
         loop {
             let tasks: Vec<TaskRef> = self.tasks.borrow_mut().drain().collect();
-            let ready: Vec<Runnable> = self.ready.borrow_mut().drain(..).collect();
+            let ready: Vec<Runnable> = self.ready.borrow_mut().take_all();
             if let Some(d) = self.debug() {
                 d.clear_queue_times();
             }
@@ -228,7 +228,7 @@ impl Inner {
     /// Drops a ready-queue entry that will not run (the loop is closing).
     fn drop_runnable(&self, r: Runnable) {
         match r {
-            Runnable::Soon(_, f) => {
+            Runnable::Soon(f) => {
                 let site = f.site();
                 self.drop_guarded(f, CallbackKind::Soon, site);
             }
@@ -279,7 +279,7 @@ impl EventLoop {
         let inner = &self.handle.inner;
         let _guard = inner.start_running("EventLoop::run_forever", Location::caller())?;
         loop {
-            inner.run_once(None);
+            inner.run_turn();
             if inner.stopping.replace(false) {
                 return Ok(());
             }
@@ -334,7 +334,7 @@ impl EventLoop {
             if stopped {
                 break Ok(Err(RunError::Stopped));
             }
-            inner.run_once(None);
+            inner.run_turn();
             stopped = inner.stopping.replace(false);
         };
         inner.main_running.set(false);
