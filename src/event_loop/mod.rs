@@ -57,7 +57,7 @@ use crate::reactor::{Dir, IoFn, Reactor, Unregistered};
 use crate::shared::Shared;
 use crate::signal_pipe::Signals;
 use crate::task::{self, Header, JoinHandle, Scheduler, TaskRef};
-use crate::timer::{TimerKey, Wheel};
+use crate::timer::{Deadline, TimerKey, Wheel};
 
 mod builder;
 mod callbacks;
@@ -106,6 +106,9 @@ pub(crate) struct Inner {
     /// `SCHEDULED` bit), and exactly once for each queued callback.
     ready: RefCell<VecDeque<Runnable>>,
     timers: RefCell<Wheel<TimerPayload>>,
+    /// The loop's origin in nanoseconds after `time`'s process-wide epoch (negative: before),
+    /// once a sleep asked; `i64::MIN` if it does not fit. See `Inner::epoch_offset`.
+    epoch_offset: Cell<Option<i64>>,
     reactor: RefCell<Reactor>,
     /// Every live task, by slot; a task leaves it when it finishes, is cancelled, or the loop
     /// closes.
@@ -222,6 +225,16 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Rc<Inner>>) -> R) -> R {
     CURRENT.with(|c| f(c.borrow().as_ref()))
 }
 
+/// What [`Inner::refresh_wake_timer`] found.
+pub(crate) enum Refresh {
+    /// The timer is pending; its waker is the one given.
+    Pending,
+    /// The timer is gone: it fired (or was cancelled).
+    Fired,
+    /// The key is another loop's.
+    Foreign,
+}
+
 impl Inner {
     fn new(
         shared: Arc<Shared>,
@@ -236,6 +249,7 @@ impl Inner {
             clock: Clock::new(clock),
             ready: RefCell::new(VecDeque::with_capacity(256)),
             timers: RefCell::new(Wheel::new()),
+            epoch_offset: Cell::new(None),
             reactor: RefCell::new(reactor),
             tasks: RefCell::new(Slab::new()),
             task_names: RefCell::new(HashMap::new()),
@@ -347,6 +361,31 @@ impl Inner {
 
     // ---- timers: used by `time` (sleeps) and by the callbacks room ----
 
+    /// The loop's origin in nanoseconds after `epoch` (always the same instant: see
+    /// `time::epoch`), computed once; `None` if it is too far for an `i64`. Sleeps keep their
+    /// deadline on that scale, so that neither `sleep` nor its first poll does `Instant`
+    /// arithmetic.
+    #[inline]
+    pub(crate) fn epoch_offset(&self, epoch: impl FnOnce() -> std::time::Instant) -> Option<i64> {
+        let offset = match self.epoch_offset.get() {
+            Some(o) => o,
+            None => {
+                let origin = self.clock.nanos_to_instant(0);
+                let epoch = epoch();
+                let o = match origin.checked_duration_since(epoch) {
+                    Some(after) => i64::try_from(after.as_nanos()).ok(),
+                    None => i64::try_from(epoch.duration_since(origin).as_nanos())
+                        .ok()
+                        .map(|before| -before),
+                };
+                let o = o.unwrap_or(i64::MIN);
+                self.epoch_offset.set(Some(o));
+                o
+            }
+        };
+        (offset != i64::MIN).then_some(offset)
+    }
+
     /// Adds a timer that wakes `waker` at `deadline` (loop ns).
     pub(crate) fn add_wake_timer(&self, deadline: u64, now: u64, waker: Waker) -> TimerKey {
         self.timers
@@ -354,23 +393,40 @@ impl Inner {
             .insert(deadline, now, TimerPayload::Wake(waker))
     }
 
-    /// Refreshes the waker of a pending wake timer; returns false if the timer is gone (it
-    /// fired, or was cancelled).
-    pub(crate) fn refresh_wake_timer(&self, key: TimerKey, waker: &Waker) -> bool {
+    /// Refreshes the waker of a pending wake timer: `Pending` if it is there, `Fired` if it is
+    /// gone (it fired, or was cancelled), `Foreign` if the key is another loop's.
+    #[inline]
+    pub(crate) fn refresh_wake_timer(&self, key: TimerKey, waker: &Waker) -> Refresh {
         let mut timers = self.timers.borrow_mut();
+        if !timers.owns(key) {
+            return Refresh::Foreign;
+        }
         match timers.get_mut(key) {
             Some(TimerPayload::Wake(w)) => {
                 if !w.will_wake(waker) {
                     *w = waker.clone();
                 }
-                true
+                Refresh::Pending
             }
-            _ => false,
+            _ => Refresh::Fired,
         }
     }
 
-    /// Removes a timer (a no-op if it is gone). What it held is dropped after the borrow ends,
-    /// behind the panic guard: a callback's or a waker's destructor is user code.
+    /// Moves a pending wake timer to `deadline`, keeping its waker; returns its new key, or
+    /// `None` if it is gone or another loop's.
+    pub(crate) fn reschedule_wake_timer(
+        &self,
+        key: TimerKey,
+        deadline: Deadline,
+        now: u64,
+    ) -> Option<TimerKey> {
+        let mut timers = self.timers.borrow_mut();
+        let payload = timers.remove_if(key, |p| matches!(p, TimerPayload::Wake(_)))?;
+        Some(timers.insert(deadline, now, payload))
+    }
+
+    /// Removes a timer (a no-op if it is gone or another loop's). What it held is dropped after
+    /// the borrow ends, behind the panic guard: a callback's or a waker's destructor is user code.
     pub(crate) fn cancel_timer(&self, key: TimerKey) {
         let payload = self.timers.borrow_mut().remove(key);
         match payload {

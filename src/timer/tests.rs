@@ -4,10 +4,11 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 
 #[test]
-fn a_timer_entry_is_64_bytes() {
+fn a_timer_entry_is_48_bytes() {
     // The loop's payload: a boxed callback or a waker, 24 bytes with its tag.
     type Payload = Result<Box<dyn FnOnce()>, std::task::Waker>;
-    assert_eq!(std::mem::size_of::<Entry<Payload>>(), 64);
+    assert_eq!(std::mem::size_of::<Entry<Payload>>(), 48);
+    assert_eq!(std::mem::size_of::<TimerKey>(), 16);
 }
 
 #[test]
@@ -16,7 +17,7 @@ fn the_store_steers_new_entries_low_and_gives_memory_back_after_a_quiet_while() 
     let keys: Vec<_> = (0..100_000u64)
         .map(|i| w.insert((i + 1) * TICK_NS, 0, i as u32))
         .collect();
-    let grown = w.entries.slots.capacity();
+    let grown = w.entries.capacity();
     // All but the last (the highest entry) go, in creation order: the most recently freed
     // entries are the high ones, and the live one pins the end.
     for &k in &keys[..keys.len() - 1] {
@@ -28,13 +29,13 @@ fn the_store_steers_new_entries_low_and_gives_memory_back_after_a_quiet_while() 
     // The last one goes. Within the wait, a burst finds the memory still there...
     w.remove(*keys.last().unwrap()).unwrap();
     let second = w.insert(TICK_NS, RELEASE_AFTER_NS / 2, 8);
-    assert_eq!(w.entries.slots.capacity(), grown);
+    assert_eq!(w.entries.capacity(), grown);
     // ...and once the store has been mostly empty for the whole wait, it is released.
     let third = w.insert(TICK_NS, RELEASE_AFTER_NS + 1, 9);
     assert!(
-        w.entries.slots.capacity() <= 2 * MIN_CAPACITY,
+        w.entries.capacity() <= 2 * MIN_CAPACITY,
         "{}",
-        w.entries.slots.capacity()
+        w.entries.capacity()
     );
     for k in [low, second, third] {
         assert!(w.remove(k).is_some());
@@ -120,7 +121,8 @@ fn a_million_cancelled_timers_leave_nothing() {
     }
     assert_eq!(w.len(), 0);
     assert_eq!(w.next_deadline(), None);
-    assert!(w.levels.iter().all(|l| l.occupied == 0));
+    assert!(w.occupied.iter().all(|&o| o == 0));
+    assert!(w.heads.iter().all(|&h| h == NIL));
 }
 
 #[test]
@@ -173,13 +175,10 @@ fn deadlines_before_the_origin_fire_in_their_order() {
 /// ever big has given its memory back.
 fn check_store<T>(w: &Wheel<T>) {
     let st = &w.entries;
-    let taken = st.slots.iter().filter(|e| e.seq != FREE).count();
-    assert!(st
-        .slots
-        .iter()
-        .all(|e| (e.seq == FREE) == e.value.is_none()));
+    let taken = st.iter().filter(|e| e.seq != FREE).count();
+    assert!(st.iter().all(|e| (e.seq == FREE) == e.value.is_none()));
     assert_eq!(taken, st.len);
-    let mut listed = vec![false; st.slots.len()];
+    let mut listed = vec![false; st.slots()];
     let mut i = st.free;
     while i != NIL {
         assert!(
@@ -188,17 +187,17 @@ fn check_store<T>(w: &Wheel<T>) {
         );
         assert!(!listed[i as usize], "slot {i} listed twice");
         listed[i as usize] = true;
-        let e = &st.slots[i as usize];
+        let e = st.slot(i);
         assert_eq!(e.seq, FREE, "taken slot {i} on the free list");
         i = e.next;
     }
-    for (i, s) in st.slots.iter().enumerate() {
+    for (i, s) in st.iter().enumerate() {
         if s.seq == FREE && i < st.limit {
             assert!(listed[i], "free slot {i} below the limit is not listed");
         }
     }
     if st.len == 0 {
-        assert!(st.slots.is_empty() || st.slots.capacity() <= MIN_CAPACITY);
+        assert!(st.slots() == 0 || st.capacity() <= MIN_CAPACITY);
     }
 }
 
