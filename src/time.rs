@@ -117,7 +117,7 @@ fn epoch() -> Instant {
 /// The deadline `d` ns (saturating) after loop time `now` on `inner`'s loop: on the epoch's
 /// scale, with integer additions; past the end of loop time (never), or past what an `i64`
 /// holds, as an `Instant` that says how far.
-#[inline]
+#[inline(always)]
 fn later(inner: &Inner, now: u64, d: u64) -> Deadline {
     let at = now.saturating_add(d);
     let on_epoch = |o: i64| i64::try_from(at).ok()?.checked_add(o);
@@ -200,7 +200,7 @@ impl Sleep {
             self.registered = with_current(|inner| {
                 let inner = inner?;
                 let to = inner.clock().deadline(deadline);
-                inner.reschedule_wake_timer(key, to, inner.cached_now())
+                inner.reschedule_wake_timer(key, to, inner.read_clock())
             });
         }
     }

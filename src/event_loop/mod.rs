@@ -19,7 +19,8 @@
 //!
 //! | file | what it holds |
 //! | --- | --- |
-//! | `mod.rs` | `Inner`, its invariants, and the methods other modules use it through (timers, I/O registrations, tasks, the clock) |
+//! | `mod.rs` | `Inner`, its invariants, and the methods other modules use it through (I/O registrations, tasks, the clock) |
+//! | `timers.rs` | the methods sleeps and callbacks reach the timer wheel through |
 //! | `iteration.rs` | `run_once`: one turn of the loop, as its five phases |
 //! | `probe.rs` | what debug mode observes during an iteration: no probe, or the debug probe |
 //! | `callbacks.rs` | the callback record and its life: `call_soon`/`call_later`/`call_at`, cancel, run, drop |
@@ -43,7 +44,7 @@ use std::os::fd::RawFd;
 use std::panic::Location;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use slab::Slab;
@@ -57,7 +58,7 @@ use crate::reactor::{Dir, IoFn, Reactor, Unregistered};
 use crate::shared::Shared;
 use crate::signal_pipe::Signals;
 use crate::task::{self, Header, JoinHandle, Scheduler, TaskRef};
-use crate::timer::{Deadline, TimerKey, Wheel};
+use crate::timer::Wheel;
 
 mod builder;
 mod callbacks;
@@ -70,6 +71,7 @@ mod probe;
 mod readers;
 mod remote;
 mod run;
+mod timers;
 
 pub use builder::Builder;
 pub use callbacks::CallbackHandle;
@@ -81,6 +83,7 @@ pub use run::{run, CancelledTask, ShutdownReport};
 use callbacks::{Runnable, SoonIds, TimerPayload};
 use exception::ExceptionHandler;
 use iteration::Scratch;
+pub(crate) use timers::Refresh;
 
 /// While work is queued, poll for I/O at least every this many iterations...
 const POLL_EVERY_ITERATIONS: u32 = 128;
@@ -225,16 +228,6 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Rc<Inner>>) -> R) -> R {
     CURRENT.with(|c| f(c.borrow().as_ref()))
 }
 
-/// What [`Inner::refresh_wake_timer`] found.
-pub(crate) enum Refresh {
-    /// The timer is pending; its waker is the one given.
-    Pending,
-    /// The timer is gone: it fired (or was cancelled).
-    Fired,
-    /// The key is another loop's.
-    Foreign,
-}
-
 impl Inner {
     fn new(
         shared: Arc<Shared>,
@@ -356,88 +349,6 @@ impl Inner {
     fn debug_spawned(&self, slot: u32, site: &'static Location<'static>, name: Option<&str>) {
         if let Some(d) = self.debug() {
             d.task_spawned(slot, site, name);
-        }
-    }
-
-    // ---- timers: used by `time` (sleeps) and by the callbacks room ----
-
-    /// The loop's origin in nanoseconds after `epoch` (always the same instant: see
-    /// `time::epoch`), computed once; `None` if it is too far for an `i64`. Sleeps keep their
-    /// deadline on that scale, so that neither `sleep` nor its first poll does `Instant`
-    /// arithmetic.
-    #[inline]
-    pub(crate) fn epoch_offset(&self, epoch: impl FnOnce() -> std::time::Instant) -> Option<i64> {
-        let offset = match self.epoch_offset.get() {
-            Some(o) => o,
-            None => {
-                let origin = self.clock.nanos_to_instant(0);
-                let epoch = epoch();
-                let o = match origin.checked_duration_since(epoch) {
-                    Some(after) => i64::try_from(after.as_nanos()).ok(),
-                    None => i64::try_from(epoch.duration_since(origin).as_nanos())
-                        .ok()
-                        .map(|before| -before),
-                };
-                let o = o.unwrap_or(i64::MIN);
-                self.epoch_offset.set(Some(o));
-                o
-            }
-        };
-        (offset != i64::MIN).then_some(offset)
-    }
-
-    /// Adds a timer that wakes `waker` at `deadline` (loop ns).
-    pub(crate) fn add_wake_timer(&self, deadline: u64, now: u64, waker: Waker) -> TimerKey {
-        self.timers
-            .borrow_mut()
-            .insert(deadline, now, TimerPayload::Wake(waker))
-    }
-
-    /// Refreshes the waker of a pending wake timer: `Pending` if it is there, `Fired` if it is
-    /// gone (it fired, or was cancelled), `Foreign` if the key is another loop's.
-    #[inline]
-    pub(crate) fn refresh_wake_timer(&self, key: TimerKey, waker: &Waker) -> Refresh {
-        let mut timers = self.timers.borrow_mut();
-        if !timers.owns(key) {
-            return Refresh::Foreign;
-        }
-        match timers.get_mut(key) {
-            Some(TimerPayload::Wake(w)) => {
-                if !w.will_wake(waker) {
-                    *w = waker.clone();
-                }
-                Refresh::Pending
-            }
-            _ => Refresh::Fired,
-        }
-    }
-
-    /// Moves a pending wake timer to `deadline`, keeping its waker; returns its new key, or
-    /// `None` if it is gone or another loop's.
-    pub(crate) fn reschedule_wake_timer(
-        &self,
-        key: TimerKey,
-        deadline: Deadline,
-        now: u64,
-    ) -> Option<TimerKey> {
-        let mut timers = self.timers.borrow_mut();
-        let payload = timers.remove_if(key, |p| matches!(p, TimerPayload::Wake(_)))?;
-        Some(timers.insert(deadline, now, payload))
-    }
-
-    /// Removes a timer (a no-op if it is gone or another loop's). What it held is dropped after
-    /// the borrow ends, behind the panic guard: a callback's or a waker's destructor is user code.
-    pub(crate) fn cancel_timer(&self, key: TimerKey) {
-        let payload = self.timers.borrow_mut().remove(key);
-        match payload {
-            Some(TimerPayload::Call(f)) => {
-                let site = f.site();
-                self.drop_guarded(f, CallbackKind::Timer, site);
-            }
-            Some(TimerPayload::Wake(w)) => {
-                self.drop_guarded(w, CallbackKind::Loop, Location::caller());
-            }
-            None => {}
         }
     }
 

@@ -290,7 +290,7 @@ impl<T> Wheel<T> {
     }
 
     /// The entry `key` names, if it is still there.
-    #[inline]
+    #[inline(always)]
     fn entry(&self, key: TimerKey) -> Option<&Entry<T>> {
         match self.entries.get(key.index) {
             Some(e) if e.seq == key.seq && key.wheel == self.id => Some(e),
@@ -465,7 +465,7 @@ impl<T> Wheel<T> {
 
     /// Links entry `i` (out of every list) into the wheel slot for its tick,
     /// `ceil_tick(deadline)`.
-    #[inline]
+    #[inline(always)]
     fn place(&mut self, i: u32, tick: u64) {
         debug_assert!(tick > self.elapsed && tick <= LAST_TICK);
         debug_assert_eq!(tick, ceil_tick(self.entries[i].deadline));
@@ -481,7 +481,7 @@ impl<T> Wheel<T> {
     }
 
     /// Puts entry `i` (out of every list) at the head of `list`.
-    #[inline]
+    #[inline(always)]
     fn link(&mut self, i: u32, list: u32) {
         let old = mem::replace(&mut self.heads[list as usize], i);
         if old != NIL {
@@ -497,7 +497,7 @@ impl<T> Wheel<T> {
 
     /// Takes entry `i` out of its list, if it is in one. Its own links are left as they were:
     /// the caller frees the entry or marks it fired or links it again, so they are not read.
-    #[inline]
+    #[inline(always)]
     fn unlink(&mut self, i: u32) {
         let (prev, next) = {
             let e = &self.entries[i];

@@ -15,6 +15,9 @@ use std::ops::{Index, IndexMut};
 
 use super::*;
 
+/// The first chunk's first size: a loop with a timer or two holds 8 slots, not a whole chunk.
+const FIRST_CHUNK: usize = 8;
+
 /// The wheel's entries: a slab (slots in chunks of [`MIN_CAPACITY`], and a list of the free ones
 /// to reuse) that gives its memory back when it becomes mostly empty.
 ///
@@ -50,12 +53,14 @@ use super::*;
 ///   join the list), paid for by the insertions that filled it; past the end, it is lifted.
 #[derive(Debug)]
 pub(super) struct Store<T> {
-    /// The slots, in chunks of [`MIN_CAPACITY`] (an array each, so that reaching a slot checks
-    /// one bound): taken, or free (`seq` is [`FREE`], `value` is `None`). Freeing a slot writes
+    /// The slots, in chunks of [`MIN_CAPACITY`] (the first one starts at [`FIRST_CHUNK`] and
+    /// doubles up to that, so that a loop with a few timers holds a few slots): taken, or free (`seq` is [`FREE`], `value` is `None`). Freeing a slot writes
     /// those two fields and its link, and `Wheel::insert` fills a taken one field by field: no
     /// entry is moved whole through the stack, whose wide reads of narrow recent writes (a
     /// store-forwarding stall) cost the hot paths several nanoseconds.
-    chunks: Vec<Box<[Entry<T>; MIN_CAPACITY]>>,
+    chunks: Vec<Box<[Entry<T>]>>,
+    /// The slots the chunks hold.
+    cap: usize,
     /// Slots in use (taken or free, the first ones); the slots past them are free and on no
     /// list, and the chunks that hold only such slots are kept until the release.
     slots: usize,
@@ -84,6 +89,7 @@ impl<T> Store<T> {
     pub(super) fn new() -> Store<T> {
         Store {
             chunks: Vec::new(),
+            cap: 0,
             slots: 0,
             free: NIL,
             len: 0,
@@ -108,7 +114,7 @@ impl<T> Store<T> {
 
     /// Takes a free slot for a new entry (the first on the free list, or a new one at the end)
     /// and returns its index; the caller fills it in.
-    #[inline]
+    #[inline(always)]
     pub(super) fn alloc(&mut self) -> u32 {
         while self.free == NIL && self.slots >= self.limit {
             self.raise_limit();
@@ -132,25 +138,26 @@ impl<T> Store<T> {
     }
 
     /// Slot `i`, taken or free (a free slot's `seq` matches no key).
-    #[inline]
+    #[inline(always)]
     pub(super) fn get(&self, i: u32) -> Option<&Entry<T>> {
-        let chunk = self.chunks.get(i as usize / MIN_CAPACITY)?;
-        Some(&chunk[i as usize % MIN_CAPACITY])
+        self.chunks
+            .get(i as usize / MIN_CAPACITY)?
+            .get(i as usize % MIN_CAPACITY)
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn slot(&self, i: u32) -> &Entry<T> {
         &self.chunks[i as usize / MIN_CAPACITY][i as usize % MIN_CAPACITY]
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn slot_mut(&mut self, i: u32) -> &mut Entry<T> {
         &mut self.chunks[i as usize / MIN_CAPACITY][i as usize % MIN_CAPACITY]
     }
 
-    /// Slots allocated, in use or not: whole chunks.
+    /// Slots allocated, in use or not.
     pub(super) fn capacity(&self) -> usize {
-        self.chunks.len() * MIN_CAPACITY
+        self.cap
     }
 
     /// Every slot in use, taken or free, in index order.
@@ -165,7 +172,7 @@ impl<T> Store<T> {
         self.slots
     }
 
-    /// Adds a chunk of free slots.
+    /// Adds free slots: doubles the first chunk while it is short, else adds a chunk.
     #[cold]
     #[inline(never)]
     fn grow(&mut self) {
@@ -176,11 +183,25 @@ impl<T> Store<T> {
             prev: NIL,
             next: NIL,
         };
-        let chunk: Box<[Entry<T>]> = (0..MIN_CAPACITY).map(|_| free()).collect();
-        let Ok(chunk) = chunk.try_into() else {
-            unreachable!("a chunk has MIN_CAPACITY slots")
-        };
-        self.chunks.push(chunk);
+        if self.chunks.len() == 1 && self.cap < MIN_CAPACITY {
+            let mut first = std::mem::take(&mut self.chunks[0]).into_vec();
+            let len = (self.cap * 2).min(MIN_CAPACITY);
+            first.reserve_exact(len - first.len());
+            first.resize_with(len, free);
+            self.chunks[0] = first.into_boxed_slice();
+        } else {
+            let len = if self.chunks.is_empty() {
+                FIRST_CHUNK
+            } else {
+                MIN_CAPACITY
+            };
+            self.chunks.push((0..len).map(|_| free()).collect());
+        }
+        self.count_capacity();
+    }
+
+    fn count_capacity(&mut self) {
+        self.cap = self.chunks.iter().map(|c| c.len()).sum();
     }
 
     /// The last slot in use, if it is free.
@@ -189,7 +210,7 @@ impl<T> Store<T> {
     }
 
     /// Frees slot `i`, which must be taken, and returns its value.
-    #[inline]
+    #[inline(always)]
     pub(super) fn remove(&mut self, i: u32) -> Option<T> {
         let listed = (i as usize) < self.limit;
         let free = self.free;
@@ -255,6 +276,7 @@ impl<T> Store<T> {
             let keep = target.max(self.slots).div_ceil(MIN_CAPACITY);
             self.chunks.truncate(keep);
             self.chunks.shrink_to_fit();
+            self.count_capacity();
         }
         // Still mostly empty (a live entry pins the end): try again after another wait.
         self.quiet_since = mostly_empty(self).then_some(now);
@@ -273,12 +295,19 @@ impl<T> Store<T> {
     /// Puts the free slots of `from..to` at the head of the free list, lowest first.
     pub(super) fn relink(&mut self, from: usize, to: usize) {
         let mut free = self.free;
-        for i in (from..to).rev() {
-            let slot = self.slot_mut(i as u32);
-            if slot.seq == FREE {
-                slot.next = free;
-                free = i as u32;
+        // Chunk by chunk, from the top: no index arithmetic per slot.
+        let mut i = to;
+        while i > from {
+            let c = (i - 1) / MIN_CAPACITY;
+            let low = from.max(c * MIN_CAPACITY);
+            let chunk = &mut self.chunks[c][low - c * MIN_CAPACITY..i - c * MIN_CAPACITY];
+            for (k, slot) in chunk.iter_mut().enumerate().rev() {
+                if slot.seq == FREE {
+                    slot.next = free;
+                    free = (low + k) as u32;
+                }
             }
+            i = low;
         }
         self.free = free;
     }
@@ -287,7 +316,7 @@ impl<T> Store<T> {
     pub(super) fn into_values(self) -> impl Iterator<Item = T> {
         self.chunks
             .into_iter()
-            .flat_map(|c| c as Box<[Entry<T>]>)
+            .flat_map(|c| c.into_vec())
             .filter_map(|e| e.value)
     }
 }
@@ -295,7 +324,7 @@ impl<T> Store<T> {
 impl<T> Index<u32> for Store<T> {
     type Output = Entry<T>;
 
-    #[inline]
+    #[inline(always)]
     fn index(&self, i: u32) -> &Entry<T> {
         let e = self.slot(i);
         debug_assert_ne!(e.seq, FREE, "timer slot {i} is free");
@@ -304,7 +333,7 @@ impl<T> Index<u32> for Store<T> {
 }
 
 impl<T> IndexMut<u32> for Store<T> {
-    #[inline]
+    #[inline(always)]
     fn index_mut(&mut self, i: u32) -> &mut Entry<T> {
         let e = self.slot_mut(i);
         debug_assert_ne!(e.seq, FREE, "timer slot {i} is free");
