@@ -94,10 +94,10 @@ const LAST_TICK: u64 = u64::MAX / TICK_NS;
 /// The latest deadline (loop ns) that can fire: the start of the last tick. A later one would
 /// round up past the end of loop time, so it means never.
 pub(crate) const LATEST: u64 = LAST_TICK * TICK_NS;
-/// The store and the buffer `expire` fills keep at least this many slots (one chunk of entries,
-/// 48 KiB for the loop's): below it, giving memory back is not worth a reallocation. (16 in unit
-/// tests, so that the model test's few hundred timers exercise chunks and shrinking;
-/// tests/memory.rs checks the real figure.)
+/// The store and the buffer `expire` fills keep at least this many slots (48 KiB of the loop's
+/// entries): below it, giving memory back is not worth a reallocation. (16 in unit tests, so
+/// that the model test's few hundred timers exercise shrinking; tests/memory.rs checks the real
+/// figure.)
 #[cfg(not(test))]
 const MIN_CAPACITY: usize = 1024;
 #[cfg(test)]

@@ -15,10 +15,16 @@ use std::ops::{Index, IndexMut};
 
 use super::*;
 
-/// The first chunk's first size: a loop with a timer or two holds 8 slots, not a whole chunk.
-const FIRST_CHUNK: usize = 8;
+/// Slots per chunk: 12 KiB of the loop's entries, what a loop with a timer holds at least. A
+/// chunk is an array, so reaching a slot checks one bound (the chunk's), not two: some 35
+/// instructions a pending timer less than chunks of varying length, by callgrind. (8 in unit
+/// tests, so that their few timers span chunks.)
+#[cfg(not(test))]
+const CHUNK: usize = 256;
+#[cfg(test)]
+const CHUNK: usize = 8;
 
-/// The wheel's entries: a slab (slots in chunks of [`MIN_CAPACITY`], and a list of the free ones
+/// The wheel's entries: a slab (slots in chunks of [`CHUNK`], and a list of the free ones
 /// to reuse) that gives its memory back when it becomes mostly empty.
 ///
 /// **Chunks, not one vector.** A vector that doubles holds up to twice what it needs (a third
@@ -53,14 +59,11 @@ const FIRST_CHUNK: usize = 8;
 ///   join the list), paid for by the insertions that filled it; past the end, it is lifted.
 #[derive(Debug)]
 pub(super) struct Store<T> {
-    /// The slots, in chunks of [`MIN_CAPACITY`] (the first one starts at [`FIRST_CHUNK`] and
-    /// doubles up to that, so that a loop with a few timers holds a few slots): taken, or free (`seq` is [`FREE`], `value` is `None`). Freeing a slot writes
+    /// The slots, in chunks of [`CHUNK`]: taken, or free (`seq` is [`FREE`], `value` is `None`). Freeing a slot writes
     /// those two fields and its link, and `Wheel::insert` fills a taken one field by field: no
     /// entry is moved whole through the stack, whose wide reads of narrow recent writes (a
     /// store-forwarding stall) cost the hot paths several nanoseconds.
-    chunks: Vec<Box<[Entry<T>]>>,
-    /// The slots the chunks hold.
-    cap: usize,
+    chunks: Vec<Box<[Entry<T>; CHUNK]>>,
     /// Slots in use (taken or free, the first ones); the slots past them are free and on no
     /// list, and the chunks that hold only such slots are kept until the release.
     slots: usize,
@@ -89,7 +92,6 @@ impl<T> Store<T> {
     pub(super) fn new() -> Store<T> {
         Store {
             chunks: Vec::new(),
-            cap: 0,
             slots: 0,
             free: NIL,
             len: 0,
@@ -140,24 +142,23 @@ impl<T> Store<T> {
     /// Slot `i`, taken or free (a free slot's `seq` matches no key).
     #[inline(always)]
     pub(super) fn get(&self, i: u32) -> Option<&Entry<T>> {
-        self.chunks
-            .get(i as usize / MIN_CAPACITY)?
-            .get(i as usize % MIN_CAPACITY)
+        let chunk = self.chunks.get(i as usize / CHUNK)?;
+        Some(&chunk[i as usize % CHUNK])
     }
 
     #[inline(always)]
     pub(super) fn slot(&self, i: u32) -> &Entry<T> {
-        &self.chunks[i as usize / MIN_CAPACITY][i as usize % MIN_CAPACITY]
+        &self.chunks[i as usize / CHUNK][i as usize % CHUNK]
     }
 
     #[inline(always)]
     pub(super) fn slot_mut(&mut self, i: u32) -> &mut Entry<T> {
-        &mut self.chunks[i as usize / MIN_CAPACITY][i as usize % MIN_CAPACITY]
+        &mut self.chunks[i as usize / CHUNK][i as usize % CHUNK]
     }
 
     /// Slots allocated, in use or not.
     pub(super) fn capacity(&self) -> usize {
-        self.cap
+        self.chunks.len() * CHUNK
     }
 
     /// Every slot in use, taken or free, in index order.
@@ -172,7 +173,7 @@ impl<T> Store<T> {
         self.slots
     }
 
-    /// Adds free slots: doubles the first chunk while it is short, else adds a chunk.
+    /// Adds a chunk of free slots.
     #[cold]
     #[inline(never)]
     fn grow(&mut self) {
@@ -183,25 +184,11 @@ impl<T> Store<T> {
             prev: NIL,
             next: NIL,
         };
-        if self.chunks.len() == 1 && self.cap < MIN_CAPACITY {
-            let mut first = std::mem::take(&mut self.chunks[0]).into_vec();
-            let len = (self.cap * 2).min(MIN_CAPACITY);
-            first.reserve_exact(len - first.len());
-            first.resize_with(len, free);
-            self.chunks[0] = first.into_boxed_slice();
-        } else {
-            let len = if self.chunks.is_empty() {
-                FIRST_CHUNK
-            } else {
-                MIN_CAPACITY
-            };
-            self.chunks.push((0..len).map(|_| free()).collect());
-        }
-        self.count_capacity();
-    }
-
-    fn count_capacity(&mut self) {
-        self.cap = self.chunks.iter().map(|c| c.len()).sum();
+        let chunk: Box<[Entry<T>]> = (0..CHUNK).map(|_| free()).collect();
+        let Ok(chunk) = chunk.try_into() else {
+            unreachable!("a chunk has CHUNK slots")
+        };
+        self.chunks.push(chunk);
     }
 
     /// The last slot in use, if it is free.
@@ -273,10 +260,9 @@ impl<T> Store<T> {
         let target = self.target();
         if self.capacity() / 2 >= target.max(self.slots) {
             // Whole chunks past both the slots in use and the target.
-            let keep = target.max(self.slots).div_ceil(MIN_CAPACITY);
+            let keep = target.max(self.slots).div_ceil(CHUNK);
             self.chunks.truncate(keep);
             self.chunks.shrink_to_fit();
-            self.count_capacity();
         }
         // Still mostly empty (a live entry pins the end): try again after another wait.
         self.quiet_since = mostly_empty(self).then_some(now);
@@ -298,9 +284,9 @@ impl<T> Store<T> {
         // Chunk by chunk, from the top: no index arithmetic per slot.
         let mut i = to;
         while i > from {
-            let c = (i - 1) / MIN_CAPACITY;
-            let low = from.max(c * MIN_CAPACITY);
-            let chunk = &mut self.chunks[c][low - c * MIN_CAPACITY..i - c * MIN_CAPACITY];
+            let c = (i - 1) / CHUNK;
+            let low = from.max(c * CHUNK);
+            let chunk = &mut self.chunks[c][low - c * CHUNK..i - c * CHUNK];
             for (k, slot) in chunk.iter_mut().enumerate().rev() {
                 if slot.seq == FREE {
                     slot.next = free;
@@ -316,7 +302,7 @@ impl<T> Store<T> {
     pub(super) fn into_values(self) -> impl Iterator<Item = T> {
         self.chunks
             .into_iter()
-            .flat_map(|c| c.into_vec())
+            .flat_map(|c| c as Box<[Entry<T>]>)
             .filter_map(|e| e.value)
     }
 }
