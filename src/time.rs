@@ -31,16 +31,16 @@
 //! its timer; dropped elsewhere, the timer fires once into a no-op.
 
 use std::future::Future;
-use std::num::NonZeroUsize;
 use std::panic::Location;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::await_point::{self, Awaited};
-use crate::clock::far_future;
-use crate::event_loop::{with_current, Inner};
-use crate::timer::{Deadline as TimerDeadline, TimerKey, TICK_NS};
+use crate::clock::{duration_to_nanos, far_future};
+use crate::event_loop::{with_current, Inner, Refresh};
+use crate::timer::{Deadline as TimerDeadline, TimerKey, LATEST, TICK_NS};
 use crate::Handle;
 
 /// Completes after `duration` on the loop clock.
@@ -65,14 +65,14 @@ use crate::Handle;
 /// `ps` and `where` show a task waiting here as `sleep` at that line.
 #[track_caller]
 pub fn sleep(duration: Duration) -> Sleep {
-    let now = with_current(|inner| inner.map(|i| i.clock().nanos_to_instant(i.read_clock())));
-    match now {
-        Some(now) => Sleep::new(add(now, duration)),
-        None => Sleep {
-            deadline: Deadline::AfterFirstPoll(duration),
-            registered: None,
-            site: Location::caller(),
-        },
+    let deadline = with_current(|inner| match inner {
+        Some(i) => later(i, i.read_clock(), duration_to_nanos(duration)),
+        None => Deadline::AfterFirstPoll(duration_to_nanos(duration)),
+    });
+    Sleep {
+        deadline,
+        registered: None,
+        site: Location::caller(),
     }
 }
 
@@ -87,17 +87,75 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 #[derive(Debug)]
 pub struct Sleep {
     deadline: Deadline,
-    /// The loop (its remote-queue address, never zero, which keeps this `Option` as small as
-    /// the pair) and timer this sleep registered, if any.
-    registered: Option<(NonZeroUsize, TimerKey)>,
+    /// The timer this sleep registered, if any; the key names its loop's wheel too.
+    registered: Option<TimerKey>,
     /// Where it was created, for the task table (see `await_point.rs`).
     site: &'static Location<'static>,
 }
 
+/// 16 bytes: the nanoseconds fit beside the `Instant`'s niche.
 #[derive(Debug, Clone, Copy)]
 enum Deadline {
+    /// An instant (from `sleep_until`, `reset`, or a `sleep` whose deadline the others cannot
+    /// hold).
     At(Instant),
-    AfterFirstPoll(Duration),
+    /// Nanoseconds after [`epoch`] (negative: before): what `sleep` computes on a loop, and its
+    /// first poll reads back, with integer arithmetic only (`Instant` arithmetic costs some 50
+    /// instructions a step).
+    Epoch(i64),
+    /// Nanoseconds from the first poll (saturating: `u64::MAX` is past the end of loop time).
+    AfterFirstPoll(u64),
+}
+
+/// The one instant every loop's sleeps count from (see `Deadline::Epoch`): the first time it is
+/// asked for.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// The deadline `d` ns (saturating) after loop time `now` on `inner`'s loop: on the epoch's
+/// scale, with integer additions; past the end of loop time (never), or past what an `i64`
+/// holds, as an `Instant` that says how far.
+#[inline(always)]
+fn later(inner: &Inner, now: u64, d: u64) -> Deadline {
+    let at = now.saturating_add(d);
+    let on_epoch = |o: i64| i64::try_from(at).ok()?.checked_add(o);
+    match inner.epoch_offset(epoch).and_then(on_epoch) {
+        Some(e) if at <= LATEST => Deadline::Epoch(e),
+        _ => Deadline::At(after(inner.clock().nanos_to_instant(now), d)),
+    }
+}
+
+/// The instant `e` ns after the epoch (before it, if negative).
+fn from_epoch(e: i64) -> Instant {
+    let d = Duration::from_nanos(e.unsigned_abs());
+    if e >= 0 {
+        add(epoch(), d)
+    } else {
+        // Came from a loop time, so an `Instant` holds it.
+        epoch().checked_sub(d).unwrap_or_else(epoch)
+    }
+}
+
+/// `e` ns after the epoch as a deadline on a loop whose origin is `origin` ns after it.
+#[inline]
+fn on_loop(e: i64, origin: i64) -> TimerDeadline {
+    // No overflow in i128; each side fits an i64.
+    let ns = i128::from(e) - i128::from(origin);
+    if ns < 0 {
+        TimerDeadline::BeforeOrigin(u64::try_from(-ns).unwrap_or(u64::MAX))
+    } else {
+        TimerDeadline::at(u64::try_from(ns).unwrap_or(u64::MAX))
+    }
+}
+
+/// The instant `ns` nanoseconds after `t`; never (an instant no loop reaches) at `u64::MAX`.
+fn after(t: Instant, ns: u64) -> Instant {
+    match ns {
+        u64::MAX => far_future(),
+        ns => add(t, Duration::from_nanos(ns)),
+    }
 }
 
 fn now() -> Instant {
@@ -107,10 +165,6 @@ fn now() -> Instant {
 /// `t + d`, or (past what an `Instant` holds) an instant every loop reads as never.
 fn add(t: Instant, d: Duration) -> Instant {
     t.checked_add(d).unwrap_or_else(far_future)
-}
-
-fn loop_id(inner: &Inner) -> NonZeroUsize {
-    NonZeroUsize::new(inner.id()).expect("a loop's shared part has a non-null address")
 }
 
 impl Sleep {
@@ -128,16 +182,27 @@ impl Sleep {
     pub fn deadline(&self) -> Instant {
         match self.deadline {
             Deadline::At(t) => t,
-            Deadline::AfterFirstPoll(d) => add(now(), d),
+            Deadline::Epoch(e) => from_epoch(e),
+            Deadline::AfterFirstPoll(d) => after(now(), d),
         }
     }
 
     /// Moves the deadline (earlier or later) without allocating a new future. Any instant will
-    /// do: a past one completes at the next poll, one past the end of loop time never does. The
+    /// do: a past one completes at once, one past the end of loop time never does.
+    ///
+    /// On the loop thread, a sleep that a task is waiting on moves its timer and keeps the
+    /// task's waker: the new deadline wakes the task without another poll (an earlier one wakes
+    /// it earlier, a past one at the next iteration). Elsewhere, or before the first poll, the
     /// new deadline takes effect when the sleep is next polled.
     pub fn reset(&mut self, deadline: Instant) {
-        self.cancel_timer();
         self.deadline = Deadline::At(deadline);
+        if let Some(key) = self.registered.take() {
+            self.registered = with_current(|inner| {
+                let inner = inner?;
+                let to = inner.clock().deadline(deadline);
+                inner.reschedule_wake_timer(key, to, inner.read_clock())
+            });
+        }
     }
 
     /// Whether the deadline has passed on the current loop's clock.
@@ -146,9 +211,10 @@ impl Sleep {
     }
 
     fn cancel_timer(&mut self) {
-        if let Some((id, key)) = self.registered.take() {
+        if let Some(key) = self.registered.take() {
             with_current(|inner| {
-                if let Some(inner) = inner.filter(|i| loop_id(i) == id) {
+                // Another loop's key is not this loop's to cancel: its wheel ignores it.
+                if let Some(inner) = inner {
                     inner.cancel_timer(key);
                 }
             });
@@ -162,30 +228,38 @@ impl Future for Sleep {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         with_current(|inner| {
             let inner = inner.expect("solo::time::Sleep polled outside a running solo event loop");
-            let id = loop_id(inner);
-            if let Some((rid, key)) = self.registered {
-                if rid == id {
-                    if inner.refresh_wake_timer(key, cx.waker()) {
+            if let Some(key) = self.registered {
+                match inner.refresh_wake_timer(key, cx.waker()) {
+                    Refresh::Pending => {
                         self.note_pending();
                         return Poll::Pending;
                     }
-                    // The timer fired: the wheel fires only once the clock is past the deadline.
-                    self.registered = None;
-                    return Poll::Ready(());
+                    // The wheel fires only once the clock is past the deadline.
+                    Refresh::Fired => {
+                        self.registered = None;
+                        return Poll::Ready(());
+                    }
+                    // Registered on another loop: register afresh on this one.
+                    Refresh::Foreign => {}
                 }
-                // Registered on another loop: register afresh on this one.
             }
             if let Deadline::AfterFirstPoll(d) = self.deadline {
-                let now = inner.read_clock();
-                self.deadline = Deadline::At(add(inner.clock().nanos_to_instant(now), d));
+                self.deadline = later(inner, inner.read_clock(), d);
             }
             // The last clock reading is a lower bound of the time: if the deadline is behind it,
             // it has passed. Otherwise the wheel decides, with no clock read here.
             let now = inner.cached_now();
-            match inner.clock().deadline(self.deadline()) {
+            let deadline = match self.deadline {
+                Deadline::Epoch(e) => match inner.epoch_offset(epoch) {
+                    Some(origin) => on_loop(e, origin),
+                    None => inner.clock().deadline(from_epoch(e)),
+                },
+                _ => inner.clock().deadline(self.deadline()),
+            };
+            match deadline {
                 TimerDeadline::At(deadline) if deadline > now => {
                     let key = inner.add_wake_timer(deadline, now, cx.waker().clone());
-                    self.registered = Some((id, key));
+                    self.registered = Some(key);
                     self.note_pending();
                     Poll::Pending
                 }
@@ -208,7 +282,8 @@ impl Sleep {
         await_point::pending(
             || match deadline {
                 Deadline::At(t) => Awaited::Sleep(t),
-                Deadline::AfterFirstPoll(d) => Awaited::Sleep(add(Instant::now(), d)),
+                Deadline::Epoch(e) => Awaited::Sleep(from_epoch(e)),
+                Deadline::AfterFirstPoll(d) => Awaited::Sleep(after(Instant::now(), d)),
             },
             Some(self.site),
         );
@@ -410,10 +485,11 @@ mod tests {
     use crate::{EventLoop, ManualClock};
 
     #[test]
-    fn a_sleep_stays_56_bytes_with_its_site() {
-        // The site rides in what the loop id's niche saved (see `registered`); the benches'
-        // floor row uses a stand-in of this size.
-        assert_eq!(std::mem::size_of::<Sleep>(), 56);
+    fn a_sleep_is_40_bytes_with_its_site() {
+        // A 16-byte deadline (see `Deadline`) and a 16-byte key that names its loop's wheel:
+        // with the wheel's 48-byte entry, 88 bytes a pending timer. The benches' floor row uses
+        // a stand-in of this size.
+        assert_eq!(std::mem::size_of::<Sleep>(), 40);
     }
 
     /// Runs under Miri in CI: the `Timeout` pin projection and sleeps on a manual clock.

@@ -638,6 +638,130 @@ fn a_sleep_dropped_on_another_thread_leaves_its_loop_serving() {
     fires_a_fresh_timer(&el);
 }
 
+#[test]
+fn reset_wakes_the_waiting_task_at_the_new_deadline_without_another_poll() {
+    let _watchdog = common::watchdog!();
+    let (el, clock) = manual();
+    el.run_until_complete(async {
+        let h = Handle::current();
+        let start = h.time();
+        let mut s = Box::pin(sleep(Duration::from_secs(60)));
+        assert!(futures::poll!(s.as_mut()).is_pending()); // registered with this task's waker
+                                                          // Earlier: the task is woken at 1 s though nothing polls the sleep in between (the
+                                                          // future below is pending until woken once, by whatever wakes the task).
+        s.as_mut().get_mut().reset(start + Duration::from_secs(1));
+        wait_for_a_wake().await;
+        assert_eq!(h.time() - start, Duration::from_secs(1));
+        assert!(s.is_elapsed());
+        assert_eq!(futures::poll!(s.as_mut()), Poll::Ready(()));
+        // Registered again, then moved into the past: woken at the next iteration, at once.
+        s.as_mut()
+            .get_mut()
+            .reset(h.time() + Duration::from_secs(60));
+        assert!(futures::poll!(s.as_mut()).is_pending());
+        s.as_mut().get_mut().reset(start);
+        wait_for_a_wake().await;
+        assert_eq!(h.time() - start, Duration::from_secs(1));
+        assert_eq!(futures::poll!(s.as_mut()), Poll::Ready(()));
+        // Later: the task sleeps until the new deadline, not the old one.
+        let mut s = Box::pin(sleep(Duration::from_secs(2)));
+        assert!(futures::poll!(s.as_mut()).is_pending());
+        s.as_mut()
+            .get_mut()
+            .reset(h.time() + Duration::from_secs(5));
+        s.await;
+        assert_eq!(h.time() - start, Duration::from_secs(6));
+    })
+    .unwrap();
+    assert_eq!(clock.elapsed(), Duration::from_secs(6));
+    fires_a_fresh_timer(&el);
+}
+
+/// Pending until the task is woken once.
+async fn wait_for_a_wake() {
+    let mut polled = false;
+    std::future::poll_fn(|_| {
+        if std::mem::replace(&mut polled, true) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+#[test]
+fn a_sleep_dropped_inside_its_own_wake_leaves_its_loop_serving() {
+    use std::sync::Mutex;
+    use std::task::{Context, Wake, Waker};
+
+    /// A waker whose wake drops the sleep that holds it.
+    struct DropsTheSleep(Mutex<Option<Sleep>>, AtomicBool);
+    impl Wake for DropsTheSleep {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            drop(self.0.lock().unwrap().take());
+            self.1.store(true, Ordering::SeqCst);
+        }
+    }
+
+    let _watchdog = common::watchdog!();
+    let (el, clock) = manual();
+    let w = Arc::new(DropsTheSleep(Mutex::new(None), AtomicBool::new(false)));
+    let w2 = w.clone();
+    el.run_until_complete(async move {
+        let waker = Waker::from(w2.clone());
+        let mut s = sleep(Duration::from_secs(1));
+        let mut cx = Context::from_waker(&waker);
+        assert!(std::future::Future::poll(std::pin::Pin::new(&mut s), &mut cx).is_pending());
+        *w2.0.lock().unwrap() = Some(s);
+        // The loop's own sleep outlasts it; the first one's timer fires into the waker, which
+        // drops the sleep (and cancels a timer that is already gone).
+        sleep(Duration::from_secs(2)).await;
+    })
+    .unwrap();
+    assert!(w.1.load(Ordering::SeqCst));
+    assert!(w.0.lock().unwrap().is_none());
+    assert_eq!(clock.elapsed(), Duration::from_secs(2));
+    fires_a_fresh_timer(&el);
+}
+
+#[test]
+fn a_sleep_made_on_one_loop_sleeps_on_another_by_its_own_deadline() {
+    let _watchdog = common::watchdog!();
+    let clock = solo::ManualClock::new();
+    let a = EventLoop::builder().clock(clock.clone()).build().unwrap();
+    clock.advance(Duration::from_secs(100));
+    // `b` counts from its own creation: its zero is `a`'s 100 s.
+    let b = EventLoop::builder().clock(clock.clone()).build().unwrap();
+    for registered_on_a in [true, false] {
+        let (s, deadline) = a
+            .run_until_complete(async move {
+                let mut s = Box::pin(sleep(Duration::from_secs(10)));
+                if registered_on_a {
+                    assert!(futures::poll!(s.as_mut()).is_pending());
+                }
+                let d = s.deadline();
+                (s, d)
+            })
+            .unwrap();
+        // On `b` it is the same instant: `b`'s clock jumps there (to its millisecond), and
+        // `a`'s timer key means nothing to `b`.
+        b.run_until_complete(s).unwrap();
+        assert!(b.time() >= deadline, "{registered_on_a}");
+        assert!(b.time() - deadline < Duration::from_millis(1));
+    }
+    // Each loop reads an instant from its own origin: `a`'s 110 s is `b`'s 110 s, where the
+    // shared clock reads 210 s (less the moment between the two loops' creations); then
+    // `a`'s 220 s.
+    assert!(clock.elapsed() > Duration::from_secs(319));
+    assert!(clock.elapsed() <= Duration::from_secs(320));
+    fires_a_fresh_timer(&a);
+    fires_a_fresh_timer(&b);
+}
+
 // ---- the timer queue against a model ----
 
 /// The loop's timers, through the public API on a manual clock, against a sorted map.

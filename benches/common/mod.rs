@@ -331,7 +331,7 @@ pub fn solo_pending_timers(el: &solo::EventLoop, n: usize) {
 /// The floor of `pending_timers`: the same million boxed futures of `Sleep`'s size, each polled
 /// once (returning `Pending` without registering anything) and dropped.
 pub fn floor_pending_futures(el: &solo::EventLoop, n: usize) {
-    struct Pending([u64; 7]);
+    struct Pending([u64; 5]);
     impl Future for Pending {
         type Output = ();
         fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
@@ -342,7 +342,7 @@ pub fn floor_pending_futures(el: &solo::EventLoop, n: usize) {
     const _: () =
         assert!(std::mem::size_of::<Pending>() == std::mem::size_of::<solo::time::Sleep>());
     el.run_until_complete(async move {
-        let mut v: Vec<_> = (0..n).map(|i| Box::pin(Pending([i as u64; 7]))).collect();
+        let mut v: Vec<_> = (0..n).map(|i| Box::pin(Pending([i as u64; 5]))).collect();
         poll_all_once(&mut v).await;
         drop(v);
     })

@@ -433,6 +433,8 @@ impl Inner {
         self.soon.release_memory();
         self.reactor.borrow_mut().release_memory();
         reclaim::vec(&mut scratch.fired);
+        // A loop with no timer due still gives back a timer store that emptied long enough ago.
+        self.timers.borrow_mut().release_memory(self.now.get());
         reclaim::vec(&mut scratch.actions);
         reclaim::vec(&mut scratch.wakers);
         reclaim::vec(&mut scratch.remote);

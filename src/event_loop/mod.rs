@@ -19,7 +19,8 @@
 //!
 //! | file | what it holds |
 //! | --- | --- |
-//! | `mod.rs` | `Inner`, its invariants, and the methods other modules use it through (timers, I/O registrations, tasks, the clock) |
+//! | `mod.rs` | `Inner`, its invariants, and the methods other modules use it through (I/O registrations, tasks, the clock) |
+//! | `timers.rs` | the methods sleeps and callbacks reach the timer wheel through |
 //! | `iteration.rs` | `run_once`: one turn of the loop, as its five phases |
 //! | `probe.rs` | what debug mode observes during an iteration: no probe, or the debug probe |
 //! | `callbacks.rs` | the callback record and its life: `call_soon`/`call_later`/`call_at`, cancel, run, drop |
@@ -43,7 +44,7 @@ use std::os::fd::RawFd;
 use std::panic::Location;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use slab::Slab;
@@ -57,7 +58,7 @@ use crate::reactor::{Dir, IoFn, Reactor, Unregistered};
 use crate::shared::Shared;
 use crate::signal_pipe::Signals;
 use crate::task::{self, Header, JoinHandle, Scheduler, TaskRef};
-use crate::timer::{TimerKey, Wheel};
+use crate::timer::Wheel;
 
 mod builder;
 mod callbacks;
@@ -71,6 +72,7 @@ mod readers;
 mod ready;
 mod remote;
 mod run;
+mod timers;
 
 pub use builder::Builder;
 pub use callbacks::CallbackHandle;
@@ -85,6 +87,7 @@ use callbacks::{Runnable, SoonIds, TimerPayload};
 use exception::ExceptionHandler;
 use iteration::Scratch;
 use ready::ReadyQueue;
+pub(crate) use timers::Refresh;
 
 /// While work is queued, poll for I/O at least every this many iterations...
 const POLL_EVERY_ITERATIONS: u32 = 128;
@@ -110,6 +113,9 @@ pub(crate) struct Inner {
     /// `SCHEDULED` bit), and exactly once for each queued callback.
     ready: RefCell<ReadyQueue>,
     timers: RefCell<Wheel<TimerPayload>>,
+    /// The loop's origin in nanoseconds after `time`'s process-wide epoch (negative: before),
+    /// once a sleep asked; `i64::MIN` if it does not fit. See `Inner::epoch_offset`.
+    epoch_offset: Cell<Option<i64>>,
     reactor: RefCell<Reactor>,
     /// Every live task, by slot; a task leaves it when it finishes, is cancelled, or the loop
     /// closes.
@@ -240,6 +246,7 @@ impl Inner {
             clock: Clock::new(clock),
             ready: RefCell::new(ReadyQueue::with_capacity(256)),
             timers: RefCell::new(Wheel::new()),
+            epoch_offset: Cell::new(None),
             reactor: RefCell::new(reactor),
             tasks: RefCell::new(Slab::new()),
             task_names: RefCell::new(HashMap::new()),
@@ -346,46 +353,6 @@ impl Inner {
     fn debug_spawned(&self, slot: u32, site: &'static Location<'static>, name: Option<&str>) {
         if let Some(d) = self.debug() {
             d.task_spawned(slot, site, name);
-        }
-    }
-
-    // ---- timers: used by `time` (sleeps) and by the callbacks room ----
-
-    /// Adds a timer that wakes `waker` at `deadline` (loop ns).
-    pub(crate) fn add_wake_timer(&self, deadline: u64, now: u64, waker: Waker) -> TimerKey {
-        self.timers
-            .borrow_mut()
-            .insert(deadline, now, TimerPayload::Wake(waker))
-    }
-
-    /// Refreshes the waker of a pending wake timer; returns false if the timer is gone (it
-    /// fired, or was cancelled).
-    pub(crate) fn refresh_wake_timer(&self, key: TimerKey, waker: &Waker) -> bool {
-        let mut timers = self.timers.borrow_mut();
-        match timers.get_mut(key) {
-            Some(TimerPayload::Wake(w)) => {
-                if !w.will_wake(waker) {
-                    *w = waker.clone();
-                }
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Removes a timer (a no-op if it is gone). What it held is dropped after the borrow ends,
-    /// behind the panic guard: a callback's or a waker's destructor is user code.
-    pub(crate) fn cancel_timer(&self, key: TimerKey) {
-        let payload = self.timers.borrow_mut().remove(key);
-        match payload {
-            Some(TimerPayload::Call(f)) => {
-                let site = f.site();
-                self.drop_guarded(f, CallbackKind::Timer, site);
-            }
-            Some(TimerPayload::Wake(w)) => {
-                self.drop_guarded(w, CallbackKind::Loop, Location::caller());
-            }
-            None => {}
         }
     }
 

@@ -38,13 +38,16 @@
 //!
 //! # Storage
 //!
-//! Entries live in a [`Store`], a slab that gives its memory back once it has been mostly empty
-//! for a while (see there); each slot is an
-//! intrusive doubly-linked list threaded through the entries by index, and each level keeps a
-//! 64-bit mask of non-empty slots so the next non-empty slot is found with one `trailing_zeros`.
-//! Cancelling unlinks the entry and frees it at once, so a million scheduled-then-cancelled timers
-//! leave nothing behind, and nothing needs purging later. [`Wheel::expire`] also shrinks the
-//! buffer it fills when it was grown by a batch far larger than the last one.
+//! Entries live in a [`Store`], a slab in fixed chunks that gives its memory back once it has
+//! been mostly empty for a while (see there). Each slot of the wheel is an intrusive
+//! doubly-linked list threaded through the entries by index; the first entry of a list names
+//! the list in its `prev` link, so an entry needs no field saying where it is. Each level keeps
+//! a 64-bit mask of non-empty slots so the next non-empty slot is found with one
+//! `trailing_zeros`. Cancelling unlinks the entry and frees it at once, so a million
+//! scheduled-then-cancelled timers leave nothing behind, and nothing needs purging later.
+//! [`Wheel::expire`] also shrinks the buffer it fills when it was grown by a batch far larger
+//! than the last one. An entry is 48 bytes with the loop's payload (a boxed callback or a
+//! waker); ARCHITECTURE.md's "Timers" compares this with the alternatives that were measured.
 //!
 //! # Invariants
 //!
@@ -61,26 +64,40 @@
 //!   [`Wheel::expire`] processes at least one slot: a loop that sleeps (or a manual clock that
 //!   jumps) to it always makes progress.
 
+use std::collections::HashMap;
 use std::mem;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// One tick: 1 ms in nanoseconds.
 pub(crate) const TICK_NS: u64 = 1_000_000;
 const LEVELS: usize = 6;
 const SLOT_BITS: u32 = 6;
 const SLOTS: usize = 1 << SLOT_BITS;
+/// The lists: one per wheel slot (`level * SLOTS + slot`), then the due list.
+const LISTS: usize = LEVELS * SLOTS + 1;
+const DUE: u32 = (LEVELS * SLOTS) as u32;
 /// The span of the whole wheel, in ticks.
 const MAX_TICKS: u64 = 1 << (SLOT_BITS as u64 * LEVELS as u64);
 /// The width of one slot of the top level, in ticks.
 const TOP_SLOT_TICKS: u64 = MAX_TICKS >> SLOT_BITS;
 const NIL: u32 = u32::MAX;
+/// An entry's `prev` with this bit set names the list it heads (`prev & !HEAD`) instead of an
+/// entry before it; entry indices stay below it.
+const HEAD: u32 = 1 << 31;
+/// `prev` of an entry that has fired (in no list, waiting to be taken by the loop).
+const FIRED: u32 = u32::MAX;
+/// `prev` of an entry that never fires (in no list).
+const NEVER: u32 = u32::MAX - 1;
 /// The last tick that loop time (a `u64` of nanoseconds) reaches.
 const LAST_TICK: u64 = u64::MAX / TICK_NS;
 /// The latest deadline (loop ns) that can fire: the start of the last tick. A later one would
 /// round up past the end of loop time, so it means never.
 pub(crate) const LATEST: u64 = LAST_TICK * TICK_NS;
-/// The store and the buffer `expire` fills keep at least this many slots (64 KiB of entries):
-/// below it, giving memory back is not worth a reallocation. (16 in unit tests, so that the model
-/// test's few hundred timers exercise shrinking; tests/memory.rs checks the real figure.)
+/// The store and the buffer `expire` fills keep at least this many slots (48 KiB of the loop's
+/// entries): below it, giving memory back is not worth a reallocation. (16 in unit tests, so
+/// that the model test's few hundred timers exercise shrinking; tests/memory.rs checks the real
+/// figure.)
 #[cfg(not(test))]
 const MIN_CAPACITY: usize = 1024;
 #[cfg(test)]
@@ -125,54 +142,36 @@ impl From<u64> for Deadline {
     }
 }
 
-/// Where an entry is: a wheel slot, the due list, fired (out of every list, waiting to be taken by
-/// the loop), or never due (in no list).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Place {
-    Slot(u8, u8),
-    Due,
-    Fired,
-    Never,
-}
-
-/// Names one timer. The sequence number tells a live entry from a later one that reuses its slot
-/// index, so a stale key never cancels somebody else's timer.
+/// Names one timer of one wheel. The sequence number tells a live entry from a later one that
+/// reuses its slot index, so a stale key never cancels somebody else's timer; the wheel's number
+/// tells a key of this wheel from one of another loop's (a `Sleep` may move between loops).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TimerKey {
+    wheel: NonZeroU32,
     index: u32,
     seq: u64,
 }
 
+/// One timer: 48 bytes with the loop's payload (24 for a `u32`), pinned by a test.
 #[derive(Debug)]
 struct Entry<T> {
-    /// Loop ns; 0 for a deadline before the origin, `u64::MAX` for never. Its tick,
-    /// `ceil_tick(deadline)`, is computed where needed rather than stored (8 bytes a timer).
+    /// The timer's value; `None` while the slot is free.
+    value: Option<T>,
+    /// Loop ns; 0 for a deadline at or before the origin (how far before is kept aside, in
+    /// `Wheel::before_origin`), `u64::MAX` for never. Its tick, `ceil_tick(deadline)`, is
+    /// computed where needed rather than stored.
     deadline: u64,
-    /// How long before the origin the deadline was (ns, saturating); 0 for any other deadline.
-    before_origin: u64,
     /// The timer's sequence number; [`FREE`] while the slot is free.
     seq: u64,
+    /// The entry before it in its list; [`HEAD`]` | list` for the first of a list; [`FIRED`] or
+    /// [`NEVER`] for an entry in no list. (A place of its own would cost 8 bytes a timer.)
     prev: u32,
     /// The next entry of its list; while the slot is free, the next free slot.
     next: u32,
-    place: Place,
-    /// The timer's value; `None` while the slot is free.
-    value: Option<T>,
 }
 
 /// The sequence number of a free slot: no timer has it (numbers start at 0 and count up).
 const FREE: u64 = u64::MAX;
-
-#[derive(Clone, Copy, Debug)]
-struct List {
-    head: u32,
-}
-
-#[derive(Debug)]
-struct Level {
-    occupied: u64,
-    slots: [List; SLOTS],
-}
 
 /// A timer that [`Wheel::expire`] found due.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,11 +185,28 @@ pub(crate) struct Fired {
 #[derive(Debug)]
 pub(crate) struct Wheel<T> {
     entries: Store<T>,
-    levels: Box<[Level; LEVELS]>,
-    due: List,
+    /// The first entry of each list (slots level by level, then the due list), or `NIL`.
+    heads: Box<[u32; LISTS]>,
+    /// Per level, a bit for each non-empty slot.
+    occupied: [u64; LEVELS],
+    /// How long before the origin the deadline of each such timer was (ns, saturating), by
+    /// entry index: the rare timers with deadline 0 look here, no other timer pays for it.
+    before_origin: HashMap<u32, u64>,
     /// The tick up to which the wheel has been processed.
     elapsed: u64,
     next_seq: u64,
+    id: NonZeroU32,
+}
+
+/// Numbers the wheels, so that keys of different loops never match.
+static WHEELS: AtomicU32 = AtomicU32::new(1);
+
+fn wheel_id() -> NonZeroU32 {
+    loop {
+        if let Some(id) = NonZeroU32::new(WHEELS.fetch_add(1, Ordering::Relaxed)) {
+            return id;
+        }
+    }
 }
 
 #[inline]
@@ -201,10 +217,7 @@ fn ceil_tick(ns: u64) -> u64 {
 /// The level for a timer at `tick` when the wheel stands at `elapsed` (`tick > elapsed`).
 #[inline]
 fn level_for(elapsed: u64, tick: u64) -> usize {
-    let mut masked = (elapsed ^ tick) | (SLOTS as u64 - 1);
-    if masked >= MAX_TICKS {
-        masked = MAX_TICKS - 1;
-    }
+    let masked = ((elapsed ^ tick) | (SLOTS as u64 - 1)).min(MAX_TICKS - 1);
     let significant = 63 - masked.leading_zeros();
     (significant / SLOT_BITS) as usize
 }
@@ -222,16 +235,14 @@ impl<T> Default for Wheel<T> {
 
 impl<T> Wheel<T> {
     pub(crate) fn new() -> Wheel<T> {
-        let level = || Level {
-            occupied: 0,
-            slots: [List { head: NIL }; SLOTS],
-        };
         Wheel {
             entries: Store::new(),
-            levels: Box::new([level(), level(), level(), level(), level(), level()]),
-            due: List { head: NIL },
+            heads: Box::new([NIL; LISTS]),
+            occupied: [0; LEVELS],
+            before_origin: HashMap::new(),
             elapsed: 0,
             next_seq: 0,
+            id: wheel_id(),
         }
     }
 
@@ -250,52 +261,69 @@ impl<T> Wheel<T> {
             Deadline::BeforeOrigin(before) => (0, before),
             Deadline::At(_) | Deadline::Never => (u64::MAX, 0),
         };
+        self.entries.tick(now);
         let index = self.entries.alloc();
         // Field by field, in place: no entry built on the stack and copied in.
-        let e = &mut self.entries.slots[index as usize];
+        let e = self.entries.slot_mut(index);
         e.deadline = deadline;
-        e.before_origin = before_origin;
         e.seq = seq;
-        e.place = Place::Never;
         e.value = Some(value);
-        self.entries.tick(now);
+        if before_origin != 0 {
+            self.before_origin.insert(index, before_origin);
+        }
         if deadline == u64::MAX {
             // Never due: in no list.
+            self.entries[index].prev = NEVER;
         } else {
             let tick = ceil_tick(deadline);
             if deadline <= now || tick <= self.elapsed {
-                self.link(index, Place::Due);
+                self.link(index, DUE);
             } else {
                 self.place(index, tick);
             }
         }
-        TimerKey { index, seq }
+        TimerKey {
+            wheel: self.id,
+            index,
+            seq,
+        }
+    }
+
+    /// The entry `key` names, if it is still there.
+    #[inline(always)]
+    fn entry(&self, key: TimerKey) -> Option<&Entry<T>> {
+        match self.entries.get(key.index) {
+            Some(e) if e.seq == key.seq && key.wheel == self.id => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether `key` is one of this wheel's (pending, fired or gone).
+    #[inline]
+    pub(crate) fn owns(&self, key: TimerKey) -> bool {
+        key.wheel == self.id
     }
 
     /// The value of a pending timer, if `key` still names one.
     pub(crate) fn get(&self, key: TimerKey) -> Option<&T> {
-        match self.entries.get(key.index) {
-            Some(e) if e.seq == key.seq => e.value.as_ref(),
-            _ => None,
-        }
+        self.entry(key).and_then(|e| e.value.as_ref())
     }
 
     /// The value of a pending timer, mutably.
+    #[inline]
     pub(crate) fn get_mut(&mut self, key: TimerKey) -> Option<&mut T> {
-        match self.entries.get_mut(key.index) {
-            Some(e) if e.seq == key.seq => e.value.as_mut(),
-            _ => None,
-        }
+        self.entry(key)?;
+        self.entries[key.index].value.as_mut()
     }
 
     /// Removes a timer, pending or fired, and returns its value; `None` if it is already gone.
     #[inline]
     pub(crate) fn remove(&mut self, key: TimerKey) -> Option<T> {
-        match self.entries.get(key.index) {
-            Some(e) if e.seq == key.seq => {}
-            _ => return None,
-        }
+        let deadline = self.entry(key)?.deadline;
         self.unlink(key.index);
+        if deadline == 0 && !self.before_origin.is_empty() {
+            self.before_origin.remove(&key.index);
+        }
         self.entries.remove(key.index)
     }
 
@@ -313,16 +341,24 @@ impl<T> Wheel<T> {
     ///
     /// For a timer on level 0 that is its tick; for higher levels it is the start of the next
     /// occupied slot, when that slot cascades (so the loop may wake up without firing anything).
+    #[inline]
     pub(crate) fn next_deadline(&self) -> Option<u64> {
         if self.entries.len == 0 {
             return None; // the common case of a loop with no timers, answered at once
         }
-        if self.due.head != NIL {
+        if self.heads[DUE as usize] != NIL {
             return Some(0);
         }
         // No overflow: an occupied slot starts at or before the tick of an entry in it, and an
         // entry's tick is at most LAST_TICK.
         self.next_expiration().map(|(_, _, tick)| tick * TICK_NS)
+    }
+
+    /// Tells the wheel the loop time without expiring anything, so that a store that has been
+    /// mostly empty long enough gives its memory back even if no timer comes (the loop calls it
+    /// when it releases its other buffers).
+    pub(crate) fn release_memory(&mut self, now: u64) {
+        self.entries.tick(now);
     }
 
     /// Moves every timer due at `now` (loop ns) out of the wheel and appends it to `fired`, sorted
@@ -335,7 +371,7 @@ impl<T> Wheel<T> {
     pub(crate) fn expire(&mut self, now: u64, fired: &mut Vec<Fired>) {
         let start = fired.len();
         // The due list: timers that were already late when inserted.
-        let mut i = self.due.head;
+        let mut i = self.heads[DUE as usize];
         while i != NIL {
             let next = self.entries[i].next;
             if self.entries[i].deadline <= now {
@@ -350,23 +386,19 @@ impl<T> Wheel<T> {
                 break;
             }
             // Take the whole slot, then move time to its start.
-            let mut i = self.levels[level].slots[slot].head;
-            self.levels[level].slots[slot].head = NIL;
-            self.levels[level].occupied &= !(1u64 << slot);
+            let list = level * SLOTS + slot;
+            let mut i = mem::replace(&mut self.heads[list], NIL);
+            self.occupied[level] &= !(1u64 << slot);
             self.elapsed = tick;
             // An entry is due at this tick if its deadline rounds up to it or earlier.
             let due_by = tick * TICK_NS;
             while i != NIL {
-                let e = &mut self.entries[i];
-                let next = e.next;
-                e.prev = NIL;
-                e.next = NIL;
-                if e.deadline <= due_by {
-                    e.place = Place::Fired;
+                let e = &self.entries[i];
+                let (next, deadline) = (e.next, e.deadline);
+                if deadline <= due_by {
                     self.fire(i, fired);
                 } else {
-                    let tick = ceil_tick(e.deadline);
-                    self.place(i, tick);
+                    self.place(i, ceil_tick(deadline));
                 }
                 i = next;
             }
@@ -380,21 +412,28 @@ impl<T> Wheel<T> {
         }
         let batch = &mut fired[start..];
         if batch.len() > 1 {
-            let entries = &self.entries;
+            let before = &self.before_origin;
             // Equal loop deadlines: the one further before the origin first, then by insertion.
             batch.sort_unstable_by_key(|f| {
-                let e = &entries[f.key.index];
-                (f.deadline, u64::MAX - e.before_origin, e.seq)
+                let b = if f.deadline == 0 {
+                    before.get(&f.key.index).copied().unwrap_or(0)
+                } else {
+                    0
+                };
+                (f.deadline, u64::MAX - b, f.key.seq)
             });
         }
     }
 
+    /// Marks entry `i` (out of every list) fired and hands out its key.
+    #[inline]
     fn fire(&mut self, i: u32, fired: &mut Vec<Fired>) {
         let e = &mut self.entries[i];
-        e.place = Place::Fired;
+        e.prev = FIRED;
         fired.push(Fired {
             deadline: e.deadline,
             key: TimerKey {
+                wheel: self.id,
                 index: i,
                 seq: e.seq,
             },
@@ -402,35 +441,31 @@ impl<T> Wheel<T> {
     }
 
     /// The earliest occupied slot: `(level, slot, tick at which it must be processed)`.
+    #[inline]
     fn next_expiration(&self) -> Option<(usize, usize, u64)> {
-        for (level, l) in self.levels.iter().enumerate() {
-            if l.occupied == 0 {
-                continue;
-            }
-            let shift = level as u32 * SLOT_BITS;
-            let slot_range = 1u64 << shift;
-            let level_range = slot_range << SLOT_BITS;
-            let now_slot = (self.elapsed >> shift) as u32;
-            let zeros = l
-                .occupied
-                .rotate_right(now_slot % SLOTS as u32)
-                .trailing_zeros();
-            let slot = ((zeros + now_slot) as usize) % SLOTS;
-            let level_start = self.elapsed & !(level_range - 1);
-            let mut tick = level_start + slot as u64 * slot_range;
-            if tick <= self.elapsed {
-                // Only the top level wraps around: this slot is in the next rotation.
-                debug_assert_eq!(level, LEVELS - 1);
-                tick += level_range;
-            }
-            return Some((level, slot, tick));
+        let level = self.occupied.iter().position(|&o| o != 0)?;
+        let occupied = self.occupied[level];
+        let shift = level as u32 * SLOT_BITS;
+        let slot_range = 1u64 << shift;
+        let level_range = slot_range << SLOT_BITS;
+        let now_slot = (self.elapsed >> shift) as u32;
+        let zeros = occupied
+            .rotate_right(now_slot % SLOTS as u32)
+            .trailing_zeros();
+        let slot = ((zeros + now_slot) as usize) % SLOTS;
+        let level_start = self.elapsed & !(level_range - 1);
+        let mut tick = level_start + slot as u64 * slot_range;
+        if tick <= self.elapsed {
+            // Only the top level wraps around: this slot is in the next rotation.
+            debug_assert_eq!(level, LEVELS - 1);
+            tick += level_range;
         }
-        None
+        Some((level, slot, tick))
     }
 
     /// Links entry `i` (out of every list) into the wheel slot for its tick,
     /// `ceil_tick(deadline)`.
-    #[inline]
+    #[inline(always)]
     fn place(&mut self, i: u32, tick: u64) {
         debug_assert!(tick > self.elapsed && tick <= LAST_TICK);
         debug_assert_eq!(tick, ceil_tick(self.entries[i].deadline));
@@ -442,72 +477,56 @@ impl<T> Wheel<T> {
         let placed = tick.min(furthest);
         let level = level_for(self.elapsed, placed);
         let slot = slot_for(placed, level);
-        self.link(i, Place::Slot(level as u8, slot as u8));
+        self.link(i, (level * SLOTS + slot) as u32);
     }
 
-    fn list_mut(&mut self, place: Place) -> &mut List {
-        match place {
-            Place::Slot(l, s) => &mut self.levels[l as usize].slots[s as usize],
-            Place::Due => &mut self.due,
-            Place::Fired | Place::Never => {
-                unreachable!("fired and never-due timers are in no list")
-            }
-        }
-    }
-
-    #[inline]
-    fn link(&mut self, i: u32, place: Place) {
-        let list = self.list_mut(place);
-        let old = list.head;
-        list.head = i;
+    /// Puts entry `i` (out of every list) at the head of `list`.
+    #[inline(always)]
+    fn link(&mut self, i: u32, list: u32) {
+        let old = mem::replace(&mut self.heads[list as usize], i);
         if old != NIL {
             self.entries[old].prev = i;
         }
         let e = &mut self.entries[i];
-        e.prev = NIL;
+        e.prev = HEAD | list;
         e.next = old;
-        e.place = place;
-        if let Place::Slot(l, s) = place {
-            self.levels[l as usize].occupied |= 1u64 << s;
+        if list != DUE {
+            self.occupied[list as usize / SLOTS] |= 1u64 << (list as usize % SLOTS);
         }
     }
 
-    /// Takes entry `i` out of its list. Its own links are left as they were: the caller frees
-    /// the entry or marks it fired, and either way they are not read again. (Writing them here
-    /// would also make the copy that frees the entry wait for those narrow stores.)
-    #[inline]
+    /// Takes entry `i` out of its list, if it is in one. Its own links are left as they were:
+    /// the caller frees the entry or marks it fired or links it again, so they are not read.
+    #[inline(always)]
     fn unlink(&mut self, i: u32) {
-        let (prev, next, place) = {
+        let (prev, next) = {
             let e = &self.entries[i];
-            (e.prev, e.next, e.place)
+            (e.prev, e.next)
         };
-        if matches!(place, Place::Fired | Place::Never) {
-            return;
-        }
-        if prev != NIL {
-            self.entries[prev].next = next;
-        } else {
-            let list = self.list_mut(place);
-            list.head = next;
-            if next == NIL {
-                if let Place::Slot(l, s) = place {
-                    self.levels[l as usize].occupied &= !(1u64 << s);
-                }
-            }
+        if prev >= NEVER {
+            return; // fired or never due: in no list
         }
         if next != NIL {
+            // The next one takes `prev` over: an entry, or (if `i` was first) the list's name.
             self.entries[next].prev = prev;
+        }
+        if prev & HEAD == 0 {
+            self.entries[prev].next = next;
+        } else {
+            let list = prev & !HEAD;
+            self.heads[list as usize] = next;
+            if next == NIL && list != DUE {
+                self.occupied[list as usize / SLOTS] &= !(1u64 << (list as usize % SLOTS));
+            }
         }
     }
 
     /// Empties the wheel, handing every value to `f` (used when the loop is dropped), and
     /// releases the store's memory.
     pub(crate) fn drain(&mut self, mut f: impl FnMut(T)) {
-        for level in self.levels.iter_mut() {
-            level.occupied = 0;
-            level.slots = [List { head: NIL }; SLOTS];
-        }
-        self.due.head = NIL;
+        self.occupied = [0; LEVELS];
+        self.heads.fill(NIL);
+        self.before_origin = HashMap::new();
         for value in mem::take(&mut self.entries).into_values() {
             f(value);
         }

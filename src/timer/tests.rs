@@ -4,10 +4,11 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 
 #[test]
-fn a_timer_entry_is_64_bytes() {
+fn a_timer_entry_is_48_bytes() {
     // The loop's payload: a boxed callback or a waker, 24 bytes with its tag.
     type Payload = Result<Box<dyn FnOnce()>, std::task::Waker>;
-    assert_eq!(std::mem::size_of::<Entry<Payload>>(), 64);
+    assert_eq!(std::mem::size_of::<Entry<Payload>>(), 48);
+    assert_eq!(std::mem::size_of::<TimerKey>(), 16);
 }
 
 #[test]
@@ -16,7 +17,7 @@ fn the_store_steers_new_entries_low_and_gives_memory_back_after_a_quiet_while() 
     let keys: Vec<_> = (0..100_000u64)
         .map(|i| w.insert((i + 1) * TICK_NS, 0, i as u32))
         .collect();
-    let grown = w.entries.slots.capacity();
+    let grown = w.entries.capacity();
     // All but the last (the highest entry) go, in creation order: the most recently freed
     // entries are the high ones, and the live one pins the end.
     for &k in &keys[..keys.len() - 1] {
@@ -28,18 +29,91 @@ fn the_store_steers_new_entries_low_and_gives_memory_back_after_a_quiet_while() 
     // The last one goes. Within the wait, a burst finds the memory still there...
     w.remove(*keys.last().unwrap()).unwrap();
     let second = w.insert(TICK_NS, RELEASE_AFTER_NS / 2, 8);
-    assert_eq!(w.entries.slots.capacity(), grown);
+    assert_eq!(w.entries.capacity(), grown);
     // ...and once the store has been mostly empty for the whole wait, it is released.
     let third = w.insert(TICK_NS, RELEASE_AFTER_NS + 1, 9);
     assert!(
-        w.entries.slots.capacity() <= 2 * MIN_CAPACITY,
+        w.entries.capacity() <= 2 * MIN_CAPACITY,
         "{}",
-        w.entries.slots.capacity()
+        w.entries.capacity()
     );
     for k in [low, second, third] {
         assert!(w.remove(k).is_some());
     }
     assert_eq!(w.len(), 0);
+}
+
+#[test]
+fn an_idle_wheel_gives_its_memory_back_without_another_timer() {
+    let mut w = Wheel::new();
+    let keys: Vec<_> = (0..10_000u64)
+        .map(|i| w.insert((i + 1) * TICK_NS, 0, i as u32))
+        .collect();
+    for k in keys {
+        w.remove(k).unwrap();
+    }
+    assert!(w.entries.capacity() > 2 * MIN_CAPACITY);
+    // No insertion and no expiry: only the loop's periodic release tells the wheel the time.
+    w.release_memory(RELEASE_AFTER_NS / 2);
+    assert!(
+        w.entries.capacity() > 2 * MIN_CAPACITY,
+        "kept within the wait"
+    );
+    w.release_memory(RELEASE_AFTER_NS + 1);
+    assert!(
+        w.entries.capacity() <= MIN_CAPACITY,
+        "{}",
+        w.entries.capacity()
+    );
+}
+
+#[test]
+fn cancel_after_fire_and_twice_are_no_ops() {
+    let mut w = Wheel::new();
+    let a = w.insert(TICK_NS, 0, 1u32);
+    let b = w.insert(TICK_NS, 0, 2u32);
+    let mut fired = Vec::new();
+    w.expire(TICK_NS, &mut fired);
+    assert_eq!(fired.len(), 2);
+    // Fired, not yet taken: cancelling takes it (the loop then finds nothing to run).
+    assert_eq!(w.remove(b), Some(2));
+    assert_eq!(w.remove(b), None, "twice");
+    assert_eq!(w.remove(a), Some(1));
+    assert_eq!(w.remove(a), None, "after it ran");
+    assert_eq!(w.len(), 0);
+    assert_eq!(w.next_deadline(), None);
+}
+
+#[test]
+fn keys_of_another_wheel_match_nothing() {
+    let mut w1 = Wheel::new();
+    let mut w2 = Wheel::new();
+    let k1 = w1.insert(TICK_NS, 0, 1u32);
+    let k2 = w2.insert(TICK_NS, 0, 2u32);
+    // Same index, same sequence number: only the wheel tells them apart.
+    assert_eq!((k1.index, k1.seq), (k2.index, k2.seq));
+    assert!(w1.owns(k1) && !w1.owns(k2));
+    assert_eq!(w1.get(k2), None);
+    assert_eq!(w1.remove(k2), None);
+    assert_eq!(w2.remove(k2), Some(2));
+    assert_eq!(w1.remove(k1), Some(1));
+}
+
+#[test]
+fn timers_before_the_origin_leave_nothing_aside() {
+    let mut w = Wheel::new();
+    let keys: Vec<_> = (0..1000u64)
+        .map(|i| w.insert(Deadline::BeforeOrigin(i + 1), 5, i as u32))
+        .collect();
+    assert_eq!(w.before_origin.len(), 1000);
+    for k in &keys[..500] {
+        w.remove(*k).unwrap();
+    }
+    assert_eq!(w.before_origin.len(), 500);
+    // The rest fire, furthest before the origin first, and are taken.
+    let got = expire_values(&mut w, 5);
+    assert_eq!(got, (500..1000).rev().collect::<Vec<u32>>());
+    assert!(w.before_origin.is_empty());
 }
 
 fn expire_values(w: &mut Wheel<u32>, now: u64) -> Vec<u32> {
@@ -120,7 +194,8 @@ fn a_million_cancelled_timers_leave_nothing() {
     }
     assert_eq!(w.len(), 0);
     assert_eq!(w.next_deadline(), None);
-    assert!(w.levels.iter().all(|l| l.occupied == 0));
+    assert!(w.occupied.iter().all(|&o| o == 0));
+    assert!(w.heads.iter().all(|&h| h == NIL));
 }
 
 #[test]
@@ -173,13 +248,10 @@ fn deadlines_before_the_origin_fire_in_their_order() {
 /// ever big has given its memory back.
 fn check_store<T>(w: &Wheel<T>) {
     let st = &w.entries;
-    let taken = st.slots.iter().filter(|e| e.seq != FREE).count();
-    assert!(st
-        .slots
-        .iter()
-        .all(|e| (e.seq == FREE) == e.value.is_none()));
+    let taken = st.iter().filter(|e| e.seq != FREE).count();
+    assert!(st.iter().all(|e| (e.seq == FREE) == e.value.is_none()));
     assert_eq!(taken, st.len);
-    let mut listed = vec![false; st.slots.len()];
+    let mut listed = vec![false; st.slots()];
     let mut i = st.free;
     while i != NIL {
         assert!(
@@ -188,17 +260,17 @@ fn check_store<T>(w: &Wheel<T>) {
         );
         assert!(!listed[i as usize], "slot {i} listed twice");
         listed[i as usize] = true;
-        let e = &st.slots[i as usize];
+        let e = st.slot(i);
         assert_eq!(e.seq, FREE, "taken slot {i} on the free list");
         i = e.next;
     }
-    for (i, s) in st.slots.iter().enumerate() {
+    for (i, s) in st.iter().enumerate() {
         if s.seq == FREE && i < st.limit {
             assert!(listed[i], "free slot {i} below the limit is not listed");
         }
     }
     if st.len == 0 {
-        assert!(st.slots.is_empty() || st.slots.capacity() <= MIN_CAPACITY);
+        assert!(st.slots() == 0 || st.capacity() <= MIN_CAPACITY);
     }
 }
 
@@ -221,8 +293,11 @@ enum Op {
     CancelEvery(usize),
     /// Cancel a timer that is gone (fired or cancelled): a stale key, a no-op.
     CancelStale(usize),
-    /// Move time forward by `d` (saturating at the end of loop time) and expire.
-    Advance(u64),
+    /// Move time forward by `d` (saturating at the end of loop time) and expire; then take the
+    /// fired timers in order as the loop runs them, and if `chaos` says so, from "inside" them:
+    /// bit 0, every third one cancels the next (fired, not yet taken); bit 1, every second one
+    /// schedules a new timer (due at once or later: never part of this batch).
+    Advance(u64, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -247,7 +322,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0usize..1000).prop_map(Op::Cancel),
         1 => (1usize..4).prop_map(Op::CancelEvery),
         1 => (0usize..1000).prop_map(Op::CancelStale),
-        4 => advance.prop_map(Op::Advance),
+        4 => (advance, 0u8..4).prop_map(|(d, chaos)| Op::Advance(d, chaos)),
     ]
 }
 
@@ -316,15 +391,14 @@ fn run_model(ops: &[Op]) -> Result<(), TestCaseError> {
                     prop_assert_eq!(w.len(), len);
                 }
             }
-            Op::Advance(d) => {
+            Op::Advance(d, chaos) => {
                 now = now.saturating_add(d);
                 let mut fired = Vec::new();
                 w.expire(now, &mut fired);
                 for f in &fired {
                     prop_assert!(f.deadline <= now, "fired early: {} at {}", f.deadline, now);
                 }
-                let got: Vec<u32> = fired.iter().map(|f| w.remove(f.key).unwrap()).collect();
-                gone.extend(fired.iter().map(|f| f.key));
+                // The model's batch, taken out before any "callback" adds to it.
                 let now_tick = now / TICK_NS;
                 let firable = |&(d, _): &ModelKey, due: bool| {
                     d != i128::MAX
@@ -337,6 +411,28 @@ fn run_model(ops: &[Op]) -> Result<(), TestCaseError> {
                     .map(|(k, _)| *k)
                     .collect();
                 let want: Vec<u32> = want.iter().map(|k| model.remove(k).unwrap().1).collect();
+                let mut got = Vec::new();
+                let mut cancelled: Option<(usize, u32)> = None;
+                for (j, f) in fired.iter().enumerate() {
+                    match (w.remove(f.key), cancelled.take()) {
+                        (Some(v), None) => got.push(v),
+                        // Cancelled by the one before: gone, and its value came out then.
+                        (None, Some((at, v))) if at == j => got.push(v),
+                        (v, c) => prop_assert!(false, "fired #{j}: took {v:?}, cancelled {c:?}"),
+                    }
+                    if chaos & 1 != 0 && j % 3 == 0 && j + 1 < fired.len() {
+                        let v = w.remove(fired[j + 1].key);
+                        prop_assert!(v.is_some(), "a fired timer not yet taken can be cancelled");
+                        cancelled = v.map(|v| (j + 1, v));
+                    }
+                    if chaos & 2 != 0 && j % 2 == 0 {
+                        // Due at once (j = 0) or a little later: the model checks it fires
+                        // in a later batch, in order.
+                        let d = Deadline::at(now.saturating_add(j as u64 * 37_000));
+                        insert(&mut w, &mut model, d, now);
+                    }
+                }
+                gone.extend(fired.iter().map(|f| f.key));
                 prop_assert_eq!(got, want);
             }
         }
@@ -381,9 +477,9 @@ fn run_model(ops: &[Op]) -> Result<(), TestCaseError> {
 #[test]
 fn model_regression_a_timer_a_rotation_away_does_not_hide_an_earlier_one() {
     let ops = [
-        Op::Advance(147_462_611_402_494),
+        Op::Advance(147_462_611_402_494, 0),
         Op::After(68_572_014_123_597_507), // tick 2³⁶: the top slot of tick 0, next round
-        Op::Advance(873_046_050_526_922),
+        Op::Advance(873_046_050_526_922, 0),
         Op::After(53_233_161_070_585), // tick 2³⁰: the next top slot
     ];
     run_model(&ops).unwrap();
