@@ -56,7 +56,7 @@ pub fn parse_args(args: impl Iterator<Item = String>) -> Result<(Option<String>,
     }
     match threads {
         None => {
-            let (addr, limits) = kv::Limits::from_args(rest.into_iter())?;
+            let (addr, limits) = kv::Limits::from_args(rest)?;
             Ok((addr, Mode::Single(limits)))
         }
         Some(n) => match &rest[..] {

@@ -18,8 +18,9 @@ mod echo_tokio;
 #[path = "../examples/kv_tokio.rs"]
 mod kv_tokio;
 
+// It includes echo_tokio.rs again, for its runtime and command line.
 #[cfg(feature = "hyper")]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::duplicate_mod)]
 #[path = "../examples/hello_http_tokio.rs"]
 mod hello_http_tokio;
 

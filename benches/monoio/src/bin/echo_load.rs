@@ -125,8 +125,11 @@ fn load_thread(
         for (i, s) in streams.into_iter().enumerate() {
             s.set_nonblocking(true)?;
             let mut stream = mio::net::TcpStream::from_std(s);
-            poll.registry()
-                .register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+            poll.registry().register(
+                &mut stream,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
             conns.push(Conn {
                 stream,
                 sent: 0,
