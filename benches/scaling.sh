@@ -24,8 +24,8 @@
 # benches/scaling_chart.py draws benches/results/scaling.svg from it.
 #
 # Imbalance: for each solo sharing mode and each N >= 2, hello_http under wrk with 1,000
-# connections, then SIGTERM; the server's per-shard counts of accepted connections (the lines
-# it prints as it stops, `shard I ... accepted N ...`) give max/min connections per shard,
+# connections, then SIGTERM; the server's per-shard counts of accepted connections (the
+# summary it prints as it stops, `shard I: N accepted, M open`) give max/min connections per shard,
 # written to benches/results/scaling_imbalance.csv: mode,shards,accepted_per_shard,max_over_min.
 #
 # solo's --shards/--share flags: the script looks for them in examples/echo.rs, hello_http.rs
@@ -178,6 +178,14 @@ run_load() {
     esac
 }
 
+# The per-shard accept counts in a server's output, space-separated: from the lines that name a
+# shard, the number before "accepted" (`  shard   0:       498 accepted,       0 open`, as
+# solo::shards' Port::summary writes them).
+shard_counts() {
+    grep -iE '^ *shard +[0-9]+:' "$1" | grep -oE '[0-9]+ +accepted' |
+        grep -oE '[0-9]+' | paste -sd' ' - || true
+}
+
 declare -A svc_of=([echo]=echo [http]=hello_http [kv]=kv)
 port=7700
 echo "machine: $cores cores; server core counts: ${counts[*]}; $secs s per run, $conns connections"
@@ -247,8 +255,7 @@ if [[ $imbalance == yes && ${sharded[hello_http]} == yes && $runtimes == *solo* 
             taskset -c "$(load_cpus "$n")" wrk -t"$(load_threads "$n")" -c1000 -d"${secs}s" \
                 "http://127.0.0.1:$port/" >/dev/null
             stop_server
-            counts_line=$(grep -iE 'shard' "$log" | grep -ioE 'accepted[^0-9]*[0-9]+' |
-                grep -oE '[0-9]+$' | paste -sd' ' - || true)
+            counts_line=$(shard_counts "$log")
             if [[ -z $counts_line ]]; then
                 echo "  $mode N=$n: the server printed no per-shard accept counts" >&2
                 continue
