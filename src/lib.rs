@@ -41,6 +41,7 @@ pub mod process;
 mod reactor;
 mod reclaim;
 mod shared;
+pub mod shards;
 pub mod signal;
 mod signal_pipe;
 mod stack;
