@@ -160,7 +160,11 @@ impl fmt::Display for PeerError {
                 self.shard
             )
         } else {
-            write!(f, "shard {} has stopped; the message was not delivered", self.shard)
+            write!(
+                f,
+                "shard {} has stopped; the message was not delivered",
+                self.shard
+            )
         }
     }
 }

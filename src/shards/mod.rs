@@ -65,11 +65,14 @@ mod thread;
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+
+use channel::Mailbox;
 
 pub use error::{FailureKind, PeerError, ShardFailure, ShardsError};
 pub use peer::{Peer, Reply};
-pub use port::{Accepted, Connection, Port, PortStats, Share, ShardListener};
+pub use port::{Accepted, Connection, Port, PortStats, ShardListener, Share};
 pub use shard::{current_index, Shard, StopReason};
 
 /// How long a stopped shard's entry point may take to return, by default.
@@ -91,6 +94,8 @@ type LoopBuilder = Box<dyn Fn(usize) -> crate::Builder + Send + Sync>;
 /// # Ok::<(), solo::shards::ShardsError>(())
 /// ```
 pub struct Builder {
+    /// The supervisor's mailbox: made here, so that a [`Stopper`] can exist before `run`.
+    mailbox: Arc<Mailbox<supervisor::Event>>,
     count: Option<usize>,
     pin: bool,
     grace: Duration,
@@ -120,6 +125,7 @@ impl Builder {
     /// loop from `EventLoop::builder()` (so `SOLO_DEBUG`, `SOLO_BACKEND`... apply).
     pub fn new() -> Builder {
         Builder {
+            mailbox: Mailbox::new(),
             count: None,
             pin: false,
             grace: DEFAULT_GRACE,
@@ -167,6 +173,14 @@ impl Builder {
         self
     }
 
+    /// A handle that stops these shards from any thread, as a signal would (its stop before
+    /// `run` stops them as soon as they start; after `run` returned it does nothing).
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            mailbox: self.mailbox.clone(),
+        }
+    }
+
     fn shard_count(&self) -> Result<usize, ShardsError> {
         match self.count {
             Some(0) => Err(ShardsError::Config(
@@ -192,6 +206,27 @@ impl Builder {
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         supervisor::run(&self, &entry)
+    }
+}
+
+/// Stops a set of shards from outside them (tests, an embedding program): see
+/// [`Builder::stopper`]. `Send + Sync + Clone`.
+#[derive(Clone)]
+pub struct Stopper {
+    mailbox: Arc<Mailbox<supervisor::Event>>,
+}
+
+impl Stopper {
+    /// Asks every shard to stop ([`StopReason::Stopper`]).
+    pub fn stop(&self) {
+        // The mailbox is never closed; after the run, nobody reads it, which is harmless.
+        let _ = self.mailbox.push(supervisor::Event::Stop);
+    }
+}
+
+impl fmt::Debug for Stopper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Stopper")
     }
 }
 

@@ -21,7 +21,7 @@ use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream, T
 use std::pin::pin;
 use std::rc::Rc;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::Duration;
@@ -49,7 +49,9 @@ impl FromStr for Share {
         match s {
             "reuseport" => Ok(Share::ReusePort),
             "acceptor" => Ok(Share::Acceptor),
-            _ => Err(format!("unknown sharing mode '{s}' (reuseport or acceptor)")),
+            _ => Err(format!(
+                "unknown sharing mode '{s}' (reuseport or acceptor)"
+            )),
         }
     }
 }
@@ -96,6 +98,8 @@ struct Sharded {
     counters: Arc<[Counters]>,
     /// The inbox of each shard that listens now (acceptor mode).
     inboxes: Mutex<Vec<Option<Arc<Mailbox<Handoff>>>>>,
+    /// The shard the acceptor chose last (only the acceptor's task uses it).
+    last_chosen: AtomicUsize,
 }
 
 struct PortInner {
@@ -120,6 +124,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Port {
     inner: Arc<PortInner>,
 }
+
+/// How long the acceptor waits, at most, for every shard to listen before it hands out the
+/// first connection (ms).
+const STARTUP_WAIT_MS: u32 = 1000;
 
 /// The listen backlog of the port's sockets (as `solo::net::TcpListener::bind`).
 const BACKLOG: i32 = 1024;
@@ -155,9 +163,8 @@ impl Port {
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "no address to bind")
-        }))
+        Err(last
+            .unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind")))
     }
 
     /// The bound address (with the port the system chose, for port 0).
@@ -186,11 +193,35 @@ impl Port {
         })
     }
 
+    /// [`stats`](Port::stats) as lines for people: each shard's accepted and open
+    /// connections, and the spread (the most accepted by one shard over the fewest).
+    pub fn summary(&self) -> String {
+        let stats = self.stats();
+        let mut out = format!("port {} ({}):", self.inner.addr, self.inner.share);
+        for s in &stats {
+            out.push_str(&format!(
+                "\n  shard {:>3}: {:>9} accepted, {:>7} open",
+                s.shard, s.accepted, s.open
+            ));
+        }
+        let max = stats.iter().map(|s| s.accepted).max().unwrap_or(0);
+        let min = stats.iter().map(|s| s.accepted).min().unwrap_or(0);
+        let spread = match min {
+            0 if max == 0 => "-".to_string(),
+            0 => "inf".to_string(),
+            min => format!("{:.2}", max as f64 / min as f64),
+        };
+        out.push_str(&format!(
+            "\n  accepted: max {max}, min {min}, max/min {spread}"
+        ));
+        out
+    }
+
     /// This shard's listener on the port. Each shard may hold one at a time; the port serves
     /// one set of shards (the count of the first shard that listens).
     ///
     /// With `Acceptor`, shard 0's listener also runs the accept task that hands connections
-    /// out, for as long as it lives: the other shards get connections only while shard 0
+    /// out (once every shard listens, or after at most a second), for as long as it lives: the other shards get connections only while shard 0
     /// listens, and their `accept` fails once its listener is gone.
     pub fn listener(&self, shard: &Shard) -> io::Result<ShardListener> {
         let index = shard.index();
@@ -200,6 +231,7 @@ impl Port {
                 Arc::new(Sharded {
                     counters: (0..shard.count()).map(|_| Counters::default()).collect(),
                     inboxes: Mutex::new((0..shard.count()).map(|_| None).collect()),
+                    last_chosen: AtomicUsize::new(usize::MAX),
                 })
             });
             if sharded.counters.len() != shard.count() {
@@ -214,7 +246,10 @@ impl Port {
             }
             sharded.clone()
         };
-        if sharded.counters[index].listening.swap(true, Ordering::AcqRel) {
+        if sharded.counters[index]
+            .listening
+            .swap(true, Ordering::AcqRel)
+        {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
                 format!("shard {index} already has a listener on this port"),
@@ -237,7 +272,9 @@ impl Port {
                 lock(&sharded.inboxes)[index] = Some(inbox.clone());
                 let accept_task = if index == 0 {
                     let socket = lock(&self.inner.first).take().ok_or_else(|| {
-                        io::Error::other("the acceptor's socket is gone (its first listener failed)")
+                        io::Error::other(
+                            "the acceptor's socket is gone (its first listener failed)",
+                        )
                     })?;
                     socket.set_nonblocking(true)?;
                     let socket = Async::new(socket)?;
@@ -464,6 +501,21 @@ fn acceptor_gone(sharded: &Sharded) {
 /// The acceptor's task (on shard 0): accepts and hands each connection to the listening shard
 /// with the fewest open connections, until the shards stop or the socket fails.
 async fn hand_out(socket: Async<StdListener>, sharded: Arc<Sharded>, stop: Rc<Local>) {
+    // The shards start at about the same time, but connections may wait in the backlog
+    // already (clients that came first, or a restart): give every shard a moment to listen
+    // before the first hand-off, or the first burst all lands on the early shards.
+    let all = sharded.counters.len();
+    for _ in 0..STARTUP_WAIT_MS {
+        let listening = sharded
+            .counters
+            .iter()
+            .filter(|c| c.listening.load(Ordering::Acquire))
+            .count();
+        if listening == all || stop.reason().is_some() {
+            break;
+        }
+        crate::time::sleep(Duration::from_millis(1)).await;
+    }
     let mut pause = None::<Duration>;
     let mut stopped = pin!(stop.stopped());
     loop {
@@ -482,15 +534,23 @@ async fn hand_out(socket: Async<StdListener>, sharded: Arc<Sharded>, stop: Rc<Lo
             Some(Err(e)) => match e.raw_os_error() {
                 // Out of fds or memory: the connection waits in the backlog; retry later.
                 Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
-                    let p = pause.map_or(Duration::from_millis(5), |p| (p * 2).min(Duration::from_secs(1)));
+                    let p = pause.map_or(Duration::from_millis(5), |p| {
+                        (p * 2).min(Duration::from_secs(1))
+                    });
                     pause = Some(p);
                     crate::time::sleep(p).await;
                     continue;
                 }
                 // This connection failed before it was accepted (see net::Incoming).
                 Some(
-                    libc::ECONNABORTED | libc::EPERM | libc::EPROTO | libc::ECONNRESET
-                    | libc::ETIMEDOUT | libc::EINTR | libc::EHOSTUNREACH | libc::ENETUNREACH,
+                    libc::ECONNABORTED
+                    | libc::EPERM
+                    | libc::EPROTO
+                    | libc::ECONNRESET
+                    | libc::ETIMEDOUT
+                    | libc::EINTR
+                    | libc::EHOSTUNREACH
+                    | libc::ENETUNREACH,
                 ) => continue,
                 _ => {
                     let msg = format!("the acceptor's socket failed: {e}; no more connections");
@@ -521,13 +581,19 @@ async fn hand_out(socket: Async<StdListener>, sharded: Arc<Sharded>, stop: Rc<Lo
     }
 }
 
-/// The listening shard with the fewest open connections (the lowest index among equals).
+/// The listening shard with the fewest open connections; among equals, the first after the
+/// last one chosen (so that short connections, which leave every count at zero, go round).
 fn least_loaded(sharded: &Sharded) -> Option<(usize, Arc<Mailbox<Handoff>>)> {
     let inboxes = lock(&sharded.inboxes);
-    inboxes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, inbox)| inbox.as_ref().filter(|m| !m.is_closed()).map(|m| (i, m)))
-        .min_by_key(|(i, _)| sharded.counters[*i].open.load(Ordering::Relaxed))
-        .map(|(i, m)| (i, m.clone()))
+    let n = inboxes.len();
+    let after = sharded.last_chosen.load(Ordering::Relaxed).wrapping_add(1);
+    let (index, inbox) = (0..n)
+        .map(|k| (after + k) % n)
+        .filter_map(|i| {
+            let inbox = inboxes[i].as_ref().filter(|m| !m.is_closed())?;
+            Some((i, inbox))
+        })
+        .min_by_key(|(i, _)| sharded.counters[*i].open.load(Ordering::Relaxed))?;
+    sharded.last_chosen.store(index, Ordering::Relaxed);
+    Some((index, inbox.clone()))
 }

@@ -25,6 +25,8 @@ pub enum StopReason {
     ShardFailed(usize),
     /// This shard called [`Shard::stop_all`].
     Requested(usize),
+    /// A [`Stopper`](super::Stopper) was used, from outside the shards.
+    Stopper,
 }
 
 impl fmt::Display for StopReason {
@@ -33,6 +35,7 @@ impl fmt::Display for StopReason {
             StopReason::Signal(s) => write!(f, "{s} received"),
             StopReason::ShardFailed(i) => write!(f, "shard {i} failed"),
             StopReason::Requested(i) => write!(f, "shard {i} asked all to stop"),
+            StopReason::Stopper => f.write_str("stopped from outside the shards"),
         }
     }
 }
@@ -93,7 +96,9 @@ impl Local {
     pub(crate) async fn stopped(&self) -> StopReason {
         self.stop.wait().await;
         // The reason is set before the flag, and never cleared.
-        self.reason.get().unwrap_or(StopReason::Requested(self.index))
+        self.reason
+            .get()
+            .unwrap_or(StopReason::Requested(self.index))
     }
 }
 

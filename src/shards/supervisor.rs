@@ -37,6 +37,8 @@ pub(crate) enum Event {
     Ended(usize, bool),
     /// A shard called `stop_all`.
     StopAll(usize),
+    /// A `Stopper` was used.
+    Stop,
 }
 
 /// Runs the shards as `builder` says and gathers their results.
@@ -63,7 +65,7 @@ where
     } else {
         Vec::new()
     };
-    let mailbox = Mailbox::<Event>::new();
+    let mailbox = builder.mailbox.clone();
     let cpus = if builder.pin {
         super::pin::allowed_cpus()
     } else {
@@ -173,6 +175,9 @@ fn supervise(
                 }
                 Event::StopAll(i) => {
                     asked.get_or_insert(StopReason::Requested(i));
+                }
+                Event::Stop => {
+                    asked.get_or_insert(StopReason::Stopper);
                 }
             }
         }
