@@ -55,11 +55,14 @@ async fn echo(mut conn: TcpStream) {
     }
 }
 
+/// `--shards N`, `--share` and `--pin`: the count, how the port is shared, whether to pin.
+pub type Sharding = (usize, solo::shards::Share, bool);
+
 /// `[ADDR] [--shards N] [--share reuseport|acceptor] [--pin]`: the address, and the shard
 /// count and options when `--shards` is given.
 pub fn parse_args(
     args: impl IntoIterator<Item = String>,
-) -> Result<(Option<String>, Option<(usize, solo::shards::Share, bool)>), String> {
+) -> Result<(Option<String>, Option<Sharding>), String> {
     let (mut addr, mut shards, mut share, mut pin) = (None, None, None, false);
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {

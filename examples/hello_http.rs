@@ -64,11 +64,14 @@ pub async fn serve_shard(shard: Shard, port: Port) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `--shards N`, `--share` and `--pin`: the count, how the port is shared, whether to pin.
+pub type Sharding = (usize, solo::shards::Share, bool);
+
 /// `[ADDR] [--shards N] [--share reuseport|acceptor] [--pin]`: the address, and the shard
 /// count and options when `--shards` is given.
 pub fn parse_args(
     args: impl IntoIterator<Item = String>,
-) -> Result<(Option<String>, Option<(usize, solo::shards::Share, bool)>), String> {
+) -> Result<(Option<String>, Option<Sharding>), String> {
     let (mut addr, mut shards, mut share, mut pin) = (None, None, None, false);
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {

@@ -285,7 +285,7 @@ fn a_message_to_a_stopped_shard_is_an_error_to_the_sender() {
                 return Ok(None);
             }
             let peer = shard.peer(1).clone();
-            let never = peer.spawn(|| std::future::pending::<u8>());
+            let never = peer.spawn(std::future::pending::<u8>);
             let cancelled = never.await.unwrap_err();
             assert!(cancelled.was_delivered());
             while !peer.is_stopped() {
@@ -647,4 +647,215 @@ fn the_examples_read_their_shard_flags() {
     ] {
         assert!(echo::parse_args(args(bad)).is_err(), "{bad}");
     }
+}
+
+// ---- the sharded kv ----
+
+#[allow(dead_code)]
+#[path = "../examples/kv.rs"]
+mod kv;
+
+fn resp(args: &[&str]) -> Vec<u8> {
+    let mut v = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        v.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    v
+}
+
+fn bulk(v: &str) -> String {
+    format!("${}\r\n{v}\r\n", v.len())
+}
+
+/// Sends `requests` at once and checks that exactly `want` comes back.
+fn pipeline(c: &mut StdStream, requests: &[Vec<&str>], want: &str) {
+    let all: Vec<u8> = requests.iter().flat_map(|r| resp(r)).collect();
+    c.write_all(&all).unwrap();
+    let mut got = vec![0u8; want.len()];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), want);
+}
+
+fn kv_shards(
+    count: usize,
+    share: Share,
+) -> (
+    Port,
+    solo::shards::Stopper,
+    std::thread::JoinHandle<Result<Vec<()>, ShardsError>>,
+) {
+    start(count, share, |shard, port| {
+        kv::serve_shard(shard, port, kv::Limits::default())
+    })
+}
+
+/// Thousands of keys set through one connection and read back through another, which the
+/// acceptor put on a different shard; then the multi-key commands, fanned out and gathered.
+#[test]
+fn kv_keys_set_on_one_shard_are_read_back_on_another() {
+    let _watchdog = common::watchdog!();
+    let (port, stopper, server) = kv_shards(3, Share::Acceptor);
+    wait_listening(&port, 3);
+    let mut a = client(port.local_addr());
+    pipeline(&mut a, &[vec!["PING"]], "+PONG\r\n");
+    let mut b = client(port.local_addr());
+    pipeline(&mut b, &[vec!["PING"]], "+PONG\r\n");
+    // Two connections open, on two different shards.
+    let open: Vec<u64> = port.stats().iter().map(|s| s.open).collect();
+    assert_eq!(
+        open.iter().filter(|&&o| o == 1).count(),
+        2,
+        "{}",
+        port.summary()
+    );
+
+    let n = 3000;
+    let keys: Vec<String> = (0..n).map(|i| format!("key:{i}")).collect();
+    let values: Vec<String> = (0..n).map(|i| format!("value {i}")).collect();
+    let sets: Vec<Vec<&str>> = (0..n).map(|i| vec!["SET", &keys[i], &values[i]]).collect();
+    pipeline(&mut a, &sets, &"+OK\r\n".repeat(n));
+    let gets: Vec<Vec<&str>> = keys.iter().map(|k| vec!["GET", k.as_str()]).collect();
+    let want: String = values.iter().map(|v| bulk(v)).collect();
+    pipeline(&mut b, &gets, &want);
+
+    // MGET across shards, in key order, with a missing key among them.
+    let mut mget = vec!["MGET"];
+    mget.extend(keys[..50].iter().map(|k| k.as_str()));
+    mget.push("no such key");
+    let want = format!(
+        "*51\r\n{}$-1\r\n",
+        values[..50].iter().map(|v| bulk(v)).collect::<String>()
+    );
+    pipeline(&mut b, &[mget], &want);
+    pipeline(
+        &mut b,
+        &[
+            vec!["DBSIZE"],
+            vec!["EXISTS", &keys[0], &keys[1], &keys[2], "nope"],
+            vec!["DEL", &keys[0], &keys[1], "nope"],
+            vec!["DBSIZE"],
+            vec!["MSET", "m1", "1", "m2", "2", "m3", "3", "m4", "4"],
+            vec!["MGET", "m4", "m3", "m2", "m1"],
+            vec!["INCR", "m2"],
+            vec!["MSET", "odd"],
+            vec!["MGET"],
+        ],
+        &format!(
+            ":{n}\r\n:3\r\n:2\r\n:{}\r\n+OK\r\n*4\r\n{}{}{}{}:3\r\n\
+             -ERR wrong number of arguments for 'mset' command\r\n\
+             -ERR wrong number of arguments for 'mget' command\r\n",
+            n - 2,
+            bulk("4"),
+            bulk("3"),
+            bulk("2"),
+            bulk("1")
+        ),
+    );
+    pipeline(&mut a, &[vec!["FLUSHALL"], vec!["DBSIZE"]], "+OK\r\n:0\r\n");
+    drop((a, b));
+    stopper.stop();
+    server.join().unwrap().unwrap();
+}
+
+/// One client pipelines requests whose keys are owned by every shard, interleaved with
+/// requests this shard answers itself: the replies come back in request order.
+#[test]
+fn kv_a_pipeline_spanning_every_shard_keeps_its_order() {
+    let _watchdog = common::watchdog!();
+    for share in [Share::Acceptor, Share::ReusePort] {
+        let count = 4;
+        let (port, stopper, server) = kv_shards(count, share);
+        wait_listening(&port, count);
+        // Two keys per shard.
+        let mut keys: Vec<String> = Vec::new();
+        for shard in 0..count {
+            keys.extend(
+                (0..)
+                    .map(|i| format!("k{i}"))
+                    .filter(|k| kv::owner(k.as_bytes(), count) == shard)
+                    .take(2),
+            );
+        }
+        let mut c = client(port.local_addr());
+        for round in 0..3 {
+            let mut reqs: Vec<Vec<String>> = Vec::new();
+            let mut want = String::new();
+            for (i, k) in keys.iter().enumerate() {
+                let v = format!("{round}-{i}");
+                reqs.push(vec!["SET".into(), k.clone(), v.clone()]);
+                want.push_str("+OK\r\n");
+                reqs.push(vec!["PING".into()]);
+                want.push_str("+PONG\r\n");
+                reqs.push(vec!["GET".into(), k.clone()]);
+                want.push_str(&bulk(&v));
+                reqs.push(vec!["ECHO".into(), format!("after {k}")]);
+                want.push_str(&bulk(&format!("after {k}")));
+            }
+            // Backwards, so that the shards' replies come in the opposite order to theirs.
+            for k in keys.iter().rev() {
+                reqs.push(vec!["DEL".into(), k.clone()]);
+                want.push_str(":1\r\n");
+                reqs.push(vec!["EXISTS".into(), k.clone()]);
+                want.push_str(":0\r\n");
+            }
+            let reqs: Vec<Vec<&str>> = reqs
+                .iter()
+                .map(|r| r.iter().map(String::as_str).collect())
+                .collect();
+            pipeline(&mut c, &reqs, &want);
+        }
+        drop(c);
+        stopper.stop();
+        server.join().unwrap().unwrap();
+    }
+}
+
+/// A request for a key of a shard that has stopped gets an error in its reply's place; the
+/// connection and the other replies go on.
+#[test]
+fn kv_a_request_for_a_stopped_shard_gets_an_error_in_its_place() {
+    let _watchdog = common::watchdog!();
+    let (port, stopper, server) = start(2, Share::Acceptor, |shard, port| async move {
+        if shard.index() == 1 {
+            return Ok(()); // shard 1 ends at once: its keys have no owner
+        }
+        kv::serve_shard(shard, port, kv::Limits::default()).await
+    });
+    let k1 = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| kv::owner(k.as_bytes(), 2) == 1)
+        .unwrap();
+    let k0 = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| kv::owner(k.as_bytes(), 2) == 0)
+        .unwrap();
+    let mut c = client(port.local_addr());
+    pipeline(
+        &mut c,
+        &[
+            vec!["SET", &k0, "here"],
+            vec!["SET", &k1, "there"],
+            vec!["MGET", &k0, &k1],
+            vec!["GET", &k0],
+        ],
+        &format!(
+            "+OK\r\n-ERR shard 1 is unavailable\r\n*2\r\n{}-ERR shard 1 is unavailable\r\n{}",
+            bulk("here"),
+            bulk("here")
+        ),
+    );
+    drop(c);
+    stopper.stop();
+    server.join().unwrap().unwrap();
+}
+
+#[test]
+fn kv_reads_its_shard_flags() {
+    let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let (rest, shards) =
+        kv::shard_args(args("127.0.0.1:1 --shards 3 --reply-soft-limit 1k")).unwrap();
+    assert_eq!(rest, args("127.0.0.1:1 --reply-soft-limit 1k"));
+    assert_eq!(shards, Some((3, Share::Acceptor, false)));
+    assert!(kv::shard_args(args("--share reuseport")).is_err());
+    assert!(kv::shard_args(args("--shards -1")).is_err());
 }
