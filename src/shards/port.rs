@@ -31,7 +31,22 @@ use super::shard::{Local, Shard};
 use crate::net::{TcpListener, TcpStream};
 use crate::{Async, Handle, JoinHandle};
 
-/// How the shards share a [`Port`] (see the [module docs](self) for the trade-off).
+/// How the shards share a [`Port`].
+///
+/// * `ReusePort`: every shard has its own socket, bound to the same address with
+///   `SO_REUSEPORT`; the kernel hashes each new connection to one of them. Nothing crosses
+///   threads, but the spread is only as even as the hash (Seastar stopped making it the
+///   default for that), and a socket that closes resets the connections in its backlog.
+/// * `Acceptor`: shard 0 accepts and hands each connection to the shard with the fewest open
+///   connections. Even by construction, at the price of one hand-off per connection and one
+///   shard doing every `accept`: best for long-lived connections.
+///
+/// ```
+/// use solo::shards::Share;
+/// assert_eq!("reuseport".parse::<Share>(), Ok(Share::ReusePort));
+/// assert_eq!(Share::default(), Share::Acceptor);
+/// assert!("other".parse::<Share>().is_err());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Share {
     /// One `SO_REUSEPORT` socket per shard; the kernel spreads connections by hash.
