@@ -941,8 +941,13 @@ pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(mut conn: S, server: Rc<S
             Stats::add(&stats.parsed, parser.take_scanned());
             Stats::peak(&stats.peak_unsent, out.len());
         }
-        if let Some(r) = &mut routing {
-            r.gather(&mut out).await; // the replies from other shards, in their places
+        if let Some(r) = routing.as_mut().filter(|r| !r.routed.is_empty()) {
+            // The replies from other shards, in their places. Boxed, so that its state stays
+            // out of this loop's code: inline, the unsharded server ran 1.0% more instructions
+            // (callgrind, redis-benchmark GET/SET -P 16), boxed 0.65%.
+            let gather: Pin<Box<dyn std::future::Future<Output = ()> + '_>> =
+                Box::pin(r.gather(&mut out));
+            gather.await;
         }
         if out.len() > hard {
             after = After::Overflow;
