@@ -70,6 +70,25 @@ fn results_come_back_in_shard_order() {
     assert_eq!(out, vec![0, 2, 4, 6]);
 }
 
+/// The entry runs inside its shard's running loop from its first line: it may listen, spawn
+/// and use `Handle::current` before any await.
+#[test]
+fn the_entry_is_called_inside_the_running_loop() {
+    let _watchdog = common::watchdog!();
+    let port = Port::bind("127.0.0.1:0", Share::Acceptor).unwrap();
+    let out = shards(2)
+        .run(|shard| {
+            let listener = port.listener(&shard);
+            let task = solo::Handle::current().spawn(async { 7 });
+            async move {
+                drop(listener?);
+                Ok::<_, io::Error>(task.await.unwrap())
+            }
+        })
+        .unwrap();
+    assert_eq!(out, vec![7, 7]);
+}
+
 #[test]
 fn zero_shards_is_a_clear_error() {
     let _watchdog = common::watchdog!();

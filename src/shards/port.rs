@@ -240,6 +240,9 @@ impl Port {
     /// listens, and their `accept` fails once its listener is gone.
     pub fn listener(&self, shard: &Shard) -> io::Result<ShardListener> {
         let index = shard.index();
+        let handle = Handle::try_current().ok_or_else(|| {
+            io::Error::other("Port::listener called outside its shard's running loop")
+        })?;
         let sharded = {
             let mut s = lock(&self.inner.sharded);
             let sharded = s.get_or_insert_with(|| {
@@ -294,7 +297,7 @@ impl Port {
                     socket.set_nonblocking(true)?;
                     let socket = Async::new(socket)?;
                     let (s, stop) = (sharded.clone(), shard.local().clone());
-                    Some(Handle::current().spawn(hand_out(socket, s, stop)))
+                    Some(handle.spawn(hand_out(socket, s, stop)))
                 } else {
                     None
                 };

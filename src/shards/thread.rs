@@ -84,9 +84,10 @@ where
     let grace = builder.grace;
     let stopped = local.clone();
     let ran = catch_unwind(AssertUnwindSafe(|| {
-        let fut = entry(shard);
         el.run_until_complete(async move {
-            let mut fut = pin!(fut);
+            // Called inside the running loop, so that the entry may use it before its first
+            // await (bind, spawn, `Handle::current`).
+            let mut fut = pin!(entry(shard));
             let mut cut = pin!(async {
                 stopped.stopped().await;
                 crate::time::sleep(grace).await;
