@@ -303,7 +303,10 @@ fn a_message_to_a_stopped_shard_is_an_error_to_the_sender() {
                 solo::time::sleep(Duration::from_millis(50)).await;
                 return Ok(None);
             }
-            let peer = shard.peer(1).clone();
+            let nope = shard.peer(2).unwrap_err();
+            assert_eq!(nope.to_string(), "there is no shard 2: the shards are 0..2");
+            assert!(!nope.was_delivered());
+            let peer = shard.peer(1).unwrap().clone();
             let never = peer.spawn(std::future::pending::<u8>);
             let cancelled = never.await.unwrap_err();
             assert!(cancelled.was_delivered());
@@ -467,6 +470,18 @@ fn the_acceptor_hands_new_connections_to_the_least_loaded_shard() {
     assert_eq!(port.stats()[0].accepted, 4);
     stopper.stop();
     server.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_port_on_an_address_in_use_is_an_error_at_bind() {
+    let _watchdog = common::watchdog!();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    for share in [Share::Acceptor, Share::ReusePort] {
+        let err = Port::bind(addr, share).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{share}");
+    }
+    assert!(Port::bind("no such host:1", Share::Acceptor).is_err());
 }
 
 #[test]

@@ -116,25 +116,40 @@ impl Error for ShardFailure {
     }
 }
 
-/// A message to another shard that was not delivered, or not answered.
+/// A message to another shard that was not delivered, or not answered, or a shard that does
+/// not exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerError {
     shard: usize,
-    delivered: bool,
+    kind: PeerErrorKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerErrorKind {
+    NotDelivered,
+    NotAnswered,
+    NoSuchShard { count: usize },
 }
 
 impl PeerError {
     pub(crate) fn not_delivered(shard: usize) -> PeerError {
         PeerError {
             shard,
-            delivered: false,
+            kind: PeerErrorKind::NotDelivered,
         }
     }
 
     pub(crate) fn not_answered(shard: usize) -> PeerError {
         PeerError {
             shard,
-            delivered: true,
+            kind: PeerErrorKind::NotAnswered,
+        }
+    }
+
+    pub(crate) fn no_such_shard(shard: usize, count: usize) -> PeerError {
+        PeerError {
+            shard,
+            kind: PeerErrorKind::NoSuchShard { count },
         }
     }
 
@@ -144,27 +159,32 @@ impl PeerError {
     }
 
     /// Whether the message reached the shard's queue before it stopped. `false`: it was never
-    /// run. `true`: it was queued, but the shard stopped before it ran, or dropped the task
-    /// it started, or the call panicked there (the panic is reported on that shard).
+    /// run (the shard had stopped, or does not exist). `true`: it was queued, but the shard
+    /// stopped before it ran, or dropped the task it started, or the call panicked there (the
+    /// panic is reported on that shard).
     pub fn was_delivered(&self) -> bool {
-        self.delivered
+        self.kind == PeerErrorKind::NotAnswered
     }
 }
 
 impl fmt::Display for PeerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.delivered {
-            write!(
+        let shard = self.shard;
+        match self.kind {
+            PeerErrorKind::NotAnswered => write!(
                 f,
-                "shard {} dropped the message without an answer (it stopped, or the call panicked)",
-                self.shard
-            )
-        } else {
-            write!(
-                f,
-                "shard {} has stopped; the message was not delivered",
-                self.shard
-            )
+                "shard {shard} dropped the message without an answer (it stopped, or the call \
+                 panicked)"
+            ),
+            PeerErrorKind::NotDelivered => {
+                write!(
+                    f,
+                    "shard {shard} has stopped; the message was not delivered"
+                )
+            }
+            PeerErrorKind::NoSuchShard { count } => {
+                write!(f, "there is no shard {shard}: the shards are 0..{count}")
+            }
         }
     }
 }

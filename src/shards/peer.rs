@@ -23,10 +23,10 @@ use crate::{Handle, Remote};
 /// let out = solo::shards::Builder::new().count(2).run(|shard| async move {
 ///     if shard.index() == 0 {
 ///         // Shard 0 asks shard 1 for its index, computed on shard 1's thread...
-///         let there = shard.peer(1).ask(|| solo::shards::current_index()).await?;
+///         let there = shard.peer(1)?.ask(|| solo::shards::current_index()).await?;
 ///         // ...and builds a `!Send` future there (an Rc), whose `Send` output comes back.
 ///         let len = shard
-///             .peer(1)
+///             .peer(1)?
 ///             .spawn(|| {
 ///                 let local = std::rc::Rc::new(vec![1, 2, 3]);
 ///                 async move { local.len() }

@@ -443,7 +443,7 @@ impl ShardListener {
                     )),
                 }))
             }
-            Way::Inbox { inbox, .. } => {
+            Way::Inbox { inbox, .. } => loop {
                 let got = std::future::poll_fn(|cx| {
                     if stopped.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Ok(None));
@@ -460,13 +460,22 @@ impl ShardListener {
                 let Some(Handoff { stream, peer, conn }) = got else {
                     return Ok(None);
                 };
-                let conn = self.taken(conn);
-                Ok(Some(Accepted {
-                    stream: TcpStream::from_std(stream)?,
-                    peer,
-                    conn,
-                }))
-            }
+                match TcpStream::from_std(stream) {
+                    Ok(stream) => {
+                        let conn = self.taken(conn);
+                        return Ok(Some(Accepted { stream, peer, conn }));
+                    }
+                    // This connection could not join the loop (out of memory for its
+                    // registration): it is closed, and the listener goes on, as `Incoming`
+                    // skips a connection's own errors.
+                    Err(e) => {
+                        let msg = format!("a connection from {peer} was dropped: {e}");
+                        if let Some(h) = Handle::try_current() {
+                            h.inner.report_notice(std::panic::Location::caller(), &msg);
+                        }
+                    }
+                }
+            },
         }
     }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::channel::Mailbox;
+use super::error::PeerError;
 use super::peer::Peer;
 use super::supervisor::Event;
 use crate::signal::SignalKind;
@@ -133,13 +134,11 @@ impl Shard {
     }
 
     /// Shard `index`, to send work to (this shard too: the message then goes through its own
-    /// queue, and runs at the loop's next iteration).
-    ///
-    /// # Panics
-    ///
-    /// If `index >= count()`, as slice indexing does.
-    pub fn peer(&self, index: usize) -> &Peer {
-        &self.peers[index]
+    /// queue, and runs at the loop's next iteration); [`PeerError`] if there is no such shard.
+    pub fn peer(&self, index: usize) -> Result<&Peer, PeerError> {
+        self.peers
+            .get(index)
+            .ok_or_else(|| PeerError::no_such_shard(index, self.peers.len()))
     }
 
     /// Every shard, by index.
