@@ -115,6 +115,14 @@ pub fn current_index() -> Option<usize> {
 /// The context a shard's entry point runs with: which shard it is, how many there are, the
 /// other shards, and its stop. It lives on the shard's thread (`!Send`); [`Peer`]s are what
 /// cross threads.
+///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// solo::shards::Builder::new().run(|shard| {
+///     send(shard); // a Shard stays on its thread
+///     async { Ok::<_, std::io::Error>(()) }
+/// });
+/// ```
 pub struct Shard {
     pub(crate) local: Rc<Local>,
     pub(crate) peers: Arc<[Peer]>,
