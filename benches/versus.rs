@@ -147,6 +147,54 @@ fn solo_only(name: &str, ops: usize, rounds: usize, f: &mut dyn FnMut()) -> Row 
     row
 }
 
+/// A solo-only row timed alternately with its floor: the row, then the floor's row (named
+/// `floor_boxed_closure`, after the first; `floor_boxed_closure_for_{name}` after later ones),
+/// and the ratio printed beside them. `--only floor` or `--only call_soon` runs both.
+fn against_floor(
+    name: &str,
+    ops: usize,
+    rounds: usize,
+    solo: &mut dyn FnMut(),
+    floor: &mut dyn FnMut(),
+) -> Vec<Row> {
+    if skipped(name) && skipped("floor_boxed_closure") {
+        return vec![skipped_row(name)];
+    }
+    solo();
+    floor();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        a.push(ns_per_op(ops, solo));
+        b.push(ns_per_op(ops, floor));
+    }
+    let floor_name = if name == "call_soon_chain" {
+        "floor_boxed_closure".to_string()
+    } else {
+        format!("floor_boxed_closure_for_{name}")
+    };
+    let rows = vec![
+        Row {
+            name: name.into(),
+            solo: median(a),
+            other: None,
+            unit: "ns/op",
+        },
+        Row {
+            name: floor_name,
+            solo: median(b),
+            other: None,
+            unit: "ns/op",
+        },
+    ];
+    rows.iter().for_each(print_row);
+    println!(
+        "{:<24} {:>12.2}x the floor, same run",
+        format!("{name}/floor"),
+        rows[0].solo / rows[1].solo
+    );
+    rows
+}
+
 /// `--only SUBSTRING` runs only the matching workloads.
 fn skipped_row(name: &str) -> Row {
     Row {
@@ -264,16 +312,20 @@ fn main() {
             sync_fan_in_async_channel(&el, 10, 2_000)
         }),
     ));
-    rows.push(solo_only("call_soon_chain", 1_000_000, r(5), &mut || {
-        solo_call_soon_chain(&el, 1_000_000)
-    }));
-    rows.push(solo_only("call_soon_batch", 1_000_000, r(5), &mut || {
-        solo_call_soon_batch(&el, 1_000_000)
-    }));
-    rows.push(solo_only(
-        "floor_boxed_closure",
+    // Each call_soon row is timed in turns with the floor it is read against (a bare boxed
+    // closure pushed, popped and called), so that the ratio comes from one run.
+    rows.extend(against_floor(
+        "call_soon_chain",
         1_000_000,
-        r(5),
+        r(8),
+        &mut || solo_call_soon_chain(&el, 1_000_000),
+        &mut || floor_boxed_closures(1_000_000),
+    ));
+    rows.extend(against_floor(
+        "call_soon_batch",
+        1_000_000,
+        r(8),
+        &mut || solo_call_soon_batch(&el, 1_000_000),
         &mut || floor_boxed_closures(1_000_000),
     ));
     rows.push(duel(
@@ -332,6 +384,15 @@ fn main() {
                 "{:<24} {waits:>12.2} waits + {modifies:.2} epoll_ctl(MOD) per echo request",
                 format!("syscalls_echo_{}", backend.name())
             );
+            // Also as CSV rows (solo only: the loop's own counters, `Stats::backend_*`).
+            for (what, per_request) in [("waits", waits), ("modifies", modifies)] {
+                rows.push(Row {
+                    name: format!("syscalls_echo_{}_{what}", backend.name()),
+                    solo: per_request,
+                    other: None,
+                    unit: "syscalls/op",
+                });
+            }
         }
     }
 

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::error;
 use crate::reactor::Dir;
 use crate::Handle;
 
@@ -57,18 +58,41 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 }
 
 impl<T: AsRawFd> Async<T> {
-    /// Registers `io` with the loop running on this thread (an error outside a running loop).
+    /// Registers `io` with the loop running on this thread.
+    ///
+    /// # Errors
+    /// Outside a running loop ([`Error::OutsideLoop`](crate::Error::OutsideLoop)); if `io`
+    /// cannot be switched to non-blocking mode or registered (the OS's error: `EBADF` for a
+    /// closed fd, `EPERM` for a regular file, which epoll cannot watch).
     pub fn new(io: T) -> io::Result<Async<T>> {
-        let handle = Handle::try_current().ok_or_else(|| {
-            io::Error::other("solo::Async::new called outside a running solo event loop")
-        })?;
-        Async::with_handle(io, &handle)
+        Async::new_for(io, "Async::new")
     }
 
-    /// Registers `io` with the given loop.
+    /// [`Async::new`] on behalf of the user's `call` (`"TcpListener::bind"`), which the error
+    /// outside a running loop names.
+    pub(crate) fn new_for(io: T, call: &'static str) -> io::Result<Async<T>> {
+        let handle = Handle::try_current().ok_or_else(|| error::outside_loop(call))?;
+        Async::with_handle_for(io, &handle, call)
+    }
+
+    /// Registers `io` with the given loop (which need not be running).
+    ///
+    /// # Errors
+    /// On a closed loop ([`Error::LoopClosed`](crate::Error::LoopClosed)); if `io` cannot be
+    /// switched to non-blocking mode or registered (the OS's error).
     pub fn with_handle(io: T, handle: &Handle) -> io::Result<Async<T>> {
+        Async::with_handle_for(io, handle, "Async::with_handle")
+    }
+
+    /// [`Async::with_handle`] on behalf of the user's `call`, which the error on a closed loop
+    /// names.
+    pub(crate) fn with_handle_for(
+        io: T,
+        handle: &Handle,
+        call: &'static str,
+    ) -> io::Result<Async<T>> {
         if handle.is_closed() {
-            return Err(io::Error::other("the event loop is closed"));
+            return Err(error::loop_closed(call));
         }
         let fd = io.as_raw_fd();
         set_nonblocking(fd)?;
@@ -102,27 +126,56 @@ impl<T: AsRawFd> Async<T> {
 
     /// Polls for readability: ready when the reactor has seen the fd readable (or closed, or
     /// in error) since the last `WouldBlock`.
+    ///
+    /// # Errors
+    /// - once the loop is gone (dropped or shut down):
+    ///   [`Error::LoopClosed`](crate::Error::LoopClosed), also for every read and write through
+    ///   this `Async` (they wait for readiness here);
+    /// - if the fd was closed while registered and its number reused by another file (kind
+    ///   `Other`; an `Async` must own its fd).
     pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_ready(Dir::Read, cx)
     }
 
     /// Polls for writability.
+    ///
+    /// # Errors
+    /// As [`poll_readable`](Async::poll_readable).
     pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_ready(Dir::Write, cx)
     }
 
+    #[inline]
     fn poll_ready(&self, dir: Dir, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let p = self.handle.inner.poll_ready(self.token, dir, cx);
-        if p.is_pending() {
-            crate::await_point::pending(
-                || crate::await_point::Awaited::Io {
-                    fd: self.as_raw_fd(),
-                    write: dir == Dir::Write,
-                },
-                None,
-            );
+        match self.handle.inner.poll_ready(self.token, dir, cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Pending => {
+                crate::await_point::pending(
+                    || crate::await_point::Awaited::Io {
+                        fd: self.as_raw_fd(),
+                        write: dir == Dir::Write,
+                    },
+                    None,
+                );
+                Poll::Pending
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(self.ready_error(dir, e))),
         }
-        p
+    }
+
+    /// A closed loop dropped every registration: its error says so, rather than the reactor's
+    /// "registration gone" (an fd closed behind its back). Out of line: the hot path of every
+    /// read and write goes through `poll_ready`, and only its error path comes here.
+    #[cold]
+    #[inline(never)]
+    fn ready_error(&self, dir: Dir, e: io::Error) -> io::Error {
+        if !self.handle.is_closed() {
+            return e;
+        }
+        error::loop_closed(match dir {
+            Dir::Read => "Async::poll_readable",
+            Dir::Write => "Async::poll_writable",
+        })
     }
 
     pub(crate) fn clear(&self, dir: Dir) {

@@ -35,6 +35,9 @@ mod executor;
 pub mod fs;
 #[cfg(feature = "hyper")]
 pub mod hyper;
+#[doc(hidden)]
+#[cfg(feature = "macros")]
+pub mod macro_support;
 pub mod monitor;
 pub mod net;
 pub mod process;
@@ -54,7 +57,8 @@ mod timer;
 pub use async_fd::Async;
 pub use callback::CallbackKind;
 pub use clock::ManualClock;
-pub use error::{JoinError, LoopClosed, RunError};
+pub use error::{Error, JoinError, LoopClosed, RunError};
+pub use event_loop::{call_at, call_later, call_soon, spawn, spawn_named};
 pub use event_loop::{
     run, run_in_executor, Builder, CallbackHandle, CancelledTask, EventLoop, ExceptionContext,
     Handle, Remote, RemoteJoinHandle, ShutdownReport,
@@ -65,3 +69,14 @@ pub use executor::{
 pub use reactor::Backend;
 pub use task::{yield_now, JoinHandle};
 pub use task_group::{ChildError, GroupError, JoinNext, TaskGroup};
+
+/// README.md's Rust blocks, compiled and run by `cargo test` as doctests so that they cannot rot
+/// (its shell and transcript blocks are tagged `sh`/`text`, which rustdoc skips).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
+/// `#[solo::main]` and `#[solo::test]`: an `async fn` run on a new loop (feature `macros`, on by
+/// default).
+#[cfg(feature = "macros")]
+pub use solo_macros::{main, test};

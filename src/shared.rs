@@ -14,8 +14,9 @@
 //!
 //! A loop is single-threaded: its queues are `RefCell`s and its handles are `!Send`. Other
 //! threads reach it through [`Shared`], the only loop state that is `Sync`: a mutex-protected
-//! queue of callbacks and task wake-ups, and the backend's remote waker (mio's `Waker`, or
-//! `polling`'s `Poller::notify`), which makes a loop blocked in `epoll_wait` return.
+//! queue of callbacks and task wake-ups, and the backend's remote waker (mio's `Waker`; for the
+//! `polling` backend an eventfd of its own on Linux, `Poller::notify` elsewhere), which makes a
+//! loop blocked in `epoll_wait` return.
 //!
 //! Wake-ups are coalesced: the `notified` flag is set by the first push after the loop last
 //! drained the queue, and only that push pays for the `Waker` syscall. The loop clears the flag

@@ -40,6 +40,7 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
+use crate::error::{self, Error};
 use crate::reactor::Dir;
 use crate::signal_pipe::Listener;
 use crate::{Async, Handle};
@@ -139,14 +140,14 @@ impl fmt::Debug for SignalKind {
 /// Listens for `kind` on the loop running on this thread: a [`Signal`] stream of its
 /// deliveries, from now on.
 ///
-/// Errors outside a running loop (use [`Signal::with_handle`] there), on a closed loop, and for
-/// signals that cannot be handled (SIGKILL, SIGSTOP, SIGSEGV, SIGILL, SIGFPE, numbers out of
-/// range: `InvalidInput`).
+/// # Errors
+/// - outside a running loop: [`Error::OutsideLoop`] (use
+///   [`Signal::with_handle`] there);
+/// - those of [`Signal::with_handle`].
 pub fn signal(kind: SignalKind) -> io::Result<Signal> {
-    let handle = Handle::try_current().ok_or_else(|| {
-        io::Error::other("solo::signal::signal called outside a running solo event loop")
-    })?;
-    Signal::with_handle(kind, &handle)
+    let handle =
+        Handle::try_current().ok_or_else(|| error::outside_loop("solo::signal::signal"))?;
+    Signal::with_handle_for(kind, &handle, "solo::signal::signal")
 }
 
 /// The deliveries of one signal, as a [`Stream`] of `()` (or one at a time with
@@ -172,14 +173,28 @@ pub struct Signal {
 
 impl Signal {
     /// Listens for `kind` on the given loop (which need not be running yet).
+    ///
+    /// # Errors
+    /// - on a closed loop: [`Error::LoopClosed`];
+    /// - for signals that cannot be handled (SIGKILL, SIGSTOP, SIGSEGV, SIGILL, SIGFPE, numbers
+    ///   out of range): `InvalidInput`;
+    /// - with no fd left for the listener's pipe: the OS's error.
     pub fn with_handle(kind: SignalKind, handle: &Handle) -> io::Result<Signal> {
+        Signal::with_handle_for(kind, handle, "Signal::with_handle")
+    }
+
+    fn with_handle_for(
+        kind: SignalKind,
+        handle: &Handle,
+        call: &'static str,
+    ) -> io::Result<Signal> {
         if handle.is_closed() {
-            return Err(io::Error::other("the event loop is closed"));
+            return Err(error::loop_closed(call));
         }
         let listener = Listener::new(kind.0)?;
         Ok(Signal {
             kind,
-            io: Async::with_handle(listener, handle)?,
+            io: Async::with_handle_for(listener, handle, call)?,
             handle: handle.clone(),
         })
     }
@@ -238,8 +253,17 @@ impl fmt::Debug for Signal {
 ///
 /// Inside a running loop, the listener is installed by this call, so a ctrl-c that comes
 /// between the call and the first poll is not missed; outside one it is installed at the first
-/// poll, which then must happen inside a running loop. Errors (at the poll) outside a running
-/// loop and on a closed loop. While the future exists, ctrl-c does not terminate the process.
+/// poll, which then must happen inside a running loop. While the future exists, ctrl-c does
+/// not terminate the process.
+///
+/// # Errors
+/// The future completes with an error (of kind `Other`):
+/// - first polled outside a running loop, when made outside one:
+///   [`Error::OutsideLoop`];
+/// - when its loop is closed (dropped or shut down) before ctrl-c comes, or was already:
+///   [`Error::LoopClosed`];
+/// - polled again after it failed: [`Error::PolledAfterCompletion`];
+/// - and those of [`Signal::with_handle`] (no fd left).
 ///
 /// ```no_run
 /// # fn main() -> std::io::Result<()> {
@@ -253,7 +277,7 @@ impl fmt::Debug for Signal {
 /// ```
 pub fn ctrl_c() -> CtrlC {
     let state = match Handle::try_current() {
-        Some(h) => match Signal::with_handle(SignalKind::interrupt(), &h) {
+        Some(h) => match Signal::with_handle_for(SignalKind::interrupt(), &h, CTRL_C) {
             Ok(s) => CtrlCState::Listening(s),
             Err(e) => CtrlCState::Failed(Some(e)),
         },
@@ -261,6 +285,9 @@ pub fn ctrl_c() -> CtrlC {
     };
     CtrlC { state }
 }
+
+/// The call the user made, for `ctrl_c`'s errors.
+const CTRL_C: &str = "solo::signal::ctrl_c";
 
 /// The future of [`ctrl_c`].
 #[derive(Debug)]
@@ -284,24 +311,27 @@ impl Future for CtrlC {
         loop {
             match &mut this.state {
                 CtrlCState::Lazy => {
-                    this.state = match signal(SignalKind::interrupt()) {
-                        Ok(s) => CtrlCState::Listening(s),
-                        Err(e) => CtrlCState::Failed(Some(e)),
+                    this.state = match Handle::try_current() {
+                        Some(h) => {
+                            match Signal::with_handle_for(SignalKind::interrupt(), &h, CTRL_C) {
+                                Ok(s) => CtrlCState::Listening(s),
+                                Err(e) => CtrlCState::Failed(Some(e)),
+                            }
+                        }
+                        None => CtrlCState::Failed(Some(error::outside_loop(CTRL_C))),
                     }
                 }
                 CtrlCState::Listening(s) => {
                     return match s.poll_recv(cx) {
                         Poll::Ready(Some(())) => Poll::Ready(Ok(())),
-                        Poll::Ready(None) => {
-                            Poll::Ready(Err(io::Error::other("the event loop is closed")))
-                        }
+                        Poll::Ready(None) => Poll::Ready(Err(error::loop_closed(CTRL_C))),
                         Poll::Pending => Poll::Pending,
                     }
                 }
                 CtrlCState::Failed(e) => {
                     return Poll::Ready(Err(e
                         .take()
-                        .unwrap_or_else(|| io::Error::other("ctrl_c polled after it failed"))))
+                        .unwrap_or_else(|| Error::PolledAfterCompletion { call: CTRL_C }.into())))
                 }
             }
         }

@@ -379,6 +379,16 @@ impl Interval {
     }
 }
 
+/// The ticks as a `futures` `Stream` (`StreamExt::next`, `take`, `zip`, ...): each item is the
+/// scheduled time of a tick, as [`tick`](Interval::tick) returns; it never ends.
+impl futures_core::Stream for Interval {
+    type Item = Instant;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Instant>> {
+        self.get_mut().poll_tick(cx).map(Some)
+    }
+}
+
 /// The tick after `fired`: one period on, or if that is not after `now`, the first multiple of
 /// the period after `now` (missed ticks are skipped). Never (an instant no loop reaches) if an
 /// `Instant` cannot hold it.

@@ -496,3 +496,31 @@ fn a_million_cancelled_tasks_give_their_memory_back() {
     assert!(format!("{el:?}").contains("tasks: 0"), "{el:?}");
     assert_back_near("a million tasks cancelled", baseline, peak, 64 << 20);
 }
+
+/// What an idle task costs, measured as `benches/versus.rs`'s `memory_per_task` row measures it
+/// (BENCHMARKS.md): 10,000 tasks spawned on a fresh loop and polled once, their handles kept in
+/// a vector made beforehand. The task cell (64 bytes for a zero-sized future), its registry
+/// slot, and its place in the ready queue, which it held until its poll and whose capacity the
+/// loop keeps until it next gives memory back: 8 bytes a task, not the 32 of a queue entry.
+#[test]
+fn an_idle_task_costs_at_most_112_bytes() {
+    let _watchdog = common::watchdog!();
+    const N: usize = 10_000;
+    let el = EventLoop::new().unwrap();
+    let h = el.handle();
+    let mut tasks = Vec::with_capacity(N);
+    let ((), used) = counting::measure(|| {
+        for _ in 0..N {
+            tasks.push(h.spawn(std::future::pending::<()>()));
+        }
+        run_once(&el);
+    });
+    let per_task = used.bytes as f64 / N as f64;
+    // 0.8 × tokio's 141 bytes (tokio 1.x aligns its task cells to 128 bytes on x86-64).
+    assert!(per_task <= 112.0, "{per_task} bytes per idle task");
+    assert!(per_task >= 64.0, "{per_task} bytes: the cell alone is 64");
+    for t in &tasks {
+        t.cancel();
+    }
+    run_once(&el);
+}

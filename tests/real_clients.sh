@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The example servers under clients that nobody here wrote: redis-cli and redis-benchmark against
-# examples/kv.rs, curl and wrk against examples/hello_http.rs. Run by .ci/run; by hand:
+# examples/kv.rs, curl and wrk against examples/hello_http.rs, curl over TLS (HTTP/2 and HTTP/1.1)
+# against examples/https.rs. Run by .ci/run; by hand:
 #
 #     bash tests/real_clients.sh
 #
@@ -24,7 +25,7 @@ if ! command -v redis-cli >/dev/null || ! command -v redis-benchmark >/dev/null 
     done
 fi
 
-cargo build --release --quiet --features hyper --example kv --example hello_http
+cargo build --release --quiet --features hyper --example kv --example hello_http --example https
 
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
@@ -101,5 +102,29 @@ expect "wrk: no non-2xx responses" "0" "$(echo "$load" | grep -c 'Non-2xx' || tr
 expect "wrk: requests were served" "yes" \
     "$(echo "$load" | awk '/requests in/ { print ($1 > 1000) ? "yes" : "no" }')"
 expect "hello_http still answers after wrk" "Hello, World!" "$(curl -sf "http://127.0.0.1:$port/")"
+
+echo "== https under curl: HTTP/2 and HTTP/1.1 over TLS, chosen by ALPN"
+port=$(free_port)
+target/release/examples/https "127.0.0.1:$port" >/dev/null &
+pids+=($!)
+wait_for "$port"
+url="https://127.0.0.1:$port/"
+# -k: the certificate is self-signed, generated when the server started.
+expect "curl --http2" "Hello, HTTP/2.0!" "$(curl -sfk --http2 "$url")"
+expect "curl --http2: the protocol curl used" "2" "$(curl -sfk --http2 -o /dev/null -w '%{http_version}' "$url")"
+expect "curl --http1.1" "Hello, HTTP/1.1!" "$(curl -sfk --http1.1 "$url")"
+expect "curl --http1.1: the protocol curl used" "1.1" "$(curl -sfk --http1.1 -o /dev/null -w '%{http_version}' "$url")"
+body=$(mktemp)
+head -c 1000000 /dev/urandom >"$body"
+for proto in --http2 --http1.1; do
+    expect "curl $proto: a 1 MB body echoed intact" "$(sha256sum <"$body")" \
+        "$(curl -sfk "$proto" --data-binary "@$body" "$url" | sha256sum)"
+done
+rm -f "$body"
+expect "curl without -k refuses the self-signed certificate" "60" \
+    "$(curl -s --http2 -o /dev/null "$url"; echo $?)"
+expect "plain HTTP to the TLS port gets no HTTP answer" "" \
+    "$(curl -s --max-time 5 "http://127.0.0.1:$port/" 2>/dev/null | head -c 5 | grep HTTP || true)"
+expect "https still answers after the bad clients" "Hello, HTTP/2.0!" "$(curl -sfk --http2 "$url")"
 
 exit "$fail"

@@ -19,8 +19,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Builder, Inner, Remote, CURRENT};
+use super::{Builder, CallbackHandle, Inner, Remote, CURRENT};
 use crate::debug::{Report, SiteProfile, Stats, TaskSnapshot};
+use crate::error;
 use crate::executor::{self, Blocking, Executor, ThreadPool, TrySubmitError};
 use crate::task::JoinHandle;
 
@@ -170,8 +171,17 @@ impl Handle {
     /// ```
     #[track_caller]
     pub fn current() -> Handle {
-        Handle::try_current()
-            .expect("no solo event loop is running on this thread (Handle::current called outside run_forever/run_until_complete)")
+        Handle::current_for("Handle::current")
+    }
+
+    /// The running loop's handle, for the user's `call` (`"solo::spawn"`); outside a running
+    /// loop, panics with a message that names `call` and says how to start a loop.
+    #[track_caller]
+    pub(crate) fn current_for(call: &'static str) -> Handle {
+        match Handle::try_current() {
+            Some(h) => h,
+            None => panic!("{}", error::outside_loop_panic(call)),
+        }
     }
 
     /// The handle of the loop running on this thread, if any.
@@ -335,6 +345,11 @@ impl Handle {
         }
     }
 
+    /// The backend the loop polls with ([`Builder::backend`], `SOLO_BACKEND`).
+    pub fn backend(&self) -> crate::Backend {
+        self.inner.reactor.borrow().backend_stats().0
+    }
+
     /// Whether debug mode is on.
     pub fn debug_enabled(&self) -> bool {
         self.inner.debug().is_some()
@@ -365,12 +380,101 @@ impl futures_task::LocalSpawn for Handle {
     }
 }
 
+// ---- free functions on the running loop (asyncio's module-level `create_task`...) ----
+//
+// Each is its `Handle` method on `Handle::current_for(NAME)`: one lookup of the thread's loop,
+// and a panic that names the user's call when there is none. `#[track_caller]` all the way, so
+// that debug mode's spawn and scheduling sites are the user's lines, not these.
+
+/// Spawns `future` as a task on the loop running on this thread (see [`Handle::spawn`]). The
+/// returned [`JoinHandle`] is a future of its result; dropping it detaches the task.
+///
+/// # Panics
+/// Outside a running solo loop, with a message that names the call and says how to start one.
+///
+/// ```
+/// let v = solo::run(async {
+///     let a = solo::spawn(async { 20 });
+///     let b = solo::spawn(async { 22 });
+///     a.await.unwrap() + b.await.unwrap()
+/// }).unwrap();
+/// assert_eq!(v, 42);
+/// ```
+#[track_caller]
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+{
+    Handle::current_for("solo::spawn").spawn(future)
+}
+
+/// Like [`spawn`], with a name that debug reports, the task table and the exception handler
+/// show (see [`Handle::spawn_named`]).
+///
+/// # Panics
+/// Outside a running solo loop.
+///
+/// ```
+/// solo::run(async {
+///     let t = solo::spawn_named("fetch", async { "done" });
+///     assert_eq!(t.await.unwrap(), "done");
+/// }).unwrap();
+/// ```
+#[track_caller]
+pub fn spawn_named<F>(name: &str, future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+{
+    Handle::current_for("solo::spawn_named").spawn_named(name, future)
+}
+
+/// Schedules `f` to run on the loop running on this thread, at its next iteration, after the
+/// callbacks already scheduled (see [`Handle::call_soon`]).
+///
+/// # Panics
+/// Outside a running solo loop.
+///
+/// ```
+/// use std::{cell::Cell, rc::Rc};
+/// let ran = Rc::new(Cell::new(false));
+/// let r = ran.clone();
+/// solo::run(async move {
+///     solo::call_soon(move || r.set(true));
+///     solo::yield_now().await; // the callback runs at the next iteration
+/// }).unwrap();
+/// assert!(ran.get());
+/// ```
+#[track_caller]
+pub fn call_soon(f: impl FnOnce() + 'static) -> CallbackHandle {
+    Handle::current_for("solo::call_soon").call_soon(f)
+}
+
+/// Schedules `f` to run on the loop running on this thread once `delay` has passed on the
+/// loop's clock (see [`Handle::call_later`]).
+///
+/// # Panics
+/// Outside a running solo loop.
+#[track_caller]
+pub fn call_later(delay: Duration, f: impl FnOnce() + 'static) -> CallbackHandle {
+    Handle::current_for("solo::call_later").call_later(delay, f)
+}
+
+/// Schedules `f` to run on the loop running on this thread at `when` on the loop's clock (see
+/// [`Handle::call_at`]).
+///
+/// # Panics
+/// Outside a running solo loop.
+#[track_caller]
+pub fn call_at(when: Instant, f: impl FnOnce() + 'static) -> CallbackHandle {
+    Handle::current_for("solo::call_at").call_at(when, f)
+}
+
 /// Runs `f` on the thread pool of the loop running on this thread (see
 /// [`Handle::run_in_executor`](crate::Handle::run_in_executor): past the pool's queue bound,
 /// the future waits for room).
 ///
 /// # Panics
-/// Outside a running solo loop.
+/// Outside a running solo loop, with a message that names the call and says how to start one.
 ///
 /// ```
 /// let el = solo::EventLoop::new().unwrap();
@@ -385,5 +489,5 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    Handle::current().run_in_executor(f)
+    Handle::current_for("solo::run_in_executor").run_in_executor(f)
 }

@@ -35,7 +35,7 @@
 //! ARCHITECTURE.md draws the phases and the life of callbacks and tasks.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -68,19 +68,23 @@ mod iteration;
 mod monitor;
 mod probe;
 mod readers;
+mod ready;
 mod remote;
 mod run;
 
 pub use builder::Builder;
 pub use callbacks::CallbackHandle;
 pub use exception::ExceptionContext;
-pub use handle::{run_in_executor, EventLoop, Handle};
+pub use handle::{
+    call_at, call_later, call_soon, run_in_executor, spawn, spawn_named, EventLoop, Handle,
+};
 pub use remote::{Remote, RemoteJoinHandle};
 pub use run::{run, CancelledTask, ShutdownReport};
 
 use callbacks::{Runnable, SoonIds, TimerPayload};
 use exception::ExceptionHandler;
 use iteration::Scratch;
+use ready::ReadyQueue;
 
 /// While work is queued, poll for I/O at least every this many iterations...
 const POLL_EVERY_ITERATIONS: u32 = 128;
@@ -104,7 +108,7 @@ pub(crate) struct Inner {
     clock: Clock,
     /// Entries to run, in FIFO order. An entry is in it at most once for a task (its
     /// `SCHEDULED` bit), and exactly once for each queued callback.
-    ready: RefCell<VecDeque<Runnable>>,
+    ready: RefCell<ReadyQueue>,
     timers: RefCell<Wheel<TimerPayload>>,
     reactor: RefCell<Reactor>,
     /// Every live task, by slot; a task leaves it when it finishes, is cancelled, or the loop
@@ -234,7 +238,7 @@ impl Inner {
         Inner {
             shared,
             clock: Clock::new(clock),
-            ready: RefCell::new(VecDeque::with_capacity(256)),
+            ready: RefCell::new(ReadyQueue::with_capacity(256)),
             timers: RefCell::new(Wheel::new()),
             reactor: RefCell::new(reactor),
             tasks: RefCell::new(Slab::new()),
@@ -317,7 +321,7 @@ impl Inner {
     }
 
     /// Queues an entry behind everything already queued (it runs in the next batch).
-    #[inline]
+    #[inline(always)]
     fn push(&self, r: Runnable) {
         self.ready.borrow_mut().push_back(r);
         if let Some(d) = self.debug() {

@@ -45,21 +45,30 @@ use std::panic::Location;
 
 use super::Handle;
 use crate::callback::CallbackKind;
+use crate::error;
 use crate::reactor::Dir;
 
 impl Handle {
     /// Calls `f` whenever `fd` is readable (level-triggered, as in asyncio: a reader that leaves
     /// data unread is called again on the next iteration). Replaces an existing reader.
     ///
-    /// Errors if `fd` is not an open file descriptor, cannot be polled (a regular file), is
-    /// registered with this loop by a [`net`](crate::net) object, or the loop is closed.
     /// Remove it before closing the fd (see the module docs on what solo does otherwise).
+    ///
+    /// # Errors
+    /// - on a closed loop: [`Error::LoopClosed`](crate::Error::LoopClosed) (`f` is dropped);
+    /// - if `fd` is negative: `InvalidInput`;
+    /// - if `fd` is not an open file descriptor (`EBADF`), cannot be polled (a regular file:
+    ///   `EPERM`), or is registered with this loop by an [`Async`](crate::Async) or a
+    ///   [`net`](crate::net) object (`EEXIST`): the OS's error, with the fd in the message.
     #[track_caller]
     pub fn add_reader(&self, fd: &impl AsRawFd, f: impl FnMut() + 'static) -> io::Result<()> {
         self.add_io(fd.as_raw_fd(), Dir::Read, Box::new(f))
     }
 
     /// Calls `f` whenever `fd` is writable (level-triggered). Replaces an existing writer.
+    ///
+    /// # Errors
+    /// As [`add_reader`](Handle::add_reader).
     #[track_caller]
     pub fn add_writer(&self, fd: &impl AsRawFd, f: impl FnMut() + 'static) -> io::Result<()> {
         self.add_io(fd.as_raw_fd(), Dir::Write, Box::new(f))
@@ -85,7 +94,10 @@ impl Handle {
         let site = Location::caller();
         if self.inner.closed.get() {
             self.inner.drop_guarded(f, kind, site);
-            return Err(io::Error::other("the event loop is closed"));
+            return Err(error::loop_closed(match dir {
+                Dir::Read => "Handle::add_reader",
+                Dir::Write => "Handle::add_writer",
+            }));
         }
         let replaced = self.inner.set_io_callback(fd, dir, f, site, kind)?;
         if let Some(old) = replaced {
@@ -98,8 +110,11 @@ impl Handle {
     /// `signal` (a `libc::SIG*` number). Deliveries between two iterations are coalesced into
     /// one call. Replaces an existing handler for the same signal.
     ///
-    /// Errors for SIGKILL, SIGSTOP, the fault signals (SIGSEGV, SIGILL, SIGFPE) and numbers
-    /// out of range, and on a closed loop.
+    /// # Errors
+    /// - for SIGKILL, SIGSTOP, the fault signals (SIGSEGV, SIGILL, SIGFPE) and numbers out of
+    ///   range: `InvalidInput`;
+    /// - on a closed loop: [`Error::LoopClosed`](crate::Error::LoopClosed) (`f` is dropped);
+    /// - with no fd left for the signal's pipe: the OS's error.
     ///
     /// ```
     /// use std::{cell::Cell, rc::Rc};
@@ -120,7 +135,7 @@ impl Handle {
         if self.inner.closed.get() {
             let site = Location::caller();
             self.inner.drop_guarded(f, CallbackKind::Signal, site);
-            return Err(io::Error::other("the event loop is closed"));
+            return Err(error::loop_closed("Handle::add_signal_handler"));
         }
         let (fd, drain_end) = {
             let mut signals = self.inner.signals.borrow_mut();

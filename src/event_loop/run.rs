@@ -53,12 +53,54 @@ impl Drop for RunGuard<'_> {
 }
 
 impl Inner {
-    fn start_running(self: &Rc<Inner>) -> Result<RunGuard<'_>, RunError> {
+    /// Marks the loop as running for one of the entry points, `call` (named in reports), called
+    /// at `site`.
+    fn start_running(
+        self: &Rc<Inner>,
+        call: &str,
+        site: &'static Location<'static>,
+    ) -> Result<RunGuard<'_>, RunError> {
         if !task::running_loop_id().is_null() && !self.running.get() {
             return Err(RunError::AnotherLoopRunning);
         }
-        self.start_stepping()
+        let guard = self.start_stepping()?;
+        self.notice_foreign_runtime(call, site);
+        Ok(guard)
     }
+
+    /// With the `tokio-detect` feature: reports (exception handler, or stderr) that this thread
+    /// is inside a tokio runtime, whose timers and I/O this thread may be the one to drive. The
+    /// run goes on: the same check also matches a thread that only entered a runtime's context
+    /// (`Handle::enter`, `spawn_blocking`), where running solo harms nothing. Stepping
+    /// (`run_once`, the embedding API) is not checked: it returns at once and is how solo is
+    /// meant to run inside another loop.
+    #[cfg(feature = "tokio-detect")]
+    fn notice_foreign_runtime(&self, call: &str, site: &'static Location<'static>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let stalls = match rt.runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::CurrentThread => {
+                "a current_thread runtime: if this is its block_on, all of its timers, I/O and \
+                 tasks stall until the call returns"
+            }
+            _ => {
+                "a multi-thread runtime: if this is one of its workers, the tasks queued on \
+                  this worker and the timers and I/O it drives wait until the call returns"
+            }
+        };
+        self.report_notice(
+            site,
+            &format!(
+                "{call} called at {site} on a thread inside a tokio runtime, {stalls}; run solo's loop on a \
+                 thread of its own (or a spawn_blocking thread), or use tokio-only crates from \
+                 solo through async_compat::Compat (docs/porting-from-tokio.md)"
+            ),
+        );
+    }
+
+    #[cfg(not(feature = "tokio-detect"))]
+    fn notice_foreign_runtime(&self, _call: &str, _site: &'static Location<'static>) {}
 
     /// Marks the loop as running for one step or more. Unlike the run entry points, a step may
     /// happen inside another loop's callback (an embedded loop): the other loop's thread-local
@@ -126,7 +168,7 @@ impl Inner {
         // repeat until a pass finds nothing.
         loop {
             let tasks: Vec<TaskRef> = self.tasks.borrow_mut().drain().collect();
-            let ready: Vec<Runnable> = self.ready.borrow_mut().drain(..).collect();
+            let ready: Vec<Runnable> = self.ready.borrow_mut().take_all();
             if let Some(d) = self.debug() {
                 d.clear_queue_times();
             }
@@ -186,7 +228,7 @@ impl Inner {
     /// Drops a ready-queue entry that will not run (the loop is closing).
     fn drop_runnable(&self, r: Runnable) {
         match r {
-            Runnable::Soon(_, f) => {
+            Runnable::Soon(f) => {
                 let site = f.site();
                 self.drop_guarded(f, CallbackKind::Soon, site);
             }
@@ -220,11 +262,24 @@ impl EventLoop {
     ///
     /// Returns [`RunError::AlreadyRunning`] if called while this loop runs, and
     /// [`RunError::AnotherLoopRunning`] inside another loop on this thread.
+    ///
+    /// # Inside another runtime
+    ///
+    /// Another solo loop on this thread is an error (above). Another runtime's loop is not
+    /// visible to solo in general: called inside tokio's (or smol's, or futures') `block_on`,
+    /// this call blocks that runtime's thread for as long as solo runs, so the other runtime's
+    /// timers, I/O and tasks that this thread drives stall meanwhile (for tokio's current_thread
+    /// runtime: all of them). With the `tokio-detect` feature, solo checks
+    /// `tokio::runtime::Handle::try_current()` and reports the case to the exception handler
+    /// (stderr without one), naming this call and its caller; the run goes on. To use tokio's
+    /// crates from solo, wrap their futures in `async_compat::Compat`; to run solo from tokio,
+    /// give it a thread of its own. Both are in `docs/porting-from-tokio.md`.
+    #[track_caller]
     pub fn run_forever(&self) -> Result<(), RunError> {
         let inner = &self.handle.inner;
-        let _guard = inner.start_running()?;
+        let _guard = inner.start_running("EventLoop::run_forever", Location::caller())?;
         loop {
-            inner.run_once(None);
+            inner.run_turn();
             if inner.stopping.replace(false) {
                 return Ok(());
             }
@@ -239,11 +294,14 @@ impl EventLoop {
     /// [`RunError::Stopped`]: a `stop` before this call, or during it, lets the current
     /// iteration finish, and the future gets one last poll if that iteration woke it (asyncio:
     /// one iteration runs, then "Event loop stopped before Future completed").
+    ///
+    /// Errors and the case of another runtime on this thread are as for
+    /// [`run_forever`](EventLoop::run_forever).
     #[track_caller]
     pub fn run_until_complete<F: Future>(&self, future: F) -> Result<F::Output, RunError> {
         let site = Location::caller();
         let inner = &self.handle.inner;
-        let _guard = inner.start_running()?;
+        let _guard = inner.start_running("EventLoop::run_until_complete", site)?;
         // Boxed so that it can be dropped behind the panic guard before this call returns.
         let mut future = Box::pin(future);
         let waker = main_waker(&inner.shared);
@@ -276,7 +334,7 @@ impl EventLoop {
             if stopped {
                 break Ok(Err(RunError::Stopped));
             }
-            inner.run_once(None);
+            inner.run_turn();
             stopped = inner.stopping.replace(false);
         };
         inner.main_running.set(false);
@@ -307,6 +365,7 @@ impl EventLoop {
     /// assert_eq!(report.cancelled.len(), 1);
     /// assert_eq!(report.cancelled[0].name.as_deref(), Some("forever"));
     /// ```
+    #[track_caller]
     pub fn shutdown(self, grace: Duration) -> ShutdownReport {
         let inner = &self.handle.inner;
         // A grace past `Instant`'s range means "wait as long as it takes".
@@ -314,7 +373,7 @@ impl EventLoop {
             .checked_add(grace)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600));
         inner.shared.refuse_calls();
-        if let Ok(_guard) = inner.start_running() {
+        if let Ok(_guard) = inner.start_running("EventLoop::shutdown", Location::caller()) {
             let expired = Rc::new(Cell::new(false));
             let e = expired.clone();
             let timer = self.handle.call_later(grace, move || e.set(true));
@@ -407,6 +466,10 @@ impl fmt::Display for ShutdownReport {
 
 /// Runs `future` on a new loop and shuts the loop down cleanly afterwards, like `asyncio.run`:
 /// tasks still running are cancelled (their destructors run), the thread pool is stopped.
+///
+/// Inside a running solo loop it fails (loops do not nest on one thread: the error wraps
+/// [`RunError::AnotherLoopRunning`]); inside another runtime's `block_on` it blocks that
+/// runtime's thread, as [`EventLoop::run_forever`] explains.
 ///
 /// ```
 /// let v = solo::run(async {

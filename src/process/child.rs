@@ -35,7 +35,7 @@ use std::task::{Context, Poll};
 use futures_io::{AsyncRead, AsyncWrite};
 
 use super::reap::{self, Watch};
-use crate::{Async, Handle};
+use crate::{error, Async, Handle};
 
 /// A child process started by [`Command::spawn`](super::Command::spawn).
 ///
@@ -81,9 +81,11 @@ impl Child {
             (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let set_up = (|| {
             let watch = Watch::new(handle, child.id())?;
-            let stdin = stdin.map(|p| Pipe::new(p.into(), handle)).transpose()?;
-            let stdout = stdout.map(|p| Pipe::new(p.into(), handle)).transpose()?;
-            let stderr = stderr.map(|p| Pipe::new(p.into(), handle)).transpose()?;
+            let stdin = stdin.map(|p| Pipe::new(p.into(), handle, "ChildStdin::write"));
+            let stdout = stdout.map(|p| Pipe::new(p.into(), handle, "ChildStdout::read"));
+            let stderr = stderr.map(|p| Pipe::new(p.into(), handle, "ChildStderr::read"));
+            let (stdin, stdout, stderr) =
+                (stdin.transpose()?, stdout.transpose()?, stderr.transpose()?);
             io::Result::Ok((watch, stdin, stdout, stderr))
         })();
         match set_up {
@@ -122,8 +124,11 @@ impl Child {
     /// Does not read stdout or stderr: a child that fills a piped stream nobody reads blocks
     /// forever. Read them, or use [`wait_with_output`](Child::wait_with_output).
     ///
-    /// An error if the loop is gone (the child is still reaped when it exits, see the
-    /// [module docs](super)) or if something else in the process reaped the child.
+    /// # Errors
+    /// - if the loop is gone: [`Error::LoopClosed`](crate::Error::LoopClosed) (the child is
+    ///   still reaped when it exits, see the [module docs](super));
+    /// - if something else in the process reaped the child (`ECHILD`, with the pid and the
+    ///   likely cause in the message).
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
         drop(self.stdin.take());
         poll_fn(|cx| self.poll_wait(cx)).await
@@ -133,7 +138,7 @@ impl Child {
     pub fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<ExitStatus>> {
         let polled = match &mut self.state {
             State::Exited(status) => return Poll::Ready(Ok(*status)),
-            State::Dropped => return Poll::Ready(Err(reap::closed())),
+            State::Dropped => return Poll::Ready(Err(reap::closed("Child::wait"))),
             State::Running { child, watch } => reap::poll_exit(&self.handle, child, watch, cx),
         };
         if let Poll::Ready(Ok(status)) = polled {
@@ -143,10 +148,13 @@ impl Child {
     }
 
     /// The exit status if the child has exited (reaping it), without waiting.
+    ///
+    /// # Errors
+    /// If something else in the process reaped the child (`ECHILD`).
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         let status = match &mut self.state {
             State::Exited(status) => return Ok(Some(*status)),
-            State::Dropped => return Err(reap::closed()),
+            State::Dropped => return Err(reap::closed("Child::try_wait")),
             State::Running { child, .. } => reap::try_reap(child)?,
         };
         if let Some(status) = status {
@@ -173,6 +181,11 @@ impl Child {
     /// Reads stdout and stderr to their ends (the ones that are piped; the others come back
     /// empty), at the same time so that a child filling one while we wait on the other cannot
     /// block, then waits for the exit. Closes stdin first.
+    ///
+    /// # Errors
+    /// Those of [`wait`](Child::wait), and a read error on either stream
+    /// ([`Error::LoopClosed`](crate::Error::LoopClosed) if the loop is gone: the pipes'
+    /// registrations went with it).
     pub async fn wait_with_output(mut self) -> io::Result<Output> {
         drop(self.stdin.take());
         let (mut stdout, mut stderr) = (self.stdout.take(), self.stderr.take());
@@ -265,22 +278,24 @@ impl fmt::Debug for Child {
 struct Pipe {
     io: Async<File>,
     handle: Handle,
+    /// What the user calls on it (`"ChildStdout::read"`), for the errors.
+    call: &'static str,
 }
 
 impl Pipe {
-    fn new(fd: OwnedFd, handle: &Handle) -> io::Result<Pipe> {
+    fn new(fd: OwnedFd, handle: &Handle, call: &'static str) -> io::Result<Pipe> {
         Ok(Pipe {
-            io: Async::with_handle(File::from(fd), handle)?,
+            io: Async::with_handle_for(File::from(fd), handle, "Command::spawn")?,
             handle: handle.clone(),
+            call,
         })
     }
 
     /// An error once the loop is gone (the registration went with it).
     fn check_open(&self) -> io::Result<()> {
         if self.handle.is_closed() {
-            return Err(io::Error::other(
-                "the event loop is closed: the child's pipes went with it",
-            ));
+            // The pipes' registrations went with the loop.
+            return Err(error::loop_closed(self.call));
         }
         Ok(())
     }
@@ -320,7 +335,8 @@ impl Pipe {
 
 /// The writing end of the child's stdin: futures-io `AsyncWrite`. Dropping it closes it, and
 /// the child sees the end of file. A write after the child closed its end fails with
-/// `BrokenPipe`.
+/// `BrokenPipe`; a read or write on any of the three pipes after their loop is gone fails with
+/// [`Error::LoopClosed`](crate::Error::LoopClosed).
 #[derive(Debug)]
 pub struct ChildStdin(Pipe);
 

@@ -58,7 +58,7 @@ use std::process::Command as StdCommand;
 
 pub use std::process::{ExitStatus, Output, Stdio};
 
-use crate::Handle;
+use crate::{error, Handle};
 
 mod child;
 mod reap;
@@ -203,18 +203,19 @@ impl Command {
 
     /// Starts the child on the loop running on this thread.
     ///
-    /// Errors: outside a running loop; on a closed loop; if the program cannot be started
-    /// (`NotFound` for a program that does not exist, `PermissionDenied`, `InvalidInput` for an
-    /// argument with a NUL byte: std's errors, with the program's name added); if there is no
-    /// fd left to watch the child (it is killed then, and reaped).
+    /// # Errors
+    /// - outside a running loop: [`Error::OutsideLoop`](crate::Error::OutsideLoop) (kind
+    ///   `Other`);
+    /// - on a closed loop: [`Error::LoopClosed`](crate::Error::LoopClosed) (kind `Other`);
+    /// - if the program cannot be started: std's errors, with the program's name added
+    ///   (`NotFound` for a program that does not exist, `PermissionDenied`, `InvalidInput` for
+    ///   an argument with a NUL byte);
+    /// - if there is no fd left to watch the child (the OS's error; the child is killed then,
+    ///   and reaped).
     pub fn spawn(&mut self) -> io::Result<Child> {
-        let handle = Handle::try_current().ok_or_else(|| {
-            io::Error::other(
-                "solo::process::Command::spawn called outside a running solo event loop",
-            )
-        })?;
+        let handle = Handle::try_current().ok_or_else(|| error::outside_loop("Command::spawn"))?;
         if handle.is_closed() {
-            return Err(io::Error::other("the event loop is closed"));
+            return Err(error::loop_closed("Command::spawn"));
         }
         reap::reap_orphans();
         let child = self.std.spawn().map_err(|e| {
@@ -228,6 +229,9 @@ impl Command {
 
     /// Runs the child to its end and returns its exit status. Stdio is inherited unless set.
     /// The child is started by this call (errors come out of the future).
+    ///
+    /// # Errors
+    /// Those of [`spawn`](Command::spawn) and of [`Child::wait`].
     pub fn status(&mut self) -> impl Future<Output = io::Result<ExitStatus>> + 'static {
         let child = self.spawn();
         async move { child?.wait().await }
@@ -237,6 +241,9 @@ impl Command {
     /// stdin is null unless set otherwise (std's defaults). Both are read at the same time, so
     /// a child writing much to one while the other is read cannot block. The child is started
     /// by this call.
+    ///
+    /// # Errors
+    /// Those of [`spawn`](Command::spawn) and of [`Child::wait_with_output`].
     pub fn output(&mut self) -> impl Future<Output = io::Result<Output>> + 'static {
         let defaults = [!self.stdin_set, !self.stdout_set, !self.stderr_set];
         if defaults[0] {

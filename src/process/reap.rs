@@ -58,7 +58,7 @@ use slab::Slab;
 
 use crate::reactor::Dir;
 use crate::signal_pipe::Listener;
-use crate::{Async, Handle};
+use crate::{error, Async, Handle};
 
 /// Set (to anything but `0` or nothing) to watch children with SIGCHLD even where pidfds work.
 pub(super) const NO_PIDFD_ENV: &str = "SOLO_NO_PIDFD";
@@ -152,12 +152,10 @@ pub(super) fn try_reap(child: &mut StdChild) -> io::Result<Option<ExitStatus>> {
     })
 }
 
-/// The error of waiting on a loop that is gone.
-pub(super) fn closed() -> io::Error {
-    io::Error::other(
-        "the event loop is closed: the child's exit can no longer be waited for (it is still \
-         reaped once it exits; see solo::process)",
-    )
+/// The error of waiting on a loop that is gone: the child's exit can no longer be waited for
+/// (it is still reaped once it exits; see solo::process).
+pub(super) fn closed(call: &'static str) -> io::Error {
+    error::loop_closed(call)
 }
 
 /// Polls for the child's exit; reaps it when it has exited.
@@ -171,7 +169,7 @@ pub(super) fn poll_exit(
         return Poll::Ready(Ok(status));
     }
     if handle.is_closed() {
-        return Poll::Ready(Err(closed()));
+        return Poll::Ready(Err(closed("Child::wait")));
     }
     match watch {
         Watch::Pidfd(fd) => {

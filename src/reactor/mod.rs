@@ -150,6 +150,7 @@ struct Source {
 /// slot reused by a new registration gets a new token: an event queued for the old one, or an
 /// old `Async`'s key, can never reach the new one.
 const SLOT_BITS: u32 = usize::BITS / 2;
+/// (The all-ones slot is never handed out: backends may use it for keys of their own.)
 const SLOT_MASK: usize = (1 << SLOT_BITS) - 1;
 const GEN_MASK: usize = usize::MAX >> SLOT_BITS;
 

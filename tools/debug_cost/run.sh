@@ -14,7 +14,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/nodebug" "$work/bench/src"
 cp -r "$root/src" "$root/Cargo.toml" "$work/nodebug/"
-sed -i 's/^version = .*/version = "0.0.0-nodebug"/; /^\[\[/,$d' "$work/nodebug/Cargo.toml"
+# The copy shares the original's solo-macros (two crates of one name and version at two paths
+# cannot be in one lock file) and is a workspace of its own, without members.
+sed -i 's/^version = .*/version = "0.0.0-nodebug"/; /^\[\[/,$d; /^members = /d' "$work/nodebug/Cargo.toml"
+sed -i "s|path = \"solo-macros\"|path = \"$root/solo-macros\"|" "$work/nodebug/Cargo.toml"
 # The copy gets a build script that sets `solo_debug_compiled_out`: `Inner::debug()`, the one gate
 # of every debug hook, then returns `None` at compile time, and the hooks vanish. The source is
 # the same; only the cfg differs.

@@ -32,7 +32,8 @@
 //!   becomes ready; the price is one `EPOLL_CTL_MOD` per wait. The arm is made *after* the
 //!   readiness was cleared, and arming reports an fd that is already ready, so data that
 //!   arrived between the `WouldBlock` and the arm wakes the task (no lost wakeup). Readers and
-//!   writers are re-armed after each call, as on mio.
+//!   writers are re-armed after each call, as on mio. On Linux solo waits on the crate's epoll
+//!   fd itself (one `epoll_wait`, where the crate's `wait` makes five syscalls: `polling.rs`).
 //!
 //!   Level would look like the natural fit for asyncio's readers (no re-arm: the kernel reports
 //!   a ready fd at every wait by itself), and it was tried: it loses one guarantee. A
@@ -54,7 +55,6 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::Arc;
 use std::time::Duration;
 
 mod mio;
@@ -67,7 +67,7 @@ pub enum Backend {
     /// mio: epoll (kqueue elsewhere), edge-triggered. The default.
     #[default]
     Mio,
-    /// The `polling` crate: level-triggered readers, oneshot `Async` sources.
+    /// The `polling` crate: oneshot registrations, for readers and `Async` sources alike.
     Polling,
 }
 
@@ -146,14 +146,14 @@ pub(crate) struct Counters {
 #[derive(Debug)]
 pub(crate) enum RemoteWaker {
     Mio(::mio::Waker),
-    Polling(Arc<::polling::Poller>),
+    Polling(polling::PollingWaker),
 }
 
 impl RemoteWaker {
     pub(crate) fn wake(&self) -> io::Result<()> {
         match self {
             RemoteWaker::Mio(w) => w.wake(),
-            RemoteWaker::Polling(p) => p.notify(),
+            RemoteWaker::Polling(w) => w.wake(),
         }
     }
 }
@@ -272,8 +272,9 @@ impl Poller {
         }
     }
 
-    /// Whether the last wait found events (on mio a remote wake-up counts; polling reports none
-    /// for its `notify`, which is why the spin also asks the loop's remote queue).
+    /// Whether the last wait found events (a remote wake-up counts on mio and on polling's Linux
+    /// path; the crate's `notify`, used elsewhere, reports none, which is why the spin also asks
+    /// the loop's remote queue).
     pub(crate) fn has_events(&self) -> bool {
         match self {
             Poller::Mio(p) => p.has_events(),

@@ -1,0 +1,4 @@
+#[solo::main]
+async fn main<T: Default>() {
+    let _ = T::default();
+}

@@ -1,0 +1,2 @@
+#[solo::main]
+fn main() {}

@@ -1,0 +1,2 @@
+#[solo::main(clock = "manual", timeout = "1s")]
+async fn main() {}

@@ -1,0 +1,4 @@
+#[solo::main]
+async fn main(args: Vec<String>) {
+    drop(args);
+}

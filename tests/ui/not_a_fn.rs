@@ -1,0 +1,4 @@
+#[solo::main]
+struct NotAFn;
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[solo::test]
+fn not_async() {}
+
+fn main() {}

@@ -1,0 +1,5 @@
+#[solo::test]
+#[test]
+async fn registered_twice() {}
+
+fn main() {}

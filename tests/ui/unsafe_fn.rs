@@ -1,0 +1,4 @@
+#[solo::test]
+async unsafe fn unsafe_test() {}
+
+fn main() {}
