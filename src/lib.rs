@@ -43,6 +43,7 @@ pub mod net;
 pub mod process;
 mod reactor;
 mod reclaim;
+pub mod shards;
 mod shared;
 pub mod signal;
 mod signal_pipe;
