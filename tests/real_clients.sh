@@ -55,11 +55,15 @@ expect() { # description, expected, actual
     fi
 }
 
-# The same checks on each backend: any difference between them is a bug.
-for backend in mio polling; do
-    echo "== kv under redis-cli and redis-benchmark, on the $backend backend"
+# The same checks on each backend, and sharded over two loops in both ways of sharing the port
+# (keys of the other shard are forwarded; MSET, MGET, EXISTS and DEL fan out): any difference
+# between them is a bug.
+for setup in "mio" "polling" "mio --shards 2 --share reuseport" "mio --shards 2 --share acceptor"; do
+    read -r backend shard_args <<<"$setup"
+    echo "== kv under redis-cli and redis-benchmark, on the $backend backend ${shard_args:+($shard_args)}"
     port=$(free_port)
-    SOLO_BACKEND=$backend target/release/examples/kv "127.0.0.1:$port" >/dev/null &
+    # shellcheck disable=SC2086 # shard_args is a list of words
+    SOLO_BACKEND=$backend target/release/examples/kv "127.0.0.1:$port" $shard_args >/dev/null &
     pids+=($!)
     wait_for "$port"
     cli() { redis-cli -p "$port" "$@"; }
