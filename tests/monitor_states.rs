@@ -89,6 +89,9 @@ fn commands_after_the_loop_stopped_and_after_it_was_dropped() {
         .spawn_named("forever", std::future::pending::<()>());
     common::run_once(&el);
     let addr = el.monitor_addr().unwrap();
+    let MonitorAddr::Tcp(a) = addr.clone() else {
+        unreachable!()
+    };
     let (tx, rx) = std::sync::mpsc::channel::<u8>();
     let client = std::thread::spawn(move || {
         let mut c = Client::connect(&addr);
@@ -100,17 +103,16 @@ fn commands_after_the_loop_stopped_and_after_it_was_dropped() {
         tx.send(2).unwrap(); // drop the loop
         let bye = c.reply();
         let eof = c.try_reply();
-        let MonitorAddr::Tcp(a) = &addr else {
-            unreachable!()
-        };
-        let refused = TcpStream::connect(a).is_err();
-        (ps, stack, cancel, later, bye, eof, refused)
+        (ps, stack, cancel, later, bye, eof)
     });
     assert_eq!(rx.recv().unwrap(), 1);
     common::run_once(&el);
     assert_eq!(rx.recv().unwrap(), 2);
     drop(el);
-    let (ps, stack, cancel, later, bye, eof, refused) = client.join().unwrap();
+    // Asked only once the drop has returned: a client's "bye" can come before the listener
+    // thread has closed the listener, but `drop` joins that thread.
+    let refused = TcpStream::connect(a).is_err();
+    let (ps, stack, cancel, later, bye, eof) = client.join().unwrap();
     assert!(ps.starts_with("1 task(s); the loop is not running"), "{ps}");
     assert!(stack.contains("not running"), "{stack}");
     assert!(
