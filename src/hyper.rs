@@ -132,11 +132,31 @@ impl<T: AsyncRead + AsyncWrite + Unpin> HyperIo<FuturesIo<T>> {
 /// Streams that can read into uninitialized memory, as hyper's buffers are: reading straight
 /// into them saves zeroing the buffer before every read. solo's `TcpStream` and `UnixStream`
 /// implement it; every implementation is a [`HyperRead`].
+///
+/// # Safety
+///
+/// [`HyperRead`] tells hyper that the first `n` bytes of its buffer are initialized when
+/// `poll_read_uninit` returns `Ok(n)`: an implementation must have written those `n` bytes, and
+/// `n` must not exceed `buf.len()`. (A longer `n` is clamped, but unwritten bytes cannot be
+/// detected, hence `unsafe`.) So an implementation must say `unsafe impl`:
+///
+/// ```compile_fail
+/// struct Liar;
+/// impl solo::hyper::UninitRead for Liar {
+///     fn poll_read_uninit(
+///         &self,
+///         _: &mut std::task::Context<'_>,
+///         buf: &mut [std::mem::MaybeUninit<u8>],
+///     ) -> std::task::Poll<std::io::Result<usize>> {
+///         std::task::Poll::Ready(Ok(buf.len())) // claims bytes it never wrote
+///     }
+/// }
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not one of solo's sockets, so `HyperIo::new` cannot read it for hyper",
     note = "wrap a futures-io stream (a TLS stream, say) with `HyperIo::from_futures_io(stream)`"
 )]
-pub trait UninitRead {
+pub unsafe trait UninitRead {
     /// Reads into `buf`; on `Ok(n)` the first `n` bytes of `buf` are initialized.
     fn poll_read_uninit(
         &self,
@@ -187,13 +207,15 @@ impl<T: UninitRead + ?Sized> HyperRead for T {
     ) -> Poll<io::Result<()>> {
         // SAFETY: we never de-initialize bytes: the kernel only writes into the slice.
         let slice = unsafe { buf.as_mut() };
+        let slice_len = slice.len();
         let n = match self.poll_read_uninit(cx, slice) {
             Poll::Ready(Ok(n)) => n,
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
         };
-        // SAFETY: `poll_read_uninit` initialized the first `n` bytes of the unfilled part.
-        unsafe { buf.advance(n) };
+        // SAFETY: `UninitRead`'s contract (an unsafe trait): `poll_read_uninit` initialized the
+        // first `n` bytes of the unfilled part; clamped so that a wrong `n` cannot run past it.
+        unsafe { buf.advance(n.min(slice_len)) };
         Poll::Ready(Ok(()))
     }
 }

@@ -813,7 +813,7 @@ fn every_net_constructor_outside_a_loop_names_the_call() {
         futures::executor::block_on(TcpSocket::new_v4().unwrap().connect(closed_port())),
     );
     check(
-        "lookup_host",
+        "solo::net::lookup_host",
         futures::executor::block_on(solo::net::lookup_host(("localhost", 80))),
     );
 }

@@ -306,7 +306,16 @@ fn a_message_to_a_stopped_shard_is_an_error_to_the_sender() {
             let nope = shard.peer(2).unwrap_err();
             assert_eq!(nope.to_string(), "there is no shard 2: the shards are 0..2");
             assert!(!nope.was_delivered());
-            let peer = shard.peer(1).unwrap().clone();
+            assert!(nope.is_no_such_shard());
+            // `?` in an entry returning io::Result: the io::Error carries the PeerError.
+            let as_io = io::Error::from(nope.clone());
+            assert_eq!(as_io.kind(), io::ErrorKind::InvalidInput);
+            let inner = as_io
+                .get_ref()
+                .unwrap()
+                .downcast_ref::<solo::shards::PeerError>();
+            assert_eq!(inner, Some(&nope));
+            let peer = shard.peer(1)?.clone();
             let never = peer.spawn(std::future::pending::<u8>);
             let cancelled = never.await.unwrap_err();
             assert!(cancelled.was_delivered());
@@ -317,6 +326,8 @@ fn a_message_to_a_stopped_shard_is_an_error_to_the_sender() {
                 .call(|| unreachable!("ran on a stopped shard"))
                 .unwrap_err();
             assert!(!refused.was_delivered());
+            assert!(!refused.is_no_such_shard());
+            assert_eq!(io::Error::from(refused).kind(), io::ErrorKind::BrokenPipe);
             let asked = peer.ask(|| 1).await.unwrap_err();
             assert_eq!(asked.shard(), 1);
             Ok::<_, io::Error>(Some((cancelled.to_string(), asked.to_string())))

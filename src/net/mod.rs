@@ -218,11 +218,22 @@ pub async fn lookup_host(host: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>
             Box::new(move || Ok((h.as_str(), port).to_socket_addrs()?.collect()))
         }
     };
-    let handle = current("lookup_host")?;
-    let addrs = handle
-        .run_in_executor(resolve)
-        .await
-        .map_err(|e| io::Error::other(format!("name resolution failed: {e}")))??;
+    let handle = current("solo::net::lookup_host")?;
+    let addrs = handle.run_in_executor(resolve).await.map_err(|e| {
+        const CALL: &str = "solo::net::lookup_host";
+        if e.is_cancelled() {
+            // The loop's own pool drops jobs unrun only once it is shut down.
+            crate::error::loop_closed(CALL)
+        } else {
+            let message = e.to_string();
+            let message = message.strip_prefix("task panicked: ").unwrap_or(&message);
+            crate::Error::JobPanicked {
+                call: CALL,
+                message: message.to_string(),
+            }
+            .into()
+        }
+    })??;
     non_empty(addrs)
 }
 
@@ -244,7 +255,9 @@ fn set_backlog(fd: RawFd, backlog: i32) -> io::Result<()> {
 macro_rules! uninit_read {
     ($($t:ty),*) => {$(
         #[cfg(feature = "hyper")]
-        impl crate::hyper::UninitRead for $t {
+        // SAFETY: `Async::poll_read_uninit` reads with read(2) into `buf` and returns the count
+        // the kernel wrote, never more than `buf.len()`: those bytes are initialized.
+        unsafe impl crate::hyper::UninitRead for $t {
             fn poll_read_uninit(
                 &self,
                 cx: &mut std::task::Context<'_>,

@@ -165,6 +165,25 @@ impl PeerError {
     pub fn was_delivered(&self) -> bool {
         self.kind == PeerErrorKind::NotAnswered
     }
+
+    /// Whether the index named no shard at all (a bug in the caller, not a stopped shard).
+    pub fn is_no_such_shard(&self) -> bool {
+        matches!(self.kind, PeerErrorKind::NoSuchShard { .. })
+    }
+}
+
+/// So that `shard.peer(i)?` and `peer.ask(f).await?` work in an entry returning `io::Result`:
+/// the `io::Error` carries the `PeerError` (`get_ref()`/`downcast`). A missing shard is
+/// `InvalidInput`; a stopped one `BrokenPipe`, as for a channel whose other end is gone.
+impl From<PeerError> for std::io::Error {
+    fn from(e: PeerError) -> std::io::Error {
+        let kind = if e.is_no_such_shard() {
+            std::io::ErrorKind::InvalidInput
+        } else {
+            std::io::ErrorKind::BrokenPipe
+        };
+        std::io::Error::new(kind, e)
+    }
 }
 
 impl fmt::Display for PeerError {

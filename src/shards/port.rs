@@ -145,7 +145,7 @@ pub struct Port {
 const STARTUP_WAIT_MS: u32 = 1000;
 
 /// The listen backlog of the port's sockets (as `solo::net::TcpListener::bind`).
-const BACKLOG: i32 = 1024;
+const BACKLOG: i32 = crate::net::DEFAULT_BACKLOG;
 
 fn reuseport_socket(addr: SocketAddr) -> io::Result<StdListener> {
     use socket2::{Domain, Protocol, Socket, Type};
@@ -237,12 +237,12 @@ impl Port {
     ///
     /// With `Acceptor`, shard 0's listener also runs the accept task that hands connections
     /// out (once every shard listens, or after at most a second), for as long as it lives: the other shards get connections only while shard 0
-    /// listens, and their `accept` fails once its listener is gone.
+    /// listens, and their `accept` fails once its listener is gone. Shard 0 can listen only once
+    /// in this mode: its listener owns the port's one socket, and dropping it closes the port.
     pub fn listener(&self, shard: &Shard) -> io::Result<ShardListener> {
         let index = shard.index();
-        let handle = Handle::try_current().ok_or_else(|| {
-            io::Error::other("Port::listener called outside its shard's running loop")
-        })?;
+        let handle =
+            Handle::try_current().ok_or_else(|| crate::error::outside_loop("Port::listener"))?;
         let sharded = {
             let mut s = lock(&self.inner.sharded);
             let sharded = s.get_or_insert_with(|| {
@@ -291,7 +291,8 @@ impl Port {
                 let accept_task = if index == 0 {
                     let socket = lock(&self.inner.first).take().ok_or_else(|| {
                         io::Error::other(
-                            "the acceptor's socket is gone (its first listener failed)",
+                            "the acceptor's socket is gone: shard 0 listens once in acceptor \
+                             mode (its first listener failed or was dropped)",
                         )
                     })?;
                     socket.set_nonblocking(true)?;
@@ -383,6 +384,7 @@ pub struct Accepted {
 }
 
 /// Counts one open connection of a shard until dropped (see [`Accepted::conn`]).
+#[must_use = "the connection counts as open (for the acceptor's least-loaded choice) only while this lives"]
 pub struct Connection {
     sharded: Arc<Sharded>,
     index: usize,

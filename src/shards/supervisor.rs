@@ -208,7 +208,12 @@ fn supervise(
     });
     // Only the main future runs on this loop, and nothing stops it: it returns when every
     // shard has ended. Should it fail anyway, the peers' senders are dropped with it, so every
-    // shard still waiting for them ends, and the scope's join returns.
-    let _ = el.run_until_complete(watch);
+    // shard still waiting for them ends; and every shard already running is told to stop, so
+    // that the scope's join returns instead of waiting for shards nobody supervises.
+    if el.run_until_complete(watch).is_err() {
+        for r in remotes.iter().flatten() {
+            tell(r, StopReason::Stopper);
+        }
+    }
     signal
 }
