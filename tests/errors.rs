@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::pin::pin;
 use std::task::{Context, Poll};
 
-use futures::AsyncReadExt;
+use futures::{AsyncRead, AsyncReadExt};
 use solo::process::Command;
 use solo::signal::{ctrl_c, signal, Signal, SignalKind};
 use solo::{Async, EventLoop};
@@ -250,6 +250,30 @@ fn an_async_outliving_its_loop() {
     let mut read = pin!(a.read_with(|s| std::io::Read::read(&mut &*s, &mut [0u8; 1])));
     match read.as_mut().poll(&mut cx) {
         Poll::Ready(Err(e)) => assert_closed(&e, "Async::poll_readable"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+/// A solo socket that outlives its loop names the user's call in its error, not the `Async`
+/// inside it.
+#[test]
+fn a_socket_outliving_its_loop_names_the_stream_call() {
+    let _watchdog = common::watchdog!();
+    let el = EventLoop::new().unwrap();
+    let (mut a, b) = el
+        .run_until_complete(async { solo::net::UnixStream::pair() })
+        .unwrap()
+        .unwrap();
+    drop(el);
+    let noop = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&noop);
+    let mut buf = [0u8; 4];
+    match std::pin::Pin::new(&mut a).poll_read(&mut cx, &mut buf) {
+        Poll::Ready(Err(e)) => assert_closed(&e, "UnixStream::poll_read"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    match futures::AsyncWrite::poll_write(std::pin::Pin::new(&mut &b), &mut cx, b"x") {
+        Poll::Ready(Err(e)) => assert_closed(&e, "UnixStream::poll_write"),
         other => panic!("expected an error, got {other:?}"),
     }
 }

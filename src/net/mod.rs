@@ -269,9 +269,32 @@ macro_rules! uninit_read {
     )*};
 }
 
-/// Implements futures-io traits for a stream type `$t` whose `Async` is reached by `$io`.
+/// A read or write of `call` (`"TcpStream::poll_read"`) that failed because the socket's loop
+/// is gone names the user's call, not the `Async` inside. Only the error path pays.
+#[inline(always)]
+pub(crate) fn named<T>(
+    p: std::task::Poll<io::Result<T>>,
+    call: &'static str,
+) -> std::task::Poll<io::Result<T>> {
+    match p {
+        std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(rename(e, call))),
+        p => p,
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn rename(e: io::Error, call: &'static str) -> io::Error {
+    match crate::Error::of(&e) {
+        Some(crate::Error::LoopClosed { .. }) => crate::error::loop_closed(call),
+        _ => e,
+    }
+}
+
+/// Implements futures-io traits for a stream type `$t` (named `$name` in errors) whose `Async`
+/// is reached by `$io`.
 macro_rules! stream_io {
-    ($t:ty, |$s:ident| $io:expr, $shutdown:expr) => {
+    ($t:ty, $name:literal, |$s:ident| $io:expr, $shutdown:expr) => {
         impl futures_io::AsyncRead for $t {
             fn poll_read(
                 self: std::pin::Pin<&mut Self>,
@@ -279,7 +302,7 @@ macro_rules! stream_io {
                 buf: &mut [u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
                 let $s = &*self;
-                $io.poll_read_stream(cx, buf)
+                crate::net::named($io.poll_read_stream(cx, buf), concat!($name, "::poll_read"))
             }
 
             fn poll_read_vectored(
@@ -288,10 +311,11 @@ macro_rules! stream_io {
                 bufs: &mut [std::io::IoSliceMut<'_>],
             ) -> std::task::Poll<std::io::Result<usize>> {
                 let $s = &*self;
-                $io.poll_with(crate::reactor::Dir::Read, cx, &mut |io| {
+                let r = $io.poll_with(crate::reactor::Dir::Read, cx, &mut |io| {
                     let mut io = io;
                     std::io::Read::read_vectored(&mut io, bufs)
-                })
+                });
+                crate::net::named(r, concat!($name, "::poll_read_vectored"))
             }
         }
 
@@ -302,7 +326,10 @@ macro_rules! stream_io {
                 buf: &[u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
                 let $s = &*self;
-                $io.poll_write_stream(cx, buf)
+                crate::net::named(
+                    $io.poll_write_stream(cx, buf),
+                    concat!($name, "::poll_write"),
+                )
             }
 
             fn poll_write_vectored(
@@ -311,10 +338,11 @@ macro_rules! stream_io {
                 bufs: &[std::io::IoSlice<'_>],
             ) -> std::task::Poll<std::io::Result<usize>> {
                 let $s = &*self;
-                $io.poll_with(crate::reactor::Dir::Write, cx, &mut |io| {
+                let r = $io.poll_with(crate::reactor::Dir::Write, cx, &mut |io| {
                     let mut io = io;
                     std::io::Write::write_vectored(&mut io, bufs)
-                })
+                });
+                crate::net::named(r, concat!($name, "::poll_write_vectored"))
             }
 
             fn poll_flush(

@@ -292,7 +292,15 @@ pub type TcpWriteHalf = OwnedWriteHalf<TcpStream>;
 
 uninit_read!(TcpStream);
 
-stream_io!(TcpStream, |s| s.io, |s: &mio::net::TcpStream| s
-    .shutdown(Shutdown::Write));
-stream_io!(&TcpStream, |s| s.io, |s: &mio::net::TcpStream| s
-    .shutdown(Shutdown::Write));
+stream_io!(
+    TcpStream,
+    "TcpStream",
+    |s| s.io,
+    |s: &mio::net::TcpStream| s.shutdown(Shutdown::Write)
+);
+stream_io!(
+    &TcpStream,
+    "TcpStream",
+    |s| s.io,
+    |s: &mio::net::TcpStream| s.shutdown(Shutdown::Write)
+);

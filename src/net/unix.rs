@@ -233,7 +233,15 @@ impl UnixStream {
 
 uninit_read!(UnixStream);
 
-stream_io!(UnixStream, |s| s.io, |s: &mio::net::UnixStream| s
-    .shutdown(Shutdown::Write));
-stream_io!(&UnixStream, |s| s.io, |s: &mio::net::UnixStream| s
-    .shutdown(Shutdown::Write));
+stream_io!(
+    UnixStream,
+    "UnixStream",
+    |s| s.io,
+    |s: &mio::net::UnixStream| s.shutdown(Shutdown::Write)
+);
+stream_io!(
+    &UnixStream,
+    "UnixStream",
+    |s| s.io,
+    |s: &mio::net::UnixStream| s.shutdown(Shutdown::Write)
+);
