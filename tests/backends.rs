@@ -41,6 +41,10 @@ fn the_environment_picks_the_backend_and_an_unknown_name_is_an_error() {
     assert_eq!(Backend::Polling.name(), "polling");
 }
 
+/// An fd number nothing in this process has open: above any `RLIMIT_NOFILE` the tests run
+/// under (or, where the limit is higher, far above the few hundred fds they use).
+const NOTHING_OPEN: std::os::fd::RawFd = 999_999;
+
 #[test]
 fn bad_registrations_are_the_same_clear_errors_on_both() {
     let _watchdog = common::watchdog!();
@@ -50,10 +54,10 @@ fn bad_registrations_are_the_same_clear_errors_on_both() {
         // Removing what was never added.
         let (a, _b) = UnixStream::pair().unwrap();
         assert!(!h.remove_reader(&a), "{backend:?}");
-        // A closed fd.
-        let fd = a.as_raw_fd();
+        // A number with nothing open behind it. Not one just closed: another test's thread
+        // may open a file and get that number back before we use it.
         drop(a);
-        let err = h.add_reader(&fd, || {}).unwrap_err();
+        let err = h.add_reader(&NOTHING_OPEN, || {}).unwrap_err();
         assert!(
             err.to_string().contains("not an open file descriptor"),
             "{backend:?}: {err}"
