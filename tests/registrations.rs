@@ -293,17 +293,23 @@ fn bad_fds_are_clear_errors() {
         err.to_string().contains("not an open file descriptor"),
         "{err}"
     );
-    // Registered, closed, then touched again: EBADF on the re-arm, the registration goes.
-    let (a, _b) = UnixStream::pair().unwrap();
-    let fd = a.as_raw_fd();
-    h.add_reader(&a, || {}).unwrap();
-    drop(a);
-    let err = h.add_writer(&fd, || {}).unwrap_err();
-    assert!(
-        err.to_string().contains("not an open file descriptor"),
-        "{err}"
-    );
-    assert!(!h.remove_reader(&fd), "the dead registration is gone");
+    // Registered, closed, then touched again: EBADF on the re-arm, the registration goes. In a
+    // child process of its own, where no other test's thread can take the closed number first
+    // (then the loop rightly reports a reused number instead: another test covers that).
+    common::with_env!(&[("SOLO_TESTS_ALONE", "1")], || {
+        let el = EventLoop::new().unwrap();
+        let h = el.handle();
+        let (a, _b) = UnixStream::pair().unwrap();
+        let fd = a.as_raw_fd();
+        h.add_reader(&a, || {}).unwrap();
+        drop(a);
+        let err = h.add_writer(&fd, || {}).unwrap_err();
+        assert!(
+            err.to_string().contains("not an open file descriptor"),
+            "{err}"
+        );
+        assert!(!h.remove_reader(&fd), "the dead registration is gone");
+    });
     // A regular file cannot be polled.
     let file = std::fs::File::open("/proc/self/status").unwrap();
     assert!(h.add_reader(&file, || {}).is_err());
