@@ -349,6 +349,13 @@ fn main() {
         &mut || solo_pending_timers(&el, 1_000_000),
         &mut || tokio_pending_timers(&rt, 1_000_000),
     ));
+    rows.push(duel(
+        "pending_timers_task",
+        1_000_000,
+        r(3),
+        &mut || solo_pending_timers_task(&el, 1_000_000),
+        &mut || tokio_pending_timers_task(&rt, 1_000_000),
+    ));
 
     // The same echo server on a default solo loop, on one that spins 100 µs before it sleeps
     // (`Builder::spin_before_sleep`; tokio has no such option, so its side is the same), and on

@@ -389,6 +389,78 @@ impl TaskRef {
         self.set_state(self.state() & !FAILED);
     }
 
+    /// A local reference to the task `waker` wakes, if it is a task of the loop running on this
+    /// thread; `None` for any other waker.
+    ///
+    /// What a timer keeps instead of the waker: a local reference is counted in a `Cell`, so
+    /// keeping it and dropping it cost no atomic read-modify-write, where a cloned waker costs
+    /// two (some 11 ns of a pending timer's cost, BENCHMARKS.md "Where a pending timer's 47 ns
+    /// go"). It must not leave the loop thread, which the timer wheel (owned by the loop) never
+    /// does.
+    #[inline]
+    pub(crate) fn of_local_waker(waker: &Waker) -> Option<TaskRef> {
+        if !std::ptr::eq(waker.vtable(), &WAKER_VTABLE) {
+            return None;
+        }
+        let ptr = NonNull::new(waker.data() as *mut Header)?;
+        // SAFETY: a waker with this vtable holds a unit of its task's atomic count, so the header
+        // is alive; `shared` is written once, at creation, so reading it races with nothing.
+        let h = unsafe { ptr.as_ref() };
+        if running_loop_id() != Arc::as_ptr(&h.shared) {
+            return None;
+        }
+        // This thread runs the task's loop: `local` is ours to touch. A task whose local
+        // references are all gone (it finished, its handle dropped) has the locals' unit of the
+        // atomic count back to take, as `schedule_local` does.
+        let n = h.local.get() + 1;
+        h.local.set(n);
+        if n == 1 {
+            h.refs.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(TaskRef { ptr })
+    }
+
+    /// Whether `waker` wakes this task (the `Waker::will_wake` of a local reference).
+    #[inline]
+    pub(crate) fn is_woken_by(&self, waker: &Waker) -> bool {
+        std::ptr::eq(waker.vtable(), &WAKER_VTABLE)
+            && std::ptr::eq(waker.data(), self.ptr.as_ptr() as *const ())
+    }
+
+    /// Wakes the task as its waker would, giving this reference to the ready queue if the task
+    /// gets queued (no count is touched then) and dropping it otherwise.
+    #[inline]
+    pub(crate) fn wake(self) {
+        let this = ManuallyDrop::new(self);
+        let ptr = this.ptr;
+        // Some(true): queued; Some(false): already queued or finished, the wake does nothing;
+        // None: not during its loop's run, so it takes the waker's way (the remote queue).
+        let queued = RUNNING_LOOP.with(|c| {
+            let (shared, sched) = c.get();
+            let h = this.header();
+            if shared != Arc::as_ptr(&h.shared) {
+                return None;
+            }
+            let state = h.state.get();
+            if state & (SCHEDULED | COMPLETE) != 0 {
+                return Some(false);
+            }
+            h.state.set(state | SCHEDULED);
+            let sched = sched.expect("scheduler set with the loop id");
+            // SAFETY: the enter guard keeps the scheduler alive while it is installed.
+            unsafe { sched.as_ref() }.push_task(TaskRef { ptr });
+            Some(true)
+        });
+        match queued {
+            Some(true) => {}
+            Some(false) => drop(ManuallyDrop::into_inner(this)),
+            None => {
+                wake_by_ref(ptr);
+                drop(ManuallyDrop::into_inner(this));
+            }
+        }
+    }
+
     /// Requests cancellation; the loop drops the future the next time it pops the task.
     pub(crate) fn request_cancel(&self) {
         let state = self.state();

@@ -258,7 +258,7 @@ impl Future for Sleep {
             };
             match deadline {
                 TimerDeadline::At(deadline) if deadline > now => {
-                    let key = inner.add_wake_timer(deadline, now, cx.waker().clone());
+                    let key = inner.add_wake_timer(deadline, now, cx.waker());
                     self.registered = Some(key);
                     self.note_pending();
                     Poll::Pending
@@ -515,5 +515,117 @@ mod tests {
             Duration::from_millis(7),
             "5 ms timeout, then a 2 ms sleep"
         );
+    }
+
+    /// Pins and polls `f` once with the caller's waker; whether it was ready.
+    async fn poll_once<F: Future + Unpin>(f: &mut F) -> bool {
+        std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *f).poll(cx).is_ready())).await
+    }
+
+    /// A task's timer keeps a local reference to the task, not a waker: the task may end (and
+    /// its handle go) while the timer lives on. The reference must then keep the cell alive
+    /// until the timer fires (the wake does nothing) or is cancelled, and free it after.
+    #[test]
+    fn miri_a_timer_outlives_the_task_that_set_it() {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        let clock = ManualClock::new();
+        let el = EventLoop::builder().clock(clock.clone()).build().unwrap();
+        let h = el.handle();
+        let stash: Rc<RefCell<Vec<Pin<Box<Sleep>>>>> = Rc::default();
+        let (s, h2) = (stash.clone(), h.clone());
+        el.run_until_complete(async move {
+            for ms in [3, 100] {
+                let s = s.clone();
+                h2.spawn(async move {
+                    let mut sleep = Box::pin(sleep(Duration::from_millis(ms)));
+                    assert!(!poll_once(&mut sleep).await);
+                    s.borrow_mut().push(sleep); // outlives this task
+                })
+                .await
+                .unwrap();
+            }
+            // The 3 ms timer fires into the finished task; the 100 ms one is still pending.
+            super::sleep(Duration::from_millis(10)).await;
+        })
+        .unwrap();
+        assert_eq!(clock.elapsed(), Duration::from_millis(10));
+        // Dropping the stash cancels the pending one, releasing the last reference.
+        stash.borrow_mut().clear();
+        drop(el);
+    }
+
+    /// A sleep polled by one task and then awaited by another wakes the one that polled it
+    /// last; and one first polled by the main future, then by a task, wakes the task.
+    #[test]
+    fn miri_a_sleep_handed_on_wakes_whoever_polled_it_last() {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        let clock = ManualClock::new();
+        let el = EventLoop::builder().clock(clock.clone()).build().unwrap();
+        let h = el.handle();
+        let out = el
+            .run_until_complete(async move {
+                let slot: Rc<RefCell<Option<Pin<Box<Sleep>>>>> = Rc::default();
+                let s = slot.clone();
+                h.spawn(async move {
+                    let mut first = Box::pin(sleep(Duration::from_millis(5)));
+                    assert!(!poll_once(&mut first).await);
+                    *s.borrow_mut() = Some(first);
+                })
+                .await
+                .unwrap();
+                let handed = slot.borrow_mut().take().unwrap();
+                let b = h.spawn(async move {
+                    handed.await;
+                    1
+                });
+                // The main future polls a sleep, then a task awaits it.
+                let mut mine = Box::pin(sleep(Duration::from_millis(8)));
+                assert!(!poll_once(&mut mine).await);
+                let c = h.spawn(async move {
+                    mine.await;
+                    2
+                });
+                // On the manual clock a lost wake is not a hang: the timeout fires instead.
+                timeout(Duration::from_secs(60), async move {
+                    b.await.unwrap() + c.await.unwrap()
+                })
+                .await
+            })
+            .unwrap();
+        assert_eq!(out, Ok(3));
+        assert_eq!(clock.elapsed(), Duration::from_millis(8));
+    }
+
+    /// A sleep polled with a waker that is not the loop's (a combinator's own) keeps and wakes
+    /// that waker, once.
+    #[test]
+    fn miri_a_sleep_wakes_a_foreign_waker() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let clock = ManualClock::new();
+        let el = EventLoop::builder().clock(clock.clone()).build().unwrap();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(count.clone());
+        let woken = el
+            .run_until_complete(async move {
+                let mut s = Box::pin(sleep(Duration::from_millis(4)));
+                let mut cx = Context::from_waker(&waker);
+                assert!(s.as_mut().poll(&mut cx).is_pending());
+                assert!(s.as_mut().poll(&mut cx).is_pending()); // the same waker: kept
+                super::sleep(Duration::from_millis(6)).await;
+                let woken = count.0.load(Ordering::SeqCst);
+                assert!(s.as_mut().poll(&mut cx).is_ready());
+                woken
+            })
+            .unwrap();
+        assert_eq!(woken, 1);
     }
 }

@@ -762,6 +762,45 @@ fn a_sleep_made_on_one_loop_sleeps_on_another_by_its_own_deadline() {
     fires_a_fresh_timer(&b);
 }
 
+/// A sleep on loop `a` polled with the waker of a task of loop `b`, which runs on another
+/// thread: the timer keeps that waker as it is (a task of `a` would be kept as a local
+/// reference instead, which must not happen for `b`'s), and its firing wakes `b`'s task through
+/// `b`'s remote queue.
+#[test]
+fn a_timer_wakes_a_task_of_another_loop_on_another_thread() {
+    let _watchdog = common::watchdog!();
+    let (tx, rx) = std::sync::mpsc::channel::<std::task::Waker>();
+    let b = std::thread::spawn(move || {
+        let el = EventLoop::new().unwrap();
+        let h = el.handle();
+        let polls = Rc::new(Cell::new(0));
+        let p = polls.clone();
+        let task = h.spawn(std::future::poll_fn(move |cx| {
+            p.set(p.get() + 1);
+            if p.get() == 1 {
+                tx.send(cx.waker().clone()).unwrap();
+                return Poll::Pending;
+            }
+            Poll::Ready(()) // polled again: only the timer on `a` wakes it
+        }));
+        let out = el.run_until_complete(timeout(Duration::from_secs(30), task));
+        (out.map(|r| r.map(|j| j.is_ok())), polls.get())
+    });
+    let waker = rx.recv().unwrap();
+    let (a, clock) = manual();
+    a.run_until_complete(async move {
+        let mut s = Box::pin(sleep(Duration::from_millis(5)));
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(std::future::Future::poll(s.as_mut(), &mut cx).is_pending());
+        sleep(Duration::from_millis(10)).await; // the 5 ms timer fires meanwhile
+    })
+    .unwrap();
+    assert_eq!(clock.elapsed(), Duration::from_millis(10));
+    let (out, polls) = b.join().unwrap();
+    assert_eq!(out.unwrap(), Ok(true), "b's task was woken and finished");
+    assert_eq!(polls, 2);
+}
+
 // ---- the timer queue against a model ----
 
 /// The loop's timers, through the public API on a manual clock, against a sorted map.

@@ -44,7 +44,45 @@ use crate::timer::{Deadline, TimerKey};
 /// A timer's payload: a callback to run, or a task to wake.
 pub(crate) enum TimerPayload {
     Call(Box<dyn Callback>),
+    /// Any other waker.
     Wake(Waker),
+    /// The waker of a task of this loop, kept as a local reference: no atomic count is touched
+    /// to keep it, drop it or wake it (see `TaskRef::of_local_waker`).
+    Task(TaskRef),
+    /// The waker of the future this loop's `run_until_complete` drives (the same for every
+    /// run, so nothing needs keeping: waking it sets the loop's flag).
+    Main,
+}
+
+impl TimerPayload {
+    /// What a wake timer of `inner`'s loop keeps of `waker`.
+    #[inline]
+    pub(crate) fn waking(inner: &Inner, waker: &Waker) -> TimerPayload {
+        if let Some(t) = TaskRef::of_local_waker(waker) {
+            TimerPayload::Task(t)
+        } else if super::run::is_main_waker(&inner.shared, waker) {
+            TimerPayload::Main
+        } else {
+            TimerPayload::Wake(waker.clone())
+        }
+    }
+
+    /// Whether it wakes someone (a sleep's timer) rather than calling back.
+    #[inline]
+    pub(crate) fn is_wake(&self) -> bool {
+        !matches!(self, TimerPayload::Call(_))
+    }
+
+    /// Whether, on `inner`'s loop, it would wake the same task as `waker`.
+    #[inline]
+    pub(crate) fn will_wake(&self, inner: &Inner, waker: &Waker) -> bool {
+        match self {
+            TimerPayload::Wake(w) => w.will_wake(waker),
+            TimerPayload::Task(t) => t.is_woken_by(waker),
+            TimerPayload::Main => super::run::is_main_waker(&inner.shared, waker),
+            TimerPayload::Call(_) => false,
+        }
+    }
 }
 
 /// One entry of the ready queue (40 bytes; `size_tests` pins it).

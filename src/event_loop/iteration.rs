@@ -289,14 +289,14 @@ impl Inner {
             let waker = self
                 .timers
                 .borrow_mut()
-                .remove_if(f.key, |p| matches!(p, TimerPayload::Wake(_)));
-            let Some(TimerPayload::Wake(w)) = waker else {
+                .remove_if(f.key, TimerPayload::is_wake);
+            let Some(w) = waker else {
                 // A callback: it stays in the wheel until its entry runs.
                 self.push(Runnable::Timer(f.key, f.deadline));
                 continue;
             };
             probe.timer_fired(f.deadline);
-            self.wake(w);
+            self.wake_payload(w);
         }
     }
 
@@ -348,7 +348,7 @@ impl Inner {
                 }
                 match payload {
                     Some(TimerPayload::Call(f)) => self.call(CallbackKind::Timer, f, probe),
-                    Some(TimerPayload::Wake(w)) => self.wake(w),
+                    Some(w) => self.wake_payload(w),
                     None => {} // cancelled after it fired, before it ran
                 }
             }
@@ -440,6 +440,19 @@ impl Inner {
         reclaim::vec(&mut scratch.remote);
         if let Some(d) = self.debug() {
             d.release_memory();
+        }
+    }
+
+    /// Wakes whoever a wake timer's payload names. Its callers have checked `is_wake`: a
+    /// callback's payload is run with its probe, not here.
+    #[inline]
+    pub(super) fn wake_payload(&self, p: TimerPayload) {
+        match p {
+            // Our own task: no user code runs.
+            TimerPayload::Task(t) => t.wake(),
+            TimerPayload::Wake(w) => self.wake(w),
+            TimerPayload::Main => super::run::wake_main(&self.shared),
+            TimerPayload::Call(_) => unreachable!("a callback's timer is run, not woken"),
         }
     }
 

@@ -252,6 +252,9 @@ impl Inner {
                 self.drop_guarded(f, CallbackKind::Timer, site);
             }
             TimerPayload::Wake(w) => self.drop_guarded(w, CallbackKind::Loop, Location::caller()),
+            // A local reference runs no user code when dropped.
+            TimerPayload::Task(t) => drop(t),
+            TimerPayload::Main => {}
         }
     }
 }
@@ -497,6 +500,21 @@ fn main_waker(shared: &Arc<Shared>) -> Waker {
     unsafe { Waker::from_raw(RawWaker::new(data, &MAIN_VTABLE)) }
 }
 
+/// Whether `waker` is the waker of the future `shared`'s loop runs in `run_until_complete`.
+#[inline]
+pub(super) fn is_main_waker(shared: &Arc<Shared>, waker: &Waker) -> bool {
+    std::ptr::eq(waker.vtable(), &MAIN_VTABLE)
+        && std::ptr::eq(waker.data(), Arc::as_ptr(shared) as *const ())
+}
+
+/// Wakes the future `shared`'s loop runs in `run_until_complete` (what its waker's wake does).
+pub(super) fn wake_main(shared: &Shared) {
+    shared.main_woken.store(true, Ordering::Release);
+    if !std::ptr::eq(task::running_loop_id(), shared) {
+        shared.notify();
+    }
+}
+
 unsafe fn main_clone(data: *const ()) -> RawWaker {
     // SAFETY: `data` came from `Arc::into_raw` and the waker holds one strong count.
     unsafe { Arc::increment_strong_count(data as *const Shared) };
@@ -512,11 +530,7 @@ unsafe fn main_wake(data: *const ()) {
 
 unsafe fn main_wake_by_ref(data: *const ()) {
     // SAFETY: the waker's strong count keeps the `Shared` alive.
-    let shared = unsafe { &*(data as *const Shared) };
-    shared.main_woken.store(true, Ordering::Release);
-    if task::running_loop_id() != data as *const Shared {
-        shared.notify();
-    }
+    wake_main(unsafe { &*(data as *const Shared) });
 }
 
 unsafe fn main_drop(data: *const ()) {

@@ -56,10 +56,10 @@ impl Inner {
     }
 
     /// Adds a timer that wakes `waker` at `deadline` (loop ns).
-    pub(crate) fn add_wake_timer(&self, deadline: u64, now: u64, waker: Waker) -> TimerKey {
-        self.timers
-            .borrow_mut()
-            .insert(deadline, now, TimerPayload::Wake(waker))
+    #[inline]
+    pub(crate) fn add_wake_timer(&self, deadline: u64, now: u64, waker: &Waker) -> TimerKey {
+        let payload = TimerPayload::waking(self, waker);
+        self.timers.borrow_mut().insert(deadline, now, payload)
     }
 
     /// Refreshes the waker of a pending wake timer: `Pending` if it is there, `Fired` if it is
@@ -71,9 +71,9 @@ impl Inner {
             return Refresh::Foreign;
         }
         match timers.get_mut(key) {
-            Some(TimerPayload::Wake(w)) => {
-                if !w.will_wake(waker) {
-                    *w = waker.clone();
+            Some(p) if p.is_wake() => {
+                if !p.will_wake(self, waker) {
+                    *p = TimerPayload::waking(self, waker);
                 }
                 Refresh::Pending
             }
@@ -93,16 +93,14 @@ impl Inner {
         let payload = self
             .timers
             .borrow_mut()
-            .remove_if(key, |p| matches!(p, TimerPayload::Wake(_)))?;
+            .remove_if(key, TimerPayload::is_wake)?;
         let past = match deadline {
             Deadline::BeforeOrigin(_) => true,
             Deadline::At(ns) => ns <= now,
             Deadline::Never => false,
         };
         if past {
-            if let TimerPayload::Wake(w) = payload {
-                self.wake(w);
-            }
+            self.wake_payload(payload);
             return None;
         }
         Some(self.timers.borrow_mut().insert(deadline, now, payload))
@@ -120,7 +118,9 @@ impl Inner {
             Some(TimerPayload::Wake(w)) => {
                 self.drop_guarded(w, CallbackKind::Loop, Location::caller());
             }
-            None => {}
+            // A local reference runs no user code when dropped.
+            Some(TimerPayload::Task(t)) => drop(t),
+            Some(TimerPayload::Main) | None => {}
         }
     }
 }
