@@ -9,9 +9,11 @@
 # round, so slow and fast moments of a shared machine hit all of them alike.
 # Servers:
 #   redis       redis-server --save "" --appendonly no
-#   kv          examples/kv.rs on solo with SOLO_SPIN_US=0: a loop that sleeps at once
-#   kv+spin     the same binary with SOLO_SPIN_US=100 (Builder::spin_before_sleep), which is
-#               what kv does when the variable is not set
+#   kv          examples/kv.rs as it ships: its loop naps 20 us before it sleeps
+#               (Builder::nap_before_sleep), what kv does when neither variable below is set
+#   kv-sleep    the same binary with SOLO_NAP_US=0: a loop that sleeps at once
+#   kv+spin     the same binary with SOLO_SPIN_US=100 (Builder::spin_before_sleep): spins
+#               100 us before it sleeps
 #   kv_tokio    the same connection code on tokio's current_thread runtime
 # Loads: `redis-benchmark -t set` then `-t get`, 50 connections, pipelines of 16 (-P 16,
 # REQUESTS requests) and of 1 (-P 1, REQUESTS / 5 requests).
@@ -25,7 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 n=${2:-1000000}
-servers=(redis kv kv+spin kv_tokio)
+servers=(redis kv kv-sleep kv+spin kv_tokio)
 
 if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
     echo "== installing redis-server, redis-tools"
@@ -45,7 +47,7 @@ for tool in taskset bc; do
 done
 cargo build --release --quiet --example kv --example kv_tokio
 
-declare -A port=([redis]=6390 [kv]=6391 [kv+spin]=6392 [kv_tokio]=6393)
+declare -A port=([redis]=6390 [kv]=6391 [kv+spin]=6392 [kv_tokio]=6393 [kv-sleep]=6394)
 declare -A pid
 pids=()
 results=$(mktemp)
@@ -57,7 +59,8 @@ start() { # name, command...
     pids+=($!)
 }
 start redis redis-server --port "${port[redis]}" --save "" --appendonly no
-SOLO_SPIN_US=0 start kv target/release/examples/kv "127.0.0.1:${port[kv]}"
+start kv target/release/examples/kv "127.0.0.1:${port[kv]}"
+SOLO_NAP_US=0 start kv-sleep target/release/examples/kv "127.0.0.1:${port[kv-sleep]}"
 SOLO_SPIN_US=100 start kv+spin target/release/examples/kv "127.0.0.1:${port[kv+spin]}"
 start kv_tokio target/release/examples/kv_tokio "127.0.0.1:${port[kv_tokio]}"
 sleep 1

@@ -4,13 +4,15 @@
 //!     redis-cli -p 6380 set greeting hello
 //!     redis-benchmark -p 6380 -t set,get,ping -n 200000 -c 50 -P 16
 //!
-//! Its loop polls for up to 100 µs before it sleeps (`Builder::spin_before_sleep`): a server that
-//! answers a batch before the next one arrives would otherwise sleep between batches, and its
-//! clients would pay for waking it every time. Under steady load that uses the whole CPU; a spin
-//! that finds nothing turns spinning off until requests come close together again, so an idle
-//! or lightly used server costs next to nothing. `SOLO_SPIN_US` overrides it (`SOLO_SPIN_US=0`:
-//! sleep at once).
-//! `bash benches/kv_vs_redis.sh` compares both settings with redis-server.
+//! Its loop naps 20 µs before it sleeps (`Builder::nap_before_sleep`): a server that answers a
+//! batch before the next one arrives would otherwise sleep on its poller between batches, and
+//! its clients would pay for waking it every time. While it naps, nobody waits on its poller,
+//! so the clients' writes wake nobody, and each wake-up takes the batches of a whole nap. A nap
+//! that finds nothing turns napping off until requests come close together again, so an idle or
+//! lightly used server sleeps as any loop does. `SOLO_NAP_US` and `SOLO_SPIN_US` override it
+//! (`SOLO_NAP_US=0`: sleep at once; `SOLO_SPIN_US=100`: spin 100 µs instead, which the sharded
+//! mode does by default). `bash benches/kv_vs_redis.sh` compares these settings with
+//! redis-server.
 //!
 //! Commands: PING, ECHO, SET (with EX/PX), GET, DEL, EXISTS, INCR, MGET, MSET, plus DBSIZE,
 //! FLUSHALL/FLUSHDB, SELECT 0, QUIT, CONFIG GET for the settings clients ask about on connect
@@ -1184,8 +1186,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return main_sharded(&addr, limits, shards);
     }
     let mut builder = solo::EventLoop::builder();
-    if std::env::var_os("SOLO_SPIN_US").is_none() {
-        builder = builder.spin_before_sleep(Duration::from_micros(100));
+    if std::env::var_os("SOLO_SPIN_US").is_none() && std::env::var_os("SOLO_NAP_US").is_none() {
+        builder = builder.nap_before_sleep(Duration::from_micros(20));
     }
     let el = builder.build()?;
     let served = el

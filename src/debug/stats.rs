@@ -85,6 +85,10 @@ pub struct Stats {
     pub spins: u64,
     /// Waits that found events while spinning, so did not sleep.
     pub spin_hits: u64,
+    /// Waits that napped first ([`Builder::nap_before_sleep`](crate::Builder::nap_before_sleep)).
+    pub naps: u64,
+    /// Naps after which events were waiting, so the loop did not sleep on the poller.
+    pub nap_hits: u64,
     /// The backend the loop polls with.
     pub backend: crate::Backend,
     /// Calls to the backend's wait (`epoll_wait`), spinning ones included.
@@ -235,6 +239,8 @@ impl DebugShared {
             sleeps: 0,
             spins: 0,
             spin_hits: 0,
+            naps: 0,
+            nap_hits: 0,
             backend: crate::Backend::default(),
             backend_waits: 0,
             backend_adds: 0,

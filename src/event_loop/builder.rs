@@ -28,7 +28,7 @@ use crate::clock::ManualClock;
 use crate::debug::{self, Debug, Report};
 use crate::executor::{self, ThreadPool};
 use crate::monitor::{self, Monitor};
-use crate::reactor::{env_spin, Backend, Reactor};
+use crate::reactor::{env_nap, env_spin, Backend, Reactor, MAX_NAP};
 use crate::shared::Shared;
 
 /// Configures an [`EventLoop`]: the clock, and room for debug settings.
@@ -49,6 +49,7 @@ pub struct Builder {
     executor_idle: Option<Duration>,
     executor_queue: Option<usize>,
     spin: Option<Duration>,
+    nap: Option<Duration>,
     backend: Option<Backend>,
     trace_on_block: Option<PathBuf>,
     monitor: Option<String>,
@@ -63,6 +64,7 @@ impl fmt::Debug for Builder {
             .field("slow", &self.slow)
             .field("blocked", &self.blocked)
             .field("spin", &self.spin)
+            .field("nap", &self.nap)
             .field("backend", &self.backend)
             .finish_non_exhaustive()
     }
@@ -234,6 +236,49 @@ impl Builder {
         self
     }
 
+    /// Under dense traffic, the loop naps for `d` instead of waiting on the poller, then takes
+    /// everything that arrived meanwhile at once (default zero: it never naps). When not
+    /// called, the environment decides: `SOLO_NAP_US=20` naps for 20 µs, without recompiling.
+    ///
+    /// Why: like [`spin_before_sleep`](Builder::spin_before_sleep), it spares the loop's peers
+    /// the cost of waking it (while it naps nobody waits on its poller, so a peer's `write`
+    /// wakes nobody), but without spending the loop's CPU: the loop's own wake-up is a timer,
+    /// and each wake-up handles the events of a whole nap. A server that finishes each batch
+    /// before the next arrives keeps its peers as fast as a saturated one's, and uses less CPU
+    /// than a loop that sleeps at once. BENCHMARKS.md has what it does to `examples/kv.rs`
+    /// under `redis-benchmark`.
+    ///
+    /// The price is latency, and it is why the default is off: an event that arrives during a
+    /// nap, a wake from another thread and a signal all wait for the nap's end, which the OS
+    /// may stretch by its timer slack (50 µs for an ordinary Linux thread). Naps happen only
+    /// while they pay, as spins do: a nap that finds nothing disarms napping, and a sleep that
+    /// ends with events within `d` arms it again. A nap never outlasts the wait it replaces, so
+    /// timers are not delayed; nothing is lost. [`Stats::naps`](crate::debug::Stats::naps) and
+    /// [`Stats::nap_hits`](crate::debug::Stats::nap_hits) show the effect.
+    ///
+    /// [`build`](Builder::build) fails with `InvalidInput` for a nap over 1 ms (every event
+    /// would wait that long), and for a loop asked to both spin and nap.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let el = solo::EventLoop::builder()
+    ///     .nap_before_sleep(Duration::from_micros(20))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(el.run_until_complete(async { 7 }).unwrap(), 7);
+    ///
+    /// let err = solo::EventLoop::builder()
+    ///     .nap_before_sleep(Duration::from_millis(5))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// ```
+    pub fn nap_before_sleep(mut self, d: Duration) -> Builder {
+        self.nap = Some(d);
+        self
+    }
+
     /// Which poller the loop uses (default [`Backend::Mio`]). When not called, the environment
     /// decides: `SOLO_BACKEND=polling` (or `mio`) picks one without recompiling, and an unknown
     /// name makes [`build`](Builder::build) fail with `InvalidInput`.
@@ -267,6 +312,30 @@ impl Builder {
             None => ThreadPool::new(threads, idle),
         };
         let spin = self.spin.unwrap_or_else(env_spin);
+        let nap = self.nap.unwrap_or_else(env_nap);
+        if nap > MAX_NAP {
+            let from = match self.nap {
+                Some(_) => "nap_before_sleep",
+                None => "SOLO_NAP_US",
+            };
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "solo: {from} asks for a nap of {nap:?}; at most {MAX_NAP:?} (every event \
+                     that arrives during a nap waits for its end)"
+                ),
+            ));
+        }
+        if !nap.is_zero() && !spin.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "solo: the loop was asked to both spin ({spin:?}, spin_before_sleep or \
+                     SOLO_SPIN_US) and nap ({nap:?}, nap_before_sleep or SOLO_NAP_US) before it \
+                     sleeps; choose one"
+                ),
+            ));
+        }
         let backend = match self.backend {
             Some(b) => b,
             None => Backend::from_env()?.unwrap_or_default(),
@@ -300,7 +369,7 @@ impl Builder {
             Some((a, explicit)) => Some((monitor::check_addr(&a, non_loopback)?, explicit)),
             None => None,
         };
-        let (reactor, waker) = Reactor::new(spin, backend)?;
+        let (reactor, waker) = Reactor::new(spin, nap, backend)?;
         let on = self
             .debug
             .unwrap_or_else(|| debug::env_debug() || trace_on_block.is_some() || monitor.is_some());

@@ -99,11 +99,14 @@ impl EventLoop {
         inner.debug().map(|d| {
             let reactor = inner.reactor.borrow();
             let (sleeps, spins, spin_hits) = reactor.spin_stats();
+            let (naps, nap_hits) = reactor.nap_stats();
             let (backend, waits, adds, modifies, deletes) = reactor.backend_stats();
             Stats {
                 sleeps,
                 spins,
                 spin_hits,
+                naps,
+                nap_hits,
                 backend,
                 backend_waits: waits,
                 backend_adds: adds,
