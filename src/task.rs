@@ -10,8 +10,9 @@
 //! Who points at a cell:
 //!
 //! * **local references** ([`TaskRef`]): the loop's task registry, an entry in the ready queue,
-//!   the [`JoinHandle`]. They live on the loop thread only, so they are counted in a plain
-//!   `Cell`;
+//!   the [`JoinHandle`], and (outside debug mode) a timer of the loop that will wake the task,
+//!   in place of its waker ([`TaskRef::of_local_waker`]). They live on the loop thread only, so
+//!   they are counted in a plain `Cell`;
 //! * **wakers**, which `std` requires to be `Send + Sync`, counted in an atomic.
 //!
 //! The atomic count holds one extra unit for "some local reference exists", the trick `Arc` uses
@@ -306,8 +307,9 @@ impl TaskRef {
         (self.header().vtable.type_name)()
     }
 
-    /// How many wakers for this task exist (on any thread). Zero for a pending, unscheduled
-    /// task means nothing can ever wake it.
+    /// How many wakers for this task exist (on any thread). In debug mode, where timers keep
+    /// wakers rather than local references, zero for a pending, unscheduled task means nothing
+    /// can ever wake it; outside it, a timer may hold the task without a waker.
     pub(crate) fn waker_count(&self) -> usize {
         // Local references hold one unit between them.
         self.header().refs.load(Ordering::Acquire) as usize - 1

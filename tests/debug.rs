@@ -293,6 +293,37 @@ fn task_table_shows_live_tasks_and_their_states() {
     assert!(el.tasks().is_empty());
 }
 
+/// A task waiting only on timers (a sleep, a timeout, an interval) has no waker anywhere but
+/// in the wheel: it is not a lost waker.
+#[test]
+fn a_task_waiting_on_timers_is_not_a_lost_waker() {
+    let _watchdog = common::watchdog!();
+    let (el, _clock, reports) = debug_loop();
+    let h = el.handle();
+    let sleeper = h.spawn(async {
+        solo::time::sleep(Duration::from_secs(5)).await;
+        7
+    });
+    let timed = h.spawn(solo::time::timeout(
+        Duration::from_secs(5),
+        std::future::pending::<()>(),
+    ));
+    let ticker = h.spawn(async {
+        let mut i = solo::time::interval(Duration::from_secs(1));
+        for _ in 0..3 {
+            i.tick().await;
+        }
+    });
+    run_once(&el);
+    run_once(&el);
+    let reps = taken(&reports);
+    assert!(reps.is_empty(), "{reps:?}");
+    assert_eq!(el.run_until_complete(sleeper).unwrap().unwrap(), 7);
+    assert!(el.run_until_complete(timed).unwrap().unwrap().is_err());
+    el.run_until_complete(ticker).unwrap().unwrap();
+    assert!(taken(&reports).is_empty());
+}
+
 #[test]
 fn lost_waker_is_reported_once() {
     let _watchdog = common::watchdog!();

@@ -56,9 +56,17 @@ pub(crate) enum TimerPayload {
 
 impl TimerPayload {
     /// What a wake timer of `inner`'s loop keeps of `waker`.
+    ///
+    /// In debug mode a task's waker is cloned, not kept as a local reference: debug mode's
+    /// lost-waker lint reads a pending task with no waker left as one that can never run again,
+    /// and a timer's local reference is not a waker it can count.
     #[inline]
     pub(crate) fn waking(inner: &Inner, waker: &Waker) -> TimerPayload {
-        if let Some(t) = TaskRef::of_local_waker(waker) {
+        let local = match inner.debug() {
+            None => TaskRef::of_local_waker(waker),
+            Some(_) => None,
+        };
+        if let Some(t) = local {
             TimerPayload::Task(t)
         } else if super::run::is_main_waker(&inner.shared, waker) {
             TimerPayload::Main
