@@ -80,13 +80,13 @@ fn a_nap_that_finds_nothing_gives_way_to_a_sleep_and_the_event_is_not_lost() {
     drop(writer.join().unwrap());
     let after = figures(&el);
     // The first wait naps 1 ms for nothing and disarms napping; the loop then sleeps on the
-    // poller until the write, 20 ms in, which is too late to arm it again.
-    assert_eq!(
-        (after.0 - before.0, after.1 - before.1),
-        (1, 0),
-        "{after:?}"
+    // poller until the write, 20 ms in, which is too late to arm it again. (On a machine so
+    // loaded that the loop's nap ends after the write, the nap finds it instead.)
+    let (naps, hits, sleeps) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    assert!(
+        (naps, hits) == (1, 0) && sleeps >= 1 || (naps, hits, sleeps) == (1, 1, 0),
+        "{naps} naps, {hits} hits, {sleeps} sleeps"
     );
-    assert!(after.2 > before.2, "{after:?}");
 }
 
 #[test]
@@ -116,9 +116,9 @@ fn a_timer_never_fires_early_and_a_nap_does_not_outlast_the_wait() {
     el.run_until_complete(solo::time::sleep(Duration::from_millis(30)))
         .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(30));
-    let (naps, hits, sleeps, _) = figures(&el);
-    assert_eq!((naps, hits), (1, 0), "one nap, then a sleep");
-    assert!(sleeps >= 1);
+    // One nap for nothing, then (unless the nap and the scheduler took the whole 30 ms) a sleep.
+    let (naps, hits, _, _) = figures(&el);
+    assert_eq!((naps, hits), (1, 0));
 }
 
 /// A ping-pong with a thread that answers at once: most answers land within a nap, so the loop
@@ -232,9 +232,16 @@ fn the_nap_can_come_from_the_environment() {
     common::with_env!(&[("SOLO_NAP_US", "500")], || {
         assert_eq!(naps(), 1);
     });
-    common::with_env!(&[("SOLO_NAP_US", "not a number")], || {
-        assert_eq!(naps(), 0, "ignored: no nap");
+    common::with_env!(&[("SOLO_NAP_US", "")], || {
+        assert_eq!(naps(), 0, "empty: no nap");
     });
+    for bad in ["20us", "-5", "1.5", "not a number"] {
+        common::with_env!(&[("SOLO_NAP_US", bad)], || {
+            let err = EventLoop::builder().build().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput);
+            assert!(err.to_string().contains("SOLO_NAP_US"), "{err}");
+        });
+    }
     common::with_env!(&[("SOLO_NAP_US", "5000")], || {
         let err = EventLoop::builder().build().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
@@ -248,5 +255,37 @@ fn the_nap_can_come_from_the_environment() {
     common::with_env!(&[("SOLO_NAP_US", "20"), ("SOLO_SPIN_US", "20")], || {
         let err = EventLoop::builder().build().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("both spin"), "{err}");
+    });
+    // A mode chosen by the builder switches the environment's other mode off.
+    common::with_env!(&[("SOLO_NAP_US", "500")], || {
+        let el = EventLoop::builder()
+            .debug(true)
+            .spin_before_sleep(Duration::from_micros(50))
+            .build()
+            .unwrap();
+        el.run_until_complete(solo::time::sleep(Duration::from_millis(10)))
+            .unwrap();
+        let (naps, _, _, spins) = figures(&el);
+        assert_eq!(naps, 0);
+        assert!(spins >= 1);
+    });
+    common::with_env!(&[("SOLO_SPIN_US", "500")], || {
+        let el = napping_loop();
+        el.run_until_complete(solo::time::sleep(Duration::from_millis(10)))
+            .unwrap();
+        let (naps, _, _, spins) = figures(&el);
+        assert_eq!((naps, spins), (1, 0));
+    });
+    // An explicit zero spin leaves the environment's nap in force.
+    common::with_env!(&[("SOLO_NAP_US", "500")], || {
+        let el = EventLoop::builder()
+            .debug(true)
+            .spin_before_sleep(Duration::ZERO)
+            .build()
+            .unwrap();
+        el.run_until_complete(solo::time::sleep(Duration::from_millis(10)))
+            .unwrap();
+        assert_eq!(figures(&el).0, 1);
     });
 }

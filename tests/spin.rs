@@ -142,8 +142,13 @@ fn the_spin_can_come_from_the_environment() {
     common::with_env!(&[("SOLO_SPIN_US", "10000000")], || {
         assert_eq!(sleeps(), 0, "a 10 s spin covers the 30 ms timer");
     });
-    common::with_env!(&[("SOLO_SPIN_US", "not a number")], || {
-        assert!(sleeps() >= 1, "ignored: no spin");
+    common::with_env!(&[("SOLO_SPIN_US", "")], || {
+        assert!(sleeps() >= 1, "empty: no spin");
+    });
+    common::with_env!(&[("SOLO_SPIN_US", "100us")], || {
+        let err = EventLoop::builder().build().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("SOLO_SPIN_US"), "{err}");
     });
 }
 

@@ -12,8 +12,9 @@
 //! assert!(el.stats().is_some());
 //! ```
 //!
-//! Settings that the environment can give (`SOLO_DEBUG`, `SOLO_SPIN_US`) are read here, when the
-//! builder did not set them: a program can be debugged or tuned without recompiling.
+//! Settings that the environment can give (`SOLO_DEBUG`, `SOLO_BACKEND`, `SOLO_SPIN_US`,
+//! `SOLO_NAP_US`, `SOLO_MONITOR`, `SOLO_TRACE_ON_BLOCK`) are read here, when the builder did not
+//! set them: a program can be debugged or tuned without recompiling.
 
 use std::fmt;
 use std::io;
@@ -201,7 +202,10 @@ impl Builder {
 
     /// Before the loop sleeps waiting for I/O or a timer, it polls without blocking for up to
     /// `d` (default zero: it sleeps at once). When not called, the environment decides:
-    /// `SOLO_SPIN_US=100` spins for 100 µs, without recompiling.
+    /// `SOLO_SPIN_US=100` spins for 100 µs, without recompiling (a value that is not a number
+    /// of microseconds fails [`build`](Builder::build) with `InvalidInput`). A spin of more
+    /// than zero chosen here switches `SOLO_NAP_US` off: see
+    /// [`nap_before_sleep`](Builder::nap_before_sleep).
     ///
     /// Why: a sleeping loop has to be woken, and the wake is paid by whoever makes its fd ready,
     /// often a peer process on another CPU (an inter-processor interrupt; on a virtual machine,
@@ -257,7 +261,10 @@ impl Builder {
     /// [`Stats::nap_hits`](crate::debug::Stats::nap_hits) show the effect.
     ///
     /// [`build`](Builder::build) fails with `InvalidInput` for a nap over 1 ms (every event
-    /// would wait that long), and for a loop asked to both spin and nap.
+    /// would wait that long), and for a loop asked to both spin and nap by this builder (or
+    /// both by the environment); a nap chosen here switches `SOLO_SPIN_US` off, as a spin
+    /// chosen with [`spin_before_sleep`](Builder::spin_before_sleep) switches `SOLO_NAP_US`
+    /// off. A variable that is set but not a number of microseconds fails the build too.
     ///
     /// ```
     /// use std::time::Duration;
@@ -311,8 +318,16 @@ impl Builder {
             Some(bound) => ThreadPool::bounded(threads, bound, idle)?,
             None => ThreadPool::new(threads, idle),
         };
-        let spin = self.spin.unwrap_or_else(env_spin);
-        let nap = self.nap.unwrap_or_else(env_nap);
+        // A mode the builder chose explicitly silences the environment's other one: a program
+        // that spins is not made to fail by a SOLO_NAP_US meant for another.
+        let (spin, nap) = match (self.spin, self.nap) {
+            (Some(s), Some(n)) => (s, n),
+            (Some(s), None) if !s.is_zero() => (s, Duration::ZERO),
+            (Some(s), None) => (s, env_nap()?),
+            (None, Some(n)) if !n.is_zero() => (Duration::ZERO, n),
+            (None, Some(n)) => (env_spin()?, n),
+            (None, None) => (env_spin()?, env_nap()?),
+        };
         if nap > MAX_NAP {
             let from = match self.nap {
                 Some(_) => "nap_before_sleep",
@@ -330,9 +345,9 @@ impl Builder {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "solo: the loop was asked to both spin ({spin:?}, spin_before_sleep or \
-                     SOLO_SPIN_US) and nap ({nap:?}, nap_before_sleep or SOLO_NAP_US) before it \
-                     sleeps; choose one"
+                    "solo: the loop was asked to both spin ({spin:?}) and nap ({nap:?}) before \
+                     it sleeps, by both spin_before_sleep and nap_before_sleep or by both \
+                     SOLO_SPIN_US and SOLO_NAP_US; choose one"
                 ),
             ));
         }

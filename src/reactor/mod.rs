@@ -228,21 +228,33 @@ pub(crate) struct Reactor {
 /// every event that comes during one waits for its end.
 pub(crate) const MAX_NAP: Duration = Duration::from_millis(1);
 
-/// The spin time `SOLO_SPIN_US` asks for, in microseconds (unset or not a number: zero).
-pub(crate) fn env_spin() -> Duration {
+/// The spin time `SOLO_SPIN_US` asks for, in microseconds (unset or empty: zero).
+pub(crate) fn env_spin() -> io::Result<Duration> {
     env_micros("SOLO_SPIN_US")
 }
 
-/// The nap time `SOLO_NAP_US` asks for, in microseconds (unset or not a number: zero).
-pub(crate) fn env_nap() -> Duration {
+/// The nap time `SOLO_NAP_US` asks for, in microseconds (unset or empty: zero).
+pub(crate) fn env_nap() -> io::Result<Duration> {
     env_micros("SOLO_NAP_US")
 }
 
-fn env_micros(var: &str) -> Duration {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_micros)
+/// A whole number of microseconds from `var`; `InvalidInput` for anything else (`20us`, `-5`),
+/// so that a typo does not silently turn the setting off.
+fn env_micros(var: &str) -> io::Result<Duration> {
+    let Some(v) = std::env::var_os(var) else {
+        return Ok(Duration::ZERO);
+    };
+    let text = v.to_string_lossy();
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Duration::ZERO);
+    }
+    text.parse::<u64>().map(Duration::from_micros).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("solo: {var}={text:?} is not a whole number of microseconds"),
+        )
+    })
 }
 
 impl Reactor {

@@ -2,8 +2,8 @@
 //! every test running a loop arms, child processes for checks that need an environment variable,
 //! and the fixtures several files repeat.
 //!
-//! Environment variables: `SOLO_DEBUG` and `SOLO_SPIN_US` are read by every loop built without
-//! an explicit `debug(..)` or `spin_before_sleep(..)`, and the tests of one file run on parallel
+//! Environment variables: `SOLO_DEBUG`, `SOLO_SPIN_US` and `SOLO_NAP_US` are read by every loop
+//! built without an explicit `debug(..)`, `spin_before_sleep(..)` or `nap_before_sleep(..)`, and the tests of one file run on parallel
 //! threads of one process. So no test here calls `std::env::set_var` or `remove_var`: a check
 //! that needs a variable runs in a child process (this test binary again, only that test, the
 //! variable given to the child at exec) through [`with_env!`]. That is more robust than a lock:
