@@ -181,7 +181,8 @@ fn miri_a_finished_tasks_last_reference_goes_with_refresh_cancel_or_reset() {
         let refreshed_back = h
             .spawn(async move {
                 assert!(!poll_once(&mut refreshed).await);
-                refreshed
+                Some(refreshed) // handed back to be dropped later (wrapped: a bare future
+                                // returned from an async block reads as a forgotten `.await`)
             })
             .await
             .unwrap();
