@@ -98,24 +98,7 @@ fn duel_cpu(
     solo: &mut dyn FnMut(),
     other: &mut dyn FnMut(),
 ) -> Row {
-    if skipped(name) {
-        return skipped_row(name);
-    }
-    solo();
-    other();
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        a.push(cpu_ns_per_op(ops, solo));
-        b.push(cpu_ns_per_op(ops, other));
-    }
-    let row = Row {
-        name: name.into(),
-        solo: median(a),
-        other: Some(median(b)),
-        unit: "cpu-ns/op",
-    };
-    print_row(&row);
-    row
+    duel_by(name, ops, rounds, solo, other, (cpu_ns_per_op, "cpu-ns/op"))
 }
 
 /// Runs both sides alternately `rounds` times after one warm-up each; medians.
@@ -126,6 +109,20 @@ fn duel(
     solo: &mut dyn FnMut(),
     other: &mut dyn FnMut(),
 ) -> Row {
+    duel_by(name, ops, rounds, solo, other, (ns_per_op, "ns/op"))
+}
+
+/// A measure of one run (`ops` operations), and the unit it gives.
+type Measure = (fn(usize, &mut dyn FnMut()) -> f64, &'static str);
+
+fn duel_by(
+    name: &str,
+    ops: usize,
+    rounds: usize,
+    solo: &mut dyn FnMut(),
+    other: &mut dyn FnMut(),
+    (measure, unit): Measure,
+) -> Row {
     if skipped(name) {
         return skipped_row(name);
     }
@@ -133,14 +130,14 @@ fn duel(
     other();
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        a.push(ns_per_op(ops, solo));
-        b.push(ns_per_op(ops, other));
+        a.push(measure(ops, solo));
+        b.push(measure(ops, other));
     }
     let row = Row {
         name: name.into(),
         solo: median(a),
         other: Some(median(b)),
-        unit: "ns/op",
+        unit,
     };
     print_row(&row);
     row

@@ -313,59 +313,29 @@ pub async fn poll_all_once<F: Future>(futs: &mut [Pin<Box<F>>]) {
     .await
 }
 
+/// A million sleeps over an hour, each polled once (registering its timer), then dropped.
+async fn solo_pending_timers_body(n: usize) {
+    let mut v: Vec<_> = (0..n)
+        .map(|i| {
+            Box::pin(solo::time::sleep(Duration::from_millis(
+                1 + (i as u64 * 3_600_000) / n as u64,
+            )))
+        })
+        .collect();
+    poll_all_once(&mut v).await;
+    drop(v);
+}
+
 pub fn solo_pending_timers(el: &solo::EventLoop, n: usize) {
-    el.run_until_complete(async move {
-        let mut v: Vec<_> = (0..n)
-            .map(|i| {
-                Box::pin(solo::time::sleep(Duration::from_millis(
-                    1 + (i as u64 * 3_600_000) / n as u64,
-                )))
-            })
-            .collect();
-        poll_all_once(&mut v).await;
-        drop(v);
-    })
-    .unwrap();
+    el.run_until_complete(solo_pending_timers_body(n)).unwrap();
 }
 
 /// `pending_timers` inside a spawned task rather than the loop's main future: the timers keep
 /// a task's waker instead of the main future's.
 pub fn solo_pending_timers_task(el: &solo::EventLoop, n: usize) {
     let h = el.handle();
-    el.run_until_complete(async move {
-        h.spawn(async move {
-            let mut v: Vec<_> = (0..n)
-                .map(|i| {
-                    Box::pin(solo::time::sleep(Duration::from_millis(
-                        1 + (i as u64 * 3_600_000) / n as u64,
-                    )))
-                })
-                .collect();
-            poll_all_once(&mut v).await;
-            drop(v);
-        })
-        .await
+    el.run_until_complete(async move { h.spawn(solo_pending_timers_body(n)).await.unwrap() })
         .unwrap();
-    })
-    .unwrap();
-}
-
-pub fn tokio_pending_timers_task(rt: &tokio::runtime::Runtime, n: usize) {
-    rt.block_on(async move {
-        tokio::spawn(async move {
-            let mut v: Vec<_> = (0..n)
-                .map(|i| {
-                    Box::pin(tokio::time::sleep(Duration::from_millis(
-                        1 + (i as u64 * 3_600_000) / n as u64,
-                    )))
-                })
-                .collect();
-            poll_all_once(&mut v).await;
-            drop(v);
-        })
-        .await
-        .unwrap();
-    });
 }
 
 /// The floor of `pending_timers`: the same million boxed futures of `Sleep`'s size, each polled
@@ -389,18 +359,24 @@ pub fn floor_pending_futures(el: &solo::EventLoop, n: usize) {
     .unwrap();
 }
 
+async fn tokio_pending_timers_body(n: usize) {
+    let mut v: Vec<_> = (0..n)
+        .map(|i| {
+            Box::pin(tokio::time::sleep(Duration::from_millis(
+                1 + (i as u64 * 3_600_000) / n as u64,
+            )))
+        })
+        .collect();
+    poll_all_once(&mut v).await;
+    drop(v);
+}
+
 pub fn tokio_pending_timers(rt: &tokio::runtime::Runtime, n: usize) {
-    rt.block_on(async move {
-        let mut v: Vec<_> = (0..n)
-            .map(|i| {
-                Box::pin(tokio::time::sleep(Duration::from_millis(
-                    1 + (i as u64 * 3_600_000) / n as u64,
-                )))
-            })
-            .collect();
-        poll_all_once(&mut v).await;
-        drop(v);
-    });
+    rt.block_on(tokio_pending_timers_body(n));
+}
+
+pub fn tokio_pending_timers_task(rt: &tokio::runtime::Runtime, n: usize) {
+    rt.block_on(async move { tokio::spawn(tokio_pending_timers_body(n)).await.unwrap() });
 }
 
 // ---- tcp_echo ----
