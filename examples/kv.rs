@@ -184,6 +184,10 @@ pub struct Stats {
     pub over_reply_limit: Cell<u64>,
     /// Connections closed at the query buffer limit.
     pub over_query_limit: Cell<u64>,
+    /// `--shards`: messages sent to other shards (one per shard a batch has requests for).
+    pub forwarded: Cell<u64>,
+    /// `--shards`: requests (or parts of one) those messages carried.
+    pub forwarded_requests: Cell<u64>,
 }
 
 impl Stats {
@@ -1054,12 +1058,12 @@ pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(mut conn: S, server: Rc<S
             Stats::add(&stats.parsed, parser.take_scanned());
             Stats::peak(&stats.peak_unsent, out.len());
         }
-        if let Some(r) = routing.as_mut().filter(|r| !r.routed.is_empty()) {
+        if let Some(r) = routing.as_mut().filter(|r| r.is_pending()) {
             // The replies from other shards, in their places. Boxed, so that its state stays
             // out of this loop's code: inline, the unsharded server ran 1.0% more instructions
             // (callgrind, redis-benchmark GET/SET -P 16), boxed 0.65%.
             let gather: Pin<Box<dyn std::future::Future<Output = ()> + '_>> =
-                Box::pin(r.gather(&mut out));
+                Box::pin(r.gather(&mut out, stats));
             gather.await;
         }
         if out.len() > hard {
@@ -1204,11 +1208,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 // Each shard owns the keys that hash to it (`owner`) in its own `Server`. A connection is
 // served by whichever shard accepted it; a request for keys of other shards is executed there:
 // while a batch of pipelined requests is answered, the requests (or, for MGET, MSET, DEL and
-// EXISTS, the parts of one) for each other shard are gathered in order, sent as one message per
-// shard (`Peer::ask`, through that shard's remote queue), and their replies are put back in
-// their requests' places before the batch is written. So replies keep the order of the
-// requests, and each key sees the requests of one connection in order. DBSIZE and FLUSHALL go
-// to every shard. A shard that has stopped answers with an error in the reply's place.
+// EXISTS, the parts of one) for each other shard are appended, in order, to that shard's
+// `Envelope` (RESP bytes, as the client sent them), which travels there in one message per
+// shard and batch (`Peer::ask`, through that shard's remote queue), comes back with the
+// replies back to back, and is kept for the connection's next batch: once its buffers have
+// grown, a round trip allocates only the message itself. The replies are put back in their
+// requests' places before the batch is written, so replies keep the order of the requests,
+// and each key sees the requests of one connection in order. DBSIZE and FLUSHALL go to every
+// shard. A shard that has stopped answers with an error in the reply's place.
 
 /// The shard that owns `key` among `count` (FNV-1a, the same on every shard).
 pub fn owner(key: &[u8], count: usize) -> usize {
@@ -1225,34 +1232,113 @@ struct Router {
     index: usize,
     peers: Vec<solo::shards::Peer>,
     server: Rc<Server>,
+    /// The argument table of the last envelope executed here, its memory kept.
+    spare_args: Cell<Vec<&'static [u8]>>,
 }
 
 thread_local! {
     static ROUTER: RefCell<Option<Rc<Router>>> = const { RefCell::new(None) };
 }
 
-/// The requests one shard executes for another: each is the arguments of one request.
-type Batch = Vec<Vec<Vec<u8>>>;
+/// The requests one connection sends one other shard in a batch, and then their replies.
+/// The requests travel parsed (their arguments and where each ends), so the owner does not
+/// read them again.
+#[derive(Default)]
+struct Envelope {
+    /// The arguments of the requests, back to back...
+    data: Vec<u8>,
+    /// ...where each argument ends in `data`...
+    arg_ends: Vec<usize>,
+    /// ...and where each request's arguments end in `arg_ends`.
+    request_ends: Vec<usize>,
+    /// The replies, back to back...
+    replies: Vec<u8>,
+    /// ...and where each one ends in `replies`.
+    reply_ends: Vec<usize>,
+}
 
-/// Runs on the owner's thread: executes `batch` on this shard's keys, one reply each.
-fn execute_here(batch: Batch) -> Vec<Vec<u8>> {
+impl Envelope {
+    /// Adds a request; the index of its reply.
+    fn push(&mut self, args: &[&[u8]]) -> usize {
+        for a in args {
+            self.data.extend_from_slice(a);
+            self.arg_ends.push(self.data.len());
+        }
+        self.request_ends.push(self.arg_ends.len());
+        self.request_ends.len() - 1
+    }
+
+    fn requests(&self) -> usize {
+        self.request_ends.len()
+    }
+
+    /// Marks the end of a reply appended to `replies`; its index.
+    fn end_reply(&mut self) -> usize {
+        self.reply_ends.push(self.replies.len());
+        self.reply_ends.len() - 1
+    }
+
+    fn reply(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.reply_ends[i - 1] };
+        &self.replies[start..self.reply_ends[i]]
+    }
+
+    /// Empties it for the next batch, keeping its buffers unless a large batch grew them.
+    fn clear(&mut self) {
+        for buf in [&mut self.data, &mut self.replies] {
+            buf.clear();
+            if buf.capacity() > BUF_KEEP {
+                *buf = Vec::new();
+            }
+        }
+        self.arg_ends.clear();
+        self.request_ends.clear();
+        self.reply_ends.clear();
+    }
+
+    /// `count` requests answered with `err` (their shard could not execute them).
+    fn fail(&mut self, count: usize, err: &[u8]) {
+        self.replies.clear();
+        self.reply_ends.clear();
+        for _ in 0..count {
+            self.replies.extend_from_slice(err);
+            self.end_reply();
+        }
+    }
+}
+
+/// Runs on the owner's thread: executes the requests of `env` on this shard's keys and puts
+/// one reply each in it.
+fn execute_here(mut env: Envelope) -> Envelope {
+    env.replies.clear();
+    env.reply_ends.clear();
     let Some(router) = ROUTER.with(|r| r.borrow().clone()) else {
-        return batch
-            .iter()
-            .map(|_| b"-ERR not a kv shard\r\n".to_vec())
-            .collect();
+        env.fail(env.requests(), b"-ERR not a kv shard\r\n");
+        return env;
     };
     let server = &router.server;
     let mut store = server.store.borrow_mut();
-    batch
-        .iter()
-        .map(|args| {
-            let args: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
-            let mut out = Vec::new();
-            execute(&mut store, &server.limits, &args, &mut out, usize::MAX);
-            out
-        })
-        .collect()
+    let mut args = reuse(router.spare_args.take());
+    let Envelope {
+        data,
+        arg_ends,
+        request_ends,
+        replies,
+        reply_ends,
+    } = &mut env;
+    let (mut arg, mut at) = (0, 0);
+    for &end in request_ends.iter() {
+        args.clear();
+        for &arg_end in &arg_ends[arg..end] {
+            args.push(&data[at..arg_end]);
+            at = arg_end;
+        }
+        arg = end;
+        execute(&mut store, &server.limits, &args, replies, usize::MAX);
+        reply_ends.push(replies.len());
+    }
+    router.spare_args.set(reuse(args));
+    env
 }
 
 /// How the parts of one routed request become its reply.
@@ -1267,21 +1353,28 @@ enum Gather {
     AllOk,
 }
 
-/// A request whose reply comes from parts: where it goes in `out`, and its parts' indexes.
+/// A request whose reply comes from parts: where it goes in `out`, and its parts (a range of
+/// [`Routing::parts`]).
 struct Routed {
     at: usize,
     gather: Gather,
-    parts: Vec<usize>,
+    parts: Range<usize>,
 }
 
-/// One connection's sharded requests of the batch being answered.
+/// One connection's sharded requests of the batch being answered, and the buffers kept for
+/// the next batch.
 struct Routing {
     router: Rc<Router>,
     routed: Vec<Routed>,
-    /// Each part's reply, once known.
-    parts: Vec<Vec<u8>>,
-    /// For each shard, the parts it is to execute: (part index, arguments).
-    outgoing: Vec<Vec<(usize, Vec<Vec<u8>>)>>,
+    /// Each part's reply, as (shard, index in that shard's envelope). This shard's own
+    /// envelope holds the replies of the parts it executed at once.
+    parts: Vec<(usize, usize)>,
+    /// One per shard.
+    envelopes: Vec<Envelope>,
+    /// The envelopes out: (shard, requests in it, the reply).
+    out: Vec<(usize, usize, solo::shards::Reply<Envelope>)>,
+    /// The batch's replies with the shards' in their places, swapped with the connection's.
+    spare: Vec<u8>,
 }
 
 impl Routing {
@@ -1293,12 +1386,14 @@ impl Routing {
             router,
             routed: Vec::new(),
             parts: Vec::new(),
-            outgoing: (0..n).map(|_| Vec::new()).collect(),
+            envelopes: (0..n).map(|_| Envelope::default()).collect(),
+            out: Vec::new(),
+            spare: Vec::new(),
         })
     }
 
-    /// Answers `args` like `execute`, the keys this shard owns at once; the rest is sent by
-    /// [`gather`](Routing::gather).
+    /// Answers `args` like `execute`, the keys this shard owns at once; the
+    /// rest is sent by [`gather`](Routing::gather).
     fn execute(
         &mut self,
         store: &mut Store,
@@ -1313,100 +1408,134 @@ impl Routing {
             return execute(store, limits, args, out, cap);
         };
         let is = |name: &str| cmd.eq_ignore_ascii_case(name.as_bytes());
-        // The parts of this request: (shard, arguments), and how they gather.
-        let (gather, parts): (Gather, Parts<'_>) = if (is("GET") && rest.len() == 1)
+        // The keys of this request (or of each of its parts), and how its parts gather.
+        let (gather, step) = if (is("GET") && rest.len() == 1)
             || (is("SET") && rest.len() >= 2)
             || (is("INCR") && rest.len() == 1)
         {
-            (Gather::One, vec![(owner(rest[0], n), args.to_vec())])
+            // The common case: one key, the request forwarded whole.
+            let shard = owner(rest[0], n);
+            if shard == me {
+                return execute(store, limits, args, out, cap);
+            }
+            let i = self.envelopes[shard].push(args);
+            self.route(out, Gather::One, &[(shard, i)]);
+            return After::Continue;
         } else if is("MGET") && !rest.is_empty() {
-            let parts = rest
-                .iter()
-                .map(|k| (owner(k, n), vec![&b"GET"[..], k]))
-                .collect();
-            (Gather::Array, parts)
+            (Gather::Array, 1)
         } else if (is("DEL") || is("EXISTS")) && !rest.is_empty() {
-            let parts = rest.iter().map(|k| (owner(k, n), vec![cmd, k])).collect();
-            (Gather::Sum, parts)
+            (Gather::Sum, 1)
         } else if is("MSET") && !rest.is_empty() && rest.len() % 2 == 0 {
-            let parts = rest
-                .chunks(2)
-                .map(|kv| (owner(kv[0], n), vec![&b"SET"[..], kv[0], kv[1]]))
-                .collect();
-            (Gather::AllOk, parts)
+            (Gather::AllOk, 2)
         } else if is("DBSIZE") && rest.is_empty() {
-            (Gather::Sum, (0..n).map(|s| (s, args.to_vec())).collect())
+            (Gather::Sum, 0)
         } else if (is("FLUSHALL") || is("FLUSHDB")) && rest.is_empty() {
-            (Gather::AllOk, (0..n).map(|s| (s, args.to_vec())).collect())
+            (Gather::AllOk, 0)
         } else {
             // No key (PING, CONFIG...), or wrong arguments: this shard answers.
             return execute(store, limits, args, out, cap);
         };
-        if parts.iter().all(|(shard, _)| *shard == me) {
+        if step > 0 && rest.chunks(step).all(|c| owner(c[0], n) == me) {
             return execute(store, limits, args, out, cap); // all here: as unsharded
         }
-        let mut indexes = Vec::with_capacity(parts.len());
-        for (shard, part) in parts {
-            let i = self.parts.len();
-            indexes.push(i);
-            if shard == me {
-                let mut reply = Vec::new();
-                execute(store, limits, &part, &mut reply, usize::MAX);
-                self.parts.push(reply);
-            } else {
-                self.parts.push(Vec::new());
-                let owned = part.iter().map(|a| a.to_vec()).collect();
-                self.outgoing[shard].push((i, owned));
+        let first = self.parts.len();
+        if step == 0 {
+            // Every shard, the request as it came.
+            for shard in 0..n {
+                let i = self.part(store, limits, shard, args);
+                self.parts.push((shard, i));
+            }
+        } else {
+            // One part per key (per pair, for MSET): GET for MGET, SET for MSET.
+            let name: &[u8] = match gather {
+                Gather::Array => b"GET",
+                Gather::AllOk => b"SET",
+                _ => cmd,
+            };
+            for c in rest.chunks(step) {
+                let shard = owner(c[0], n);
+                let part: &[&[u8]] = &[&[name][..], c].concat();
+                let i = self.part(store, limits, shard, part);
+                self.parts.push((shard, i));
             }
         }
         self.routed.push(Routed {
             at: out.len(),
             gather,
-            parts: indexes,
+            parts: first..self.parts.len(),
         });
         After::Continue
     }
 
-    /// Sends the parts for other shards (one message per shard), waits for their replies, and
-    /// puts each routed request's reply in its place in `out`.
-    async fn gather(&mut self, out: &mut Vec<u8>) {
+    /// Records a request whose reply is gathered from `parts`.
+    fn route(&mut self, out: &[u8], gather: Gather, parts: &[(usize, usize)]) {
+        let first = self.parts.len();
+        self.parts.extend_from_slice(parts);
+        self.routed.push(Routed {
+            at: out.len(),
+            gather,
+            parts: first..self.parts.len(),
+        });
+    }
+
+    /// One part for `shard`: executed now if it is this one, else put in its envelope; the
+    /// index of its reply there.
+    fn part(&mut self, store: &mut Store, limits: &Limits, shard: usize, args: &[&[u8]]) -> usize {
+        let env = &mut self.envelopes[shard];
+        if shard == self.router.index {
+            execute(store, limits, args, &mut env.replies, usize::MAX);
+            return env.end_reply();
+        }
+        env.push(args)
+    }
+
+    /// Whether requests of this batch wait for other shards.
+    fn is_pending(&self) -> bool {
+        !self.routed.is_empty()
+    }
+
+    /// Sends each other shard its envelope (one message per shard), waits for them to come
+    /// back with their replies, and puts each routed request's reply in its place in `out`.
+    async fn gather(&mut self, out: &mut Vec<u8>, stats: &Stats) {
         if self.routed.is_empty() {
             return;
         }
-        let mut replies = Vec::new();
-        for (shard, batch) in self.outgoing.iter_mut().enumerate() {
-            if batch.is_empty() {
+        let me = self.router.index;
+        self.out.clear();
+        for (shard, env) in self.envelopes.iter_mut().enumerate() {
+            if shard == me || env.requests() == 0 {
                 continue;
             }
-            let (indexes, batch): (Vec<usize>, Batch) = std::mem::take(batch).into_iter().unzip();
-            let reply = self.router.peers[shard].ask(move || execute_here(batch));
-            replies.push((shard, indexes, reply));
+            let count = env.requests();
+            let env = std::mem::take(env);
+            Stats::add(&stats.forwarded, 1);
+            Stats::add(&stats.forwarded_requests, count as u64);
+            let reply = self.router.peers[shard].ask(move || execute_here(env));
+            self.out.push((shard, count, reply));
         }
-        for (shard, indexes, reply) in replies {
+        for (shard, count, reply) in self.out.drain(..) {
             match reply.await {
-                Ok(answers) => {
-                    for (i, answer) in indexes.into_iter().zip(answers) {
-                        self.parts[i] = answer;
-                    }
-                }
+                Ok(env) => self.envelopes[shard] = env,
                 Err(_) => {
-                    for i in indexes {
-                        self.parts[i] = format!("-ERR shard {shard} is unavailable\r\n").into();
-                    }
+                    let err = format!("-ERR shard {shard} is unavailable\r\n");
+                    self.envelopes[shard].fail(count, err.as_bytes());
                 }
             }
         }
-        let mut whole =
-            Vec::with_capacity(out.len() + self.parts.iter().map(Vec::len).sum::<usize>());
+        let whole = &mut self.spare;
+        whole.clear();
         let mut from = 0;
         for r in self.routed.drain(..) {
             whole.extend_from_slice(&out[from..r.at]);
             from = r.at;
-            let mut parts = r.parts.iter().map(|&i| &self.parts[i][..]);
+            let envelopes = &self.envelopes;
+            let mut parts = self.parts[r.parts.clone()]
+                .iter()
+                .map(|&(shard, i)| envelopes[shard].reply(i));
             match r.gather {
                 Gather::One => whole.extend_from_slice(parts.next().unwrap_or(b"")),
                 Gather::Array => {
-                    push_int(&mut whole, b'*', r.parts.len() as i64);
+                    push_int(whole, b'*', r.parts.len() as i64);
                     parts.for_each(|p| whole.extend_from_slice(p));
                 }
                 Gather::Sum => match parts.clone().find(|p| !p.starts_with(b":")) {
@@ -1421,7 +1550,7 @@ impl Routing {
                                     .ok()
                             })
                             .sum();
-                        push_int(&mut whole, b':', sum);
+                        push_int(whole, b':', sum);
                     }
                 },
                 Gather::AllOk => match parts.clone().find(|p| *p != b"+OK\r\n") {
@@ -1431,8 +1560,12 @@ impl Routing {
             }
         }
         whole.extend_from_slice(&out[from..]);
-        *out = whole;
+        std::mem::swap(out, whole);
+        if self.spare.capacity() > BUF_KEEP {
+            self.spare = Vec::new();
+        }
         self.parts.clear();
+        self.envelopes.iter_mut().for_each(Envelope::clear);
     }
 }
 
@@ -1448,6 +1581,7 @@ pub async fn serve_shard(
     let router = Rc::new(Router {
         index: shard.index(),
         peers: shard.peers().to_vec(),
+        spare_args: Cell::new(Vec::new()),
         server: server.clone(),
     });
     ROUTER.with(|r| *r.borrow_mut() = Some(router));
@@ -1481,9 +1615,6 @@ pub async fn serve_shard(
 
 /// `--shards N`, `--share` and `--pin`: the count, how the port is shared, whether to pin.
 pub type Sharding = (usize, solo::shards::Share, bool);
-
-/// The parts of a routed request: the shard each goes to, and its arguments.
-type Parts<'a> = Vec<(usize, Vec<&'a [u8]>)>;
 
 /// Takes `--shards N`, `--share reuseport|acceptor` and `--pin` out of the command line: the
 /// other arguments, and the shard count and options if `--shards` was given.
