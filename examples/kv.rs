@@ -55,8 +55,11 @@
 //! `--shards N [--share reuseport|acceptor] [--pin]` runs N loops, one per thread
 //! (`solo::shards`), that share the port and partition the key space by key hash: a request
 //! for another shard's key is executed there and its reply comes back in its place, so
-//! pipelined replies keep their order (see "sharding" at the end of this file). SIGUSR1 and
-//! the exit print the connections per shard.
+//! pipelined replies keep their order (see "sharding" at the end of this file). The requests
+//! of all connections for one other shard that a loop iteration answers travel there in one
+//! message. SIGUSR1 and the exit print the connections per shard; the exit also prints each
+//! shard's requests and what it forwarded. Shards do not spin before sleeping unless
+//! `SOLO_SPIN_US` says so (see `main_sharded`).
 //!
 //! `serve` is also started in-process by `tests/examples.rs`, and `serve_with` with other
 //! limits; [`Stats`] counts what the tests check. `serve_shard` is started by
@@ -184,7 +187,7 @@ pub struct Stats {
     pub over_reply_limit: Cell<u64>,
     /// Connections closed at the query buffer limit.
     pub over_query_limit: Cell<u64>,
-    /// `--shards`: messages sent to other shards (one per shard a batch has requests for).
+    /// `--shards`: messages sent to other shards (at most one per shard and loop iteration).
     pub forwarded: Cell<u64>,
     /// `--shards`: requests (or parts of one) those messages carried.
     pub forwarded_requests: Cell<u64>,
@@ -705,6 +708,14 @@ fn bulk_not_terminated() -> Parsed {
     Parsed::Error("bulk string not terminated by CRLF".into())
 }
 
+/// The integer of an integer reply's line (`:N\r\n`, after the `:`).
+fn parse_int(line: &[u8]) -> Option<i64> {
+    std::str::from_utf8(line.strip_suffix(b"\r\n")?)
+        .ok()?
+        .parse()
+        .ok()
+}
+
 fn push_int(out: &mut Vec<u8>, prefix: u8, n: i64) {
     out.push(prefix);
     // Digits into a stack buffer, back to front: no allocation per reply.
@@ -1063,7 +1074,7 @@ pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(mut conn: S, server: Rc<S
             // out of this loop's code: inline, the unsharded server ran 1.0% more instructions
             // (callgrind, redis-benchmark GET/SET -P 16), boxed 0.65%.
             let gather: Pin<Box<dyn std::future::Future<Output = ()> + '_>> =
-                Box::pin(r.gather(&mut out, stats));
+                Box::pin(r.gather(&mut out));
             gather.await;
         }
         if out.len() > hard {
@@ -1167,17 +1178,22 @@ pub fn args_or_exit() -> (Option<String>, Limits) {
     })
 }
 
-/// [`args_or_exit`], and the sharding options (`--shards N` and its companions).
-pub fn sharded_args_or_exit() -> (Option<String>, Limits, Option<Sharding>) {
-    shard_args(std::env::args().skip(1))
-        .and_then(|(rest, shards)| {
-            let (addr, limits) = Limits::from_args(rest)?;
-            Ok((addr, limits, shards))
-        })
-        .unwrap_or_else(|problem| {
-            eprintln!("{problem}\n{USAGE}");
-            std::process::exit(2)
-        })
+/// Reads `[ADDR] [--NAME VALUE]... [--shards N [--share MODE] [--pin]]`: the address, if
+/// given, the limits, and the shard options if `--shards` is given.
+pub fn parse_args(
+    args: impl IntoIterator<Item = String>,
+) -> Result<(Option<String>, Limits, Option<solo::shards::Flags>), String> {
+    let (rest, flags) = solo::shards::Flags::take(args).map_err(|e| e.to_string())?;
+    let (addr, limits) = Limits::from_args(rest)?;
+    Ok((addr, limits, flags))
+}
+
+/// [`args_or_exit`], and the shard options (`--shards N` and its companions).
+pub fn sharded_args_or_exit() -> (Option<String>, Limits, Option<solo::shards::Flags>) {
+    parse_args(std::env::args().skip(1)).unwrap_or_else(|problem| {
+        eprintln!("{problem}\n{USAGE}");
+        std::process::exit(2)
+    })
 }
 
 #[allow(dead_code)] // the tests include this file for `serve` only
@@ -1206,16 +1222,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 // ---- sharding: `--shards N` ----
 //
 // Each shard owns the keys that hash to it (`owner`) in its own `Server`. A connection is
-// served by whichever shard accepted it; a request for keys of other shards is executed there:
-// while a batch of pipelined requests is answered, the requests (or, for MGET, MSET, DEL and
-// EXISTS, the parts of one) for each other shard are appended, in order, to that shard's
-// `Envelope` (RESP bytes, as the client sent them), which travels there in one message per
-// shard and batch (`Peer::ask`, through that shard's remote queue), comes back with the
-// replies back to back, and is kept for the connection's next batch: once its buffers have
-// grown, a round trip allocates only the message itself. The replies are put back in their
-// requests' places before the batch is written, so replies keep the order of the requests,
-// and each key sees the requests of one connection in order. DBSIZE and FLUSHALL go to every
-// shard. A shard that has stopped answers with an error in the reply's place.
+// served by whichever shard accepted it; a request for keys of other shards is executed there.
+// While a batch of pipelined requests is answered, the requests (or, for MGET, MSET, DEL and
+// EXISTS, the parts of one) for another shard join that shard's boarding `Flight`: one per
+// destination shard, which every connection this loop iteration serves adds to, each request
+// parsed (its arguments back to back in an `Envelope`). A task spawned with the flight sends
+// it once those connections have run: one message per destination shard and iteration
+// (`Peer::ask`, through that shard's remote queue), however many connections and requests.
+// There the requests run in order and the envelope comes back with their replies back to
+// back, and its buffers go to a pool for the next flights: a round trip allocates the flight,
+// its task and the message, and no buffer once the pool's have grown. Each connection waits
+// for the flights its batch took and puts the replies in their requests' places before it
+// writes the batch, so replies keep the order of the requests, and each key sees the requests
+// of one connection in order. DBSIZE and FLUSHALL go to every shard. A shard that has stopped
+// answers with an error in the reply's place.
 
 /// The shard that owns `key` among `count` (FNV-1a, the same on every shard).
 pub fn owner(key: &[u8], count: usize) -> usize {
@@ -1234,6 +1254,100 @@ struct Router {
     server: Rc<Server>,
     /// The argument table of the last envelope executed here, its memory kept.
     spare_args: Cell<Vec<&'static [u8]>>,
+    /// For each other shard, the flight its requests join now, until it leaves.
+    boarding: RefCell<Vec<Option<Rc<Flight>>>>,
+    /// Envelopes back from their trip, with their buffers, for the next flights.
+    pool: RefCell<Vec<Envelope>>,
+}
+
+/// Envelopes kept in a shard's pool at most: the flights of one iteration, about.
+const POOL_KEEP: usize = 64;
+
+impl Router {
+    /// The flight to `shard` that requests join now: the one boarding, or a new one, which
+    /// leaves once the connections that are ready now have run (so that they all join it).
+    fn flight(self: &Rc<Router>, shard: usize) -> Rc<Flight> {
+        if let Some(f) = &self.boarding.borrow()[shard] {
+            return f.clone();
+        }
+        let env = self.pool.borrow_mut().pop().unwrap_or_default();
+        let flight = Rc::new(Flight {
+            env: RefCell::new(env),
+            landed: solo::sync::Event::new(),
+        });
+        self.boarding.borrow_mut()[shard] = Some(flight.clone());
+        let (router, f) = (self.clone(), flight.clone());
+        // A task, not a callback: spawned now, it is polled after the tasks already in the
+        // ready queue, the other connections this iteration serves.
+        drop(Handle::current().spawn(async move {
+            router.boarding.borrow_mut()[shard] = None;
+            let env = std::mem::take(&mut *f.env.borrow_mut());
+            let mut landing = Landing {
+                flight: f,
+                shard,
+                requests: env.requests(),
+                answered: false,
+            };
+            Stats::add(&router.server.stats.forwarded, 1);
+            Stats::add(
+                &router.server.stats.forwarded_requests,
+                env.requests() as u64,
+            );
+            if let Ok(env) = router.peers[shard].ask(move || execute_here(env)).await {
+                *landing.flight.env.borrow_mut() = env;
+                landing.answered = true;
+            }
+        }));
+        flight
+    }
+}
+
+/// The requests of this shard's connections for one other shard, gathered while they run in
+/// one loop iteration, then sent there in one message, and their replies back.
+struct Flight {
+    env: RefCell<Envelope>,
+    /// Set once the replies (or an error for each request) are in `env`.
+    landed: solo::sync::Event,
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        // Its envelope goes back to the pool, buffers and all (not while the thread ends).
+        let mut env = std::mem::take(self.env.get_mut());
+        env.clear();
+        let _ = ROUTER.try_with(|r| {
+            if let Some(router) = r.try_borrow().ok().as_ref().and_then(|r| r.as_ref()) {
+                if let Ok(mut pool) = router.pool.try_borrow_mut() {
+                    if pool.len() < POOL_KEEP {
+                        pool.push(env);
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Marks its flight landed when dropped: with the replies, or with an error for each request
+/// if they did not come (the shard has stopped, or this one stops and cancels the flight's
+/// task), so that no connection waits for it forever.
+struct Landing {
+    flight: Rc<Flight>,
+    shard: usize,
+    requests: usize,
+    answered: bool,
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        if !self.answered {
+            let err = format!("-ERR shard {} is unavailable\r\n", self.shard);
+            self.flight
+                .env
+                .borrow_mut()
+                .fail(self.requests, err.as_bytes());
+        }
+        self.flight.landed.set();
+    }
 }
 
 thread_local! {
@@ -1366,13 +1480,12 @@ struct Routed {
 struct Routing {
     router: Rc<Router>,
     routed: Vec<Routed>,
-    /// Each part's reply, as (shard, index in that shard's envelope). This shard's own
-    /// envelope holds the replies of the parts it executed at once.
+    /// Each part's reply: (shard, index in that shard's flight's envelope, or in `local`).
     parts: Vec<(usize, usize)>,
-    /// One per shard.
-    envelopes: Vec<Envelope>,
-    /// The envelopes out: (shard, requests in it, the reply).
-    out: Vec<(usize, usize, solo::shards::Reply<Envelope>)>,
+    /// The replies of the parts this shard executed at once.
+    local: Envelope,
+    /// The flights this batch's requests took, by shard.
+    flights: Vec<Option<Rc<Flight>>>,
     /// The batch's replies with the shards' in their places, swapped with the connection's.
     spare: Vec<u8>,
 }
@@ -1386,10 +1499,16 @@ impl Routing {
             router,
             routed: Vec::new(),
             parts: Vec::new(),
-            envelopes: (0..n).map(|_| Envelope::default()).collect(),
-            out: Vec::new(),
+            local: Envelope::default(),
+            flights: vec![None; n],
             spare: Vec::new(),
         })
+    }
+
+    /// Adds a request for another shard to this batch's flight there; its reply's index.
+    fn send(&mut self, shard: usize, args: &[&[u8]]) -> usize {
+        let flight = self.flights[shard].get_or_insert_with(|| self.router.flight(shard));
+        flight.env.borrow_mut().push(args)
     }
 
     /// Answers `args` like `execute`, the keys this shard owns at once; the
@@ -1418,7 +1537,7 @@ impl Routing {
             if shard == me {
                 return execute(store, limits, args, out, cap);
             }
-            let i = self.envelopes[shard].push(args);
+            let i = self.send(shard, args);
             self.route(out, Gather::One, &[(shard, i)]);
             return After::Continue;
         } else if is("MGET") && !rest.is_empty() {
@@ -1481,12 +1600,11 @@ impl Routing {
     /// One part for `shard`: executed now if it is this one, else put in its envelope; the
     /// index of its reply there.
     fn part(&mut self, store: &mut Store, limits: &Limits, shard: usize, args: &[&[u8]]) -> usize {
-        let env = &mut self.envelopes[shard];
         if shard == self.router.index {
-            execute(store, limits, args, &mut env.replies, usize::MAX);
-            return env.end_reply();
+            execute(store, limits, args, &mut self.local.replies, usize::MAX);
+            return self.local.end_reply();
         }
-        env.push(args)
+        self.send(shard, args)
     }
 
     /// Whether requests of this batch wait for other shards.
@@ -1494,69 +1612,68 @@ impl Routing {
         !self.routed.is_empty()
     }
 
-    /// Sends each other shard its envelope (one message per shard), waits for them to come
-    /// back with their replies, and puts each routed request's reply in its place in `out`.
-    async fn gather(&mut self, out: &mut Vec<u8>, stats: &Stats) {
+    /// Waits for the flights this batch's requests took to come back, and puts each routed
+    /// request's reply in its place in `out`.
+    async fn gather(&mut self, out: &mut Vec<u8>) {
         if self.routed.is_empty() {
             return;
         }
-        let me = self.router.index;
-        self.out.clear();
-        for (shard, env) in self.envelopes.iter_mut().enumerate() {
-            if shard == me || env.requests() == 0 {
-                continue;
-            }
-            let count = env.requests();
-            let env = std::mem::take(env);
-            Stats::add(&stats.forwarded, 1);
-            Stats::add(&stats.forwarded_requests, count as u64);
-            let reply = self.router.peers[shard].ask(move || execute_here(env));
-            self.out.push((shard, count, reply));
+        for flight in self.flights.iter().flatten() {
+            flight.landed.wait().await;
         }
-        for (shard, count, reply) in self.out.drain(..) {
-            match reply.await {
-                Ok(env) => self.envelopes[shard] = env,
-                Err(_) => {
-                    let err = format!("-ERR shard {shard} is unavailable\r\n");
-                    self.envelopes[shard].fail(count, err.as_bytes());
-                }
+        let (me, local, flights) = (self.router.index, &self.local, &self.flights);
+        // Calls `f` with the reply of part `(shard, i)`.
+        let reply = |(shard, i): (usize, usize), f: &mut dyn FnMut(&[u8])| {
+            if shard == me {
+                return f(local.reply(i));
             }
-        }
+            let flight = flights[shard]
+                .as_ref()
+                .expect("a part's shard has its flight");
+            f(flight.env.borrow().reply(i))
+        };
         let whole = &mut self.spare;
         whole.clear();
         let mut from = 0;
         for r in self.routed.drain(..) {
             whole.extend_from_slice(&out[from..r.at]);
             from = r.at;
-            let envelopes = &self.envelopes;
-            let mut parts = self.parts[r.parts.clone()]
-                .iter()
-                .map(|&(shard, i)| envelopes[shard].reply(i));
+            let parts = self.parts[r.parts].iter().copied();
+            // Sum and AllOk: the first part that is not an integer or +OK is the reply.
+            let mut odd = None;
             match r.gather {
-                Gather::One => whole.extend_from_slice(parts.next().unwrap_or(b"")),
+                Gather::One => parts.for_each(|p| reply(p, &mut |b| whole.extend_from_slice(b))),
                 Gather::Array => {
-                    push_int(whole, b'*', r.parts.len() as i64);
-                    parts.for_each(|p| whole.extend_from_slice(p));
+                    push_int(whole, b'*', parts.len() as i64);
+                    parts.for_each(|p| reply(p, &mut |b| whole.extend_from_slice(b)));
                 }
-                Gather::Sum => match parts.clone().find(|p| !p.starts_with(b":")) {
-                    Some(err) => whole.extend_from_slice(err),
-                    None => {
-                        let sum = parts
-                            .filter_map(|p| {
-                                std::str::from_utf8(&p[1..])
-                                    .ok()?
-                                    .trim()
-                                    .parse::<i64>()
-                                    .ok()
-                            })
-                            .sum();
+                Gather::Sum => {
+                    let mut sum = 0i64;
+                    for p in parts {
+                        reply(p, &mut |b| match b.strip_prefix(b":").and_then(parse_int) {
+                            Some(n) => sum = sum.saturating_add(n),
+                            None => odd = odd.or(Some(p)),
+                        });
+                    }
+                    if odd.is_none() {
                         push_int(whole, b':', sum);
                     }
-                },
-                Gather::AllOk => match parts.clone().find(|p| *p != b"+OK\r\n") {
-                    Some(err) => whole.extend_from_slice(err),
-                    None => whole.extend_from_slice(b"+OK\r\n"),
-                },
+                }
+                Gather::AllOk => {
+                    for p in parts {
+                        reply(p, &mut |b| {
+                            if b != b"+OK\r\n" {
+                                odd = odd.or(Some(p));
+                            }
+                        });
+                    }
+                    if odd.is_none() {
+                        whole.extend_from_slice(b"+OK\r\n");
+                    }
+                }
+            }
+            if let Some(p) = odd {
+                reply(p, &mut |b| whole.extend_from_slice(b));
             }
         }
         whole.extend_from_slice(&out[from..]);
@@ -1565,7 +1682,8 @@ impl Routing {
             self.spare = Vec::new();
         }
         self.parts.clear();
-        self.envelopes.iter_mut().for_each(Envelope::clear);
+        self.local.clear();
+        self.flights.iter_mut().for_each(|f| *f = None);
     }
 }
 
@@ -1576,12 +1694,14 @@ pub async fn serve_shard(
     shard: solo::shards::Shard,
     port: solo::shards::Port,
     limits: Limits,
-) -> std::io::Result<()> {
+) -> std::io::Result<ShardCounts> {
     let server = Rc::new(Server::new(limits));
     let router = Rc::new(Router {
         index: shard.index(),
         peers: shard.peers().to_vec(),
         spare_args: Cell::new(Vec::new()),
+        boarding: RefCell::new(vec![None; shard.count()]),
+        pool: RefCell::new(Vec::new()),
         server: server.clone(),
     });
     ROUTER.with(|r| *r.borrow_mut() = Some(router));
@@ -1610,80 +1730,60 @@ pub async fn serve_shard(
         }
     };
     sweeper.cancel();
-    result
+    let stats = server.stats();
+    result.map(|()| ShardCounts {
+        requests: stats.requests.get(),
+        messages: stats.forwarded.get(),
+        forwarded: stats.forwarded_requests.get(),
+    })
 }
 
-/// `--shards N`, `--share` and `--pin`: the count, how the port is shared, whether to pin.
-pub type Sharding = (usize, solo::shards::Share, bool);
+/// What one shard of a sharded kv did, as [`serve_shard`] returns it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardCounts {
+    /// Requests its connections sent.
+    pub requests: u64,
+    /// Messages it sent other shards with requests: at most one per shard and loop iteration,
+    /// whatever the number of connections and requests.
+    pub messages: u64,
+    /// Requests (or parts of one) those messages carried.
+    pub forwarded: u64,
+}
 
-/// Takes `--shards N`, `--share reuseport|acceptor` and `--pin` out of the command line: the
-/// other arguments, and the shard count and options if `--shards` was given.
-pub fn shard_args(
-    args: impl IntoIterator<Item = String>,
-) -> Result<(Vec<String>, Option<Sharding>), String> {
-    let (mut rest, mut shards, mut share, mut pin) = (Vec::new(), None, None, false);
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--shards" => {
-                let n = args.next().ok_or("--shards needs a count")?;
-                shards = Some(
-                    n.parse::<usize>()
-                        .map_err(|_| format!("--shards {n}: not a count"))?,
-                );
-            }
-            "--share" => share = Some(args.next().ok_or("--share needs a mode")?.parse()?),
-            "--pin" => pin = true,
-            _ => rest.push(arg),
-        }
-    }
-    match shards {
-        Some(n) => Ok((rest, Some((n, share.unwrap_or_default(), pin)))),
-        None if share.is_some() || pin => Err("--share and --pin go with --shards".into()),
-        None => Ok((rest, None)),
+impl std::fmt::Display for ShardCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let per = self.forwarded as f64 / self.messages.max(1) as f64;
+        write!(
+            f,
+            "{} requests, {} forwarded to other shards in {} messages ({per:.1} per message)",
+            self.requests, self.forwarded, self.messages
+        )
     }
 }
 
 /// `main` with `--shards N`: N loops, one per thread, sharing the port and the key space.
+/// They do not spin before sleeping (as the single loop does) unless `SOLO_SPIN_US` says so:
+/// a shard waits for other shards' replies, and a spinning shard takes the CPU that they, and
+/// on a small machine the clients, need (2 shards and redis-benchmark on 2 cores: 1.3 to 1.5
+/// M requests per server CPU-second without spinning, 0.8 to 1.1 M with it).
 #[allow(dead_code)]
 fn main_sharded(
     addr: &str,
     limits: Limits,
-    (count, share, pin): Sharding,
+    flags: solo::shards::Flags,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let port = solo::shards::Port::bind(addr, share)?;
+    let port = solo::shards::Port::bind(addr, flags.share)?;
+    let (count, share) = (flags.count, flags.share);
     println!(
         "kv (RESP2) on {} ({count} shards, {share})",
         port.local_addr()
     );
-    let spin = std::env::var_os("SOLO_SPIN_US").is_none();
-    let served = solo::shards::Builder::new()
-        .count(count)
-        .pin(pin)
-        .loop_builder(move |_| {
-            let builder = solo::EventLoop::builder();
-            if spin {
-                builder.spin_before_sleep(Duration::from_micros(100))
-            } else {
-                builder
-            }
-        })
-        .run(|shard| {
-            let (port, limits) = (port.clone(), limits.clone());
-            async move {
-                if shard.index() == 0 {
-                    let mut usr1 = solo::signal::signal(solo::signal::SignalKind::user_defined1())?;
-                    let p = port.clone();
-                    drop(Handle::current().spawn(async move {
-                        while usr1.recv().await.is_some() {
-                            eprintln!("{}", p.summary());
-                        }
-                    }));
-                }
-                serve_shard(shard, port, limits).await
-            }
-        });
+    let served = flags.serve(&port, |shard, port| {
+        serve_shard(shard, port, limits.clone())
+    });
     eprintln!("{}", port.summary());
-    served?;
+    for (i, c) in served?.iter().enumerate() {
+        eprintln!("  shard {i}: {c}");
+    }
     Ok(())
 }

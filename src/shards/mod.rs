@@ -56,6 +56,7 @@
 
 mod channel;
 mod error;
+mod flags;
 mod peer;
 mod pin;
 mod port;
@@ -71,6 +72,7 @@ use std::time::Duration;
 use channel::Mailbox;
 
 pub use error::{FailureKind, PeerError, ShardFailure, ShardsError};
+pub use flags::Flags;
 pub use peer::{Peer, Reply};
 pub use port::{Accepted, Connection, Port, PortStats, ShardListener, Share};
 pub use shard::{current_index, Shard, StopReason};
