@@ -1104,3 +1104,141 @@ fn kv_reads_its_shard_flags() {
         assert!(kv::parse_args(args(bad)).is_err(), "{bad}");
     }
 }
+
+/// One pipeline of hundreds of requests whose keys are owned by every shard, multi-key ones
+/// among them: each reply comes back in its request's place.
+#[test]
+fn kv_a_pipeline_of_hundreds_of_requests_over_every_shard_keeps_its_order() {
+    let _watchdog = common::watchdog!();
+    let count = 4;
+    let (port, stopper, server) = kv_shards(count, Share::ReusePort);
+    wait_listening(&port, count);
+    let keys: Vec<String> = (0..60).map(|i| format!("key:{i}")).collect();
+    assert!((0..count).all(|s| keys.iter().any(|k| kv::owner(k.as_bytes(), count) == s)));
+    let mut reqs: Vec<Vec<String>> = Vec::new();
+    let mut want = String::new();
+    let mut push = |r: &[&str], w: String| {
+        reqs.push(r.iter().map(|s| s.to_string()).collect());
+        want.push_str(&w);
+    };
+    for (i, k) in keys.iter().enumerate() {
+        push(&["SET", k, &format!("v{i}")], "+OK\r\n".into());
+        push(&["INCR", &format!("n:{k}")], ":1\r\n".into());
+        push(&["PING"], "+PONG\r\n".into());
+    }
+    for (i, pair) in keys.chunks(2).enumerate() {
+        push(&["GET", &pair[0]], bulk(&format!("v{}", 2 * i)));
+        push(
+            &["MGET", &pair[1], "nope", &pair[0]],
+            format!(
+                "*3\r\n{}$-1\r\n{}",
+                bulk(&format!("v{}", 2 * i + 1)),
+                bulk(&format!("v{}", 2 * i))
+            ),
+        );
+        push(&["MSET", &pair[0], "a", &pair[1], "b"], "+OK\r\n".into());
+        push(&["EXISTS", &pair[0], &pair[1], "nope"], ":2\r\n".into());
+        push(&["INCR", &format!("n:{}", pair[1])], ":2\r\n".into());
+    }
+    push(&["DBSIZE"], format!(":{}\r\n", 2 * keys.len()));
+    for pair in keys.chunks(2) {
+        push(&["DEL", &pair[0], &pair[1], "nope"], ":2\r\n".into());
+        push(&["GET", &pair[1]], "$-1\r\n".into());
+    }
+    push(&["DBSIZE"], format!(":{}\r\n", keys.len()));
+    assert!(reqs.len() > 300, "{}", reqs.len());
+    let reqs: Vec<Vec<&str>> = reqs
+        .iter()
+        .map(|r| r.iter().map(String::as_str).collect())
+        .collect();
+    let mut c = client(port.local_addr());
+    pipeline(&mut c, &reqs, &want);
+    // Again, now that the shards' buffers and envelopes are warm.
+    pipeline(&mut c, &[vec!["FLUSHALL"]], "+OK\r\n");
+    pipeline(&mut c, &reqs, &want);
+    drop(c);
+    stopper.stop();
+    server.join().unwrap().unwrap();
+}
+
+/// A pipeline costs at most one message to each other shard, however many of its requests go
+/// there: one connection sends batches of 16 requests over 4 shards, and the shard serving it
+/// sends at most 3 messages a batch, carrying each request for another shard once.
+#[test]
+fn kv_a_batch_sends_at_most_one_message_to_each_other_shard() {
+    let _watchdog = common::watchdog!();
+    let count = 4;
+    let (port, stopper, server) = kv_shards(count, Share::Acceptor);
+    wait_listening(&port, count);
+    let mut c = client(port.local_addr());
+    pipeline(&mut c, &[vec!["PING"]], "+PONG\r\n");
+    let home = port.stats().iter().position(|s| s.open == 1).unwrap();
+    let batches = 50;
+    let mut remote = 0;
+    for b in 0..batches {
+        let keys: Vec<String> = (0..16).map(|i| format!("b{b}:k{i}")).collect();
+        remote += keys
+            .iter()
+            .filter(|k| kv::owner(k.as_bytes(), count) != home)
+            .count();
+        let reqs: Vec<Vec<&str>> = keys.iter().map(|k| vec!["SET", k.as_str(), "v"]).collect();
+        pipeline(&mut c, &reqs, &"+OK\r\n".repeat(16));
+    }
+    drop(c);
+    stopper.stop();
+    let counts = server.join().unwrap().unwrap();
+    let shard = counts[home];
+    assert_eq!(shard.requests, 1 + 16 * batches as u64, "{shard}");
+    assert_eq!(shard.forwarded, remote as u64, "{shard}");
+    assert!(shard.messages <= 3 * batches as u64, "{shard}");
+    assert!(shard.messages >= batches as u64, "{shard}");
+    for (i, other) in counts.iter().enumerate().filter(|(i, _)| *i != home) {
+        assert_eq!(other.messages, 0, "shard {i}: {other}");
+    }
+}
+
+/// Many connections pipelining at once on two shards: the requests of several connections
+/// share flights to the other shard, and every connection gets its own replies, in order.
+#[test]
+fn kv_many_connections_pipelining_at_once_get_their_own_replies() {
+    let _watchdog = common::watchdog!();
+    let (port, stopper, server) = kv_shards(2, Share::Acceptor);
+    wait_listening(&port, 2);
+    let addr = port.local_addr();
+    let clients: Vec<_> = (0..12)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut conn = client(addr);
+                for round in 0..40 {
+                    let keys: Vec<String> = (0..8).map(|i| format!("c{c}:k{i}")).collect();
+                    let values: Vec<String> =
+                        (0..8).map(|i| format!("c{c}:r{round}:{i}")).collect();
+                    let mut reqs: Vec<Vec<&str>> = Vec::new();
+                    let mut want = String::new();
+                    for (k, v) in keys.iter().zip(&values) {
+                        reqs.push(vec!["SET", k, v]);
+                        want.push_str("+OK\r\n");
+                    }
+                    for (k, v) in keys.iter().zip(&values).rev() {
+                        reqs.push(vec!["GET", k]);
+                        want.push_str(&bulk(v));
+                    }
+                    pipeline(&mut conn, &reqs, &want);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    stopper.stop();
+    let counts = server.join().unwrap().unwrap();
+    let requests: u64 = counts.iter().map(|c| c.requests).sum();
+    assert_eq!(requests, 12 * 40 * 16);
+    let (messages, forwarded): (u64, u64) = counts
+        .iter()
+        .fold((0, 0), |(m, f), c| (m + c.messages, f + c.forwarded));
+    // Each connection's batch needs the other shard at most once.
+    assert!(messages <= 12 * 40, "{messages} messages");
+    assert!(forwarded >= messages, "{forwarded} forwarded in {messages}");
+}
