@@ -65,7 +65,7 @@
 //! limits; [`Stats`] counts what the tests check. `serve_shard` is started by
 //! `tests/shards.rs`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::ops::Range;
@@ -1237,13 +1237,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 // of one connection in order. DBSIZE and FLUSHALL go to every shard. A shard that has stopped
 // answers with an error in the reply's place.
 
-/// The shard that owns `key` among `count` (FNV-1a, the same on every shard).
+/// The shard that owns `key` among `count`: the key space's hash ([`WordHash`], 8 bytes at a
+/// time, unseeded, so the same on every shard), modulo the count.
 pub fn owner(key: &[u8], count: usize) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in key {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    (h % count as u64) as usize
+    use std::hash::Hasher;
+    let mut h = WordHash::default();
+    h.write(key);
+    (h.finish() % count as u64) as usize
 }
 
 /// What the shard running on this thread serves, for its connections and for the requests
@@ -1273,6 +1273,7 @@ impl Router {
         let env = self.pool.borrow_mut().pop().unwrap_or_default();
         let flight = Rc::new(Flight {
             env: RefCell::new(env),
+            back: OnceCell::new(),
             landed: solo::sync::Event::new(),
         });
         self.boarding.borrow_mut()[shard] = Some(flight.clone());
@@ -1294,8 +1295,7 @@ impl Router {
                 env.requests() as u64,
             );
             if let Ok(env) = router.peers[shard].ask(move || execute_here(env)).await {
-                *landing.flight.env.borrow_mut() = env;
-                landing.answered = true;
+                landing.answered = landing.flight.back.set(env).is_ok();
             }
         }));
         flight
@@ -1305,15 +1305,21 @@ impl Router {
 /// The requests of this shard's connections for one other shard, gathered while they run in
 /// one loop iteration, then sent there in one message, and their replies back.
 struct Flight {
+    /// The requests, while it boards.
     env: RefCell<Envelope>,
-    /// Set once the replies (or an error for each request) are in `env`.
+    /// The envelope back with the replies (or an error for each request), once landed.
+    back: OnceCell<Envelope>,
+    /// Set once `back` is.
     landed: solo::sync::Event,
 }
 
 impl Drop for Flight {
     fn drop(&mut self) {
         // Its envelope goes back to the pool, buffers and all (not while the thread ends).
-        let mut env = std::mem::take(self.env.get_mut());
+        let mut env = self
+            .back
+            .take()
+            .unwrap_or_else(|| std::mem::take(self.env.get_mut()));
         env.clear();
         let _ = ROUTER.try_with(|r| {
             if let Some(router) = r.try_borrow().ok().as_ref().and_then(|r| r.as_ref()) {
@@ -1341,10 +1347,9 @@ impl Drop for Landing {
     fn drop(&mut self) {
         if !self.answered {
             let err = format!("-ERR shard {} is unavailable\r\n", self.shard);
-            self.flight
-                .env
-                .borrow_mut()
-                .fail(self.requests, err.as_bytes());
+            let mut env = Envelope::default();
+            env.fail(self.requests, err.as_bytes());
+            let _ = self.flight.back.set(env);
         }
         self.flight.landed.set();
     }
@@ -1622,15 +1627,14 @@ impl Routing {
             flight.landed.wait().await;
         }
         let (me, local, flights) = (self.router.index, &self.local, &self.flights);
-        // Calls `f` with the reply of part `(shard, i)`.
-        let reply = |(shard, i): (usize, usize), f: &mut dyn FnMut(&[u8])| {
+        let reply = |&(shard, i): &(usize, usize)| -> &[u8] {
             if shard == me {
-                return f(local.reply(i));
+                return local.reply(i);
             }
-            let flight = flights[shard]
-                .as_ref()
-                .expect("a part's shard has its flight");
-            f(flight.env.borrow().reply(i))
+            match flights[shard].as_ref().and_then(|f| f.back.get()) {
+                Some(env) => env.reply(i),
+                None => b"-ERR no reply from the shard\r\n", // not reached: landed means back
+            }
         };
         let whole = &mut self.spare;
         whole.clear();
@@ -1638,42 +1642,27 @@ impl Routing {
         for r in self.routed.drain(..) {
             whole.extend_from_slice(&out[from..r.at]);
             from = r.at;
-            let parts = self.parts[r.parts].iter().copied();
-            // Sum and AllOk: the first part that is not an integer or +OK is the reply.
-            let mut odd = None;
+            let mut parts = self.parts[r.parts].iter().map(reply);
             match r.gather {
-                Gather::One => parts.for_each(|p| reply(p, &mut |b| whole.extend_from_slice(b))),
+                Gather::One => whole.extend_from_slice(parts.next().unwrap_or(b"")),
                 Gather::Array => {
                     push_int(whole, b'*', parts.len() as i64);
-                    parts.for_each(|p| reply(p, &mut |b| whole.extend_from_slice(b)));
+                    parts.for_each(|p| whole.extend_from_slice(p));
                 }
-                Gather::Sum => {
-                    let mut sum = 0i64;
-                    for p in parts {
-                        reply(p, &mut |b| match b.strip_prefix(b":").and_then(parse_int) {
-                            Some(n) => sum = sum.saturating_add(n),
-                            None => odd = odd.or(Some(p)),
-                        });
-                    }
-                    if odd.is_none() {
+                // The first part that is not an integer is the reply (an error).
+                Gather::Sum => match parts.clone().find(|p| !p.starts_with(b":")) {
+                    Some(err) => whole.extend_from_slice(err),
+                    None => {
+                        let sum = parts
+                            .filter_map(|p| parse_int(&p[1..]))
+                            .fold(0i64, i64::saturating_add);
                         push_int(whole, b':', sum);
                     }
-                }
-                Gather::AllOk => {
-                    for p in parts {
-                        reply(p, &mut |b| {
-                            if b != b"+OK\r\n" {
-                                odd = odd.or(Some(p));
-                            }
-                        });
-                    }
-                    if odd.is_none() {
-                        whole.extend_from_slice(b"+OK\r\n");
-                    }
-                }
-            }
-            if let Some(p) = odd {
-                reply(p, &mut |b| whole.extend_from_slice(b));
+                },
+                Gather::AllOk => match parts.clone().find(|p| *p != b"+OK\r\n") {
+                    Some(err) => whole.extend_from_slice(err),
+                    None => whole.extend_from_slice(b"+OK\r\n"),
+                },
             }
         }
         whole.extend_from_slice(&out[from..]);
