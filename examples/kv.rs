@@ -1252,7 +1252,8 @@ struct Router {
     index: usize,
     peers: Vec<solo::shards::Peer>,
     server: Rc<Server>,
-    /// The argument table of the last envelope executed here, its memory kept.
+    /// The argument table of the last envelope executed here (for another shard), its memory
+    /// kept.
     spare_args: Cell<Vec<&'static [u8]>>,
     /// For each other shard, the flight its requests join now, until it leaves.
     boarding: RefCell<Vec<Option<Rc<Flight>>>>,
@@ -1359,9 +1360,9 @@ thread_local! {
     static ROUTER: RefCell<Option<Rc<Router>>> = const { RefCell::new(None) };
 }
 
-/// The requests one connection sends one other shard in a batch, and then their replies.
-/// The requests travel parsed (their arguments and where each ends), so the owner does not
-/// read them again.
+/// The requests a flight carries to one other shard, and then their replies (a connection also
+/// keeps one for the replies of the parts it executes itself). The requests travel parsed
+/// (their arguments and where each ends), so the owner does not read them again.
 #[derive(Default)]
 struct Envelope {
     /// The arguments of the requests, back to back...
@@ -1402,7 +1403,7 @@ impl Envelope {
         &self.replies[start..self.reply_ends[i]]
     }
 
-    /// Empties it for the next batch, keeping its buffers unless a large batch grew them.
+    /// Empties it for the next flight, keeping its buffers unless a large one grew them.
     fn clear(&mut self) {
         for buf in [&mut self.data, &mut self.replies] {
             buf.clear();
@@ -1410,9 +1411,12 @@ impl Envelope {
                 *buf = Vec::new();
             }
         }
-        self.arg_ends.clear();
-        self.request_ends.clear();
-        self.reply_ends.clear();
+        for ends in [&mut self.arg_ends, &mut self.request_ends, &mut self.reply_ends] {
+            ends.clear();
+            if ends.capacity() > BUF_KEEP / 8 {
+                *ends = Vec::new();
+            }
+        }
     }
 
     /// `count` requests answered with `err` (their shard could not execute them).

@@ -862,6 +862,49 @@ fn shard_flags_are_read_with_clear_errors() {
     assert_eq!(out, vec![3; 3]);
 }
 
+/// `Flags::serve`: every shard's entry runs with the port, and shard 0 prints the port's
+/// summary to stderr at each SIGUSR1 (whose default action would end the process). Run in a
+/// child process, whose stderr the test reads.
+#[test]
+fn flags_serve_runs_the_shards_and_prints_the_summary_at_sigusr1() {
+    let _watchdog = common::watchdog!();
+    if std::env::var_os("SOLO_FLAGS_SERVE_CHILD").is_none() {
+        let out = common::rerun(&common::test_name!())
+            .args(["--include-ignored", "--nocapture"])
+            .env("SOLO_FLAGS_SERVE_CHILD", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{}\n{stderr}", out.status);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+        assert!(stderr.contains("(reuseport):\n  shard   0:"), "{stderr}");
+        assert!(stderr.contains("\n  shard   1:"), "{stderr}");
+        return;
+    }
+    static LISTENING: AtomicUsize = AtomicUsize::new(0);
+    let args = ["x", "--shards", "2", "--share", "reuseport"].map(String::from);
+    let flags = Flags::take(args).unwrap().1.unwrap();
+    let port = Port::bind("127.0.0.1:0", flags.share).unwrap();
+    let out = flags
+        .serve(&port, |shard, port| async move {
+            let _listener = port.listener(&shard)?;
+            LISTENING.fetch_add(1, Ordering::AcqRel); // shard 0's handler is in by now
+            if shard.index() == 1 {
+                while LISTENING.load(Ordering::Acquire) < 2 {
+                    solo::time::sleep(Duration::from_millis(1)).await;
+                }
+                // SAFETY: sending a signal to our own process.
+                unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
+                solo::time::sleep(Duration::from_millis(50)).await;
+                shard.stop_all();
+            }
+            shard.stopped().await;
+            Ok::<_, io::Error>(shard.index())
+        })
+        .unwrap();
+    assert_eq!(out, vec![0, 1]);
+}
+
 /// More shards than CPUs, through `Flags`, on a port: every shard serves.
 #[test]
 fn more_shards_than_cpus_serve_a_port() {
