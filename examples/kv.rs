@@ -1411,7 +1411,11 @@ impl Envelope {
                 *buf = Vec::new();
             }
         }
-        for ends in [&mut self.arg_ends, &mut self.request_ends, &mut self.reply_ends] {
+        for ends in [
+            &mut self.arg_ends,
+            &mut self.request_ends,
+            &mut self.reply_ends,
+        ] {
             ends.clear();
             if ends.capacity() > BUF_KEEP / 8 {
                 *ends = Vec::new();
