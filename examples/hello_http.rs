@@ -23,7 +23,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use solo::hyper::{HyperIo, HyperTimer};
 use solo::net::{TcpListener, TcpStream};
-use solo::shards::{Accepted, Port, Shard};
+use solo::shards::{Accepted, Flags, Port, Shard};
 use solo::Handle;
 
 async fn hello(_req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -64,49 +64,21 @@ pub async fn serve_shard(shard: Shard, port: Port) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `--shards N`, `--share` and `--pin`: the count, how the port is shared, whether to pin.
-pub type Sharding = (usize, solo::shards::Share, bool);
-
-/// `[ADDR] [--shards N] [--share reuseport|acceptor] [--pin]`: the address, and the shard
-/// count and options when `--shards` is given.
-pub fn parse_args(
-    args: impl IntoIterator<Item = String>,
-) -> Result<(Option<String>, Option<Sharding>), String> {
-    let (mut addr, mut shards, mut share, mut pin) = (None, None, None, false);
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--shards" => {
-                let n = args.next().ok_or("--shards needs a count")?;
-                shards = Some(
-                    n.parse::<usize>()
-                        .map_err(|_| format!("--shards {n}: not a count"))?,
-                );
-            }
-            "--share" => share = Some(args.next().ok_or("--share needs a mode")?.parse()?),
-            "--pin" => pin = true,
-            _ if arg.starts_with("--") => return Err(format!("unknown option '{arg}'")),
-            _ if addr.is_none() => addr = Some(arg),
-            _ => return Err(format!("unexpected argument '{arg}'")),
-        }
-    }
-    match shards {
-        Some(n) => Ok((addr, Some((n, share.unwrap_or_default(), pin)))),
-        None if share.is_some() || pin => Err("--share and --pin go with --shards".into()),
-        None => Ok((addr, None)),
-    }
+/// How to start it, for a command line it cannot read.
+fn usage(problem: impl std::fmt::Display) -> ! {
+    eprintln!("{problem}\nusage: hello_http [ADDR] {}", Flags::USAGE);
+    std::process::exit(2)
 }
 
 #[allow(dead_code)] // the tests include this file for `serve` only
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (addr, shards) = parse_args(std::env::args().skip(1)).unwrap_or_else(|e| {
-        eprintln!(
-            "{e}\nusage: hello_http [ADDR] [--shards N [--share reuseport|acceptor] [--pin]]"
-        );
-        std::process::exit(2)
-    });
-    let addr = addr.unwrap_or_else(|| "127.0.0.1:8080".into());
-    let Some((count, share, pin)) = shards else {
+    let (rest, flags) = Flags::take(std::env::args().skip(1)).unwrap_or_else(|e| usage(e));
+    let addr = match &rest[..] {
+        [] => "127.0.0.1:8080".to_string(),
+        [addr] if !addr.starts_with('-') => addr.clone(),
+        _ => usage(format!("unexpected arguments {rest:?}")),
+    };
+    let Some(flags) = flags else {
         return Ok(solo::run(async move {
             let listener = TcpListener::bind(&addr)?;
             println!(
@@ -116,36 +88,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             serve(listener).await
         })??);
     };
-    let port = Port::bind(&addr, share)?;
+    let port = Port::bind(&addr, flags.share)?;
+    let (count, share) = (flags.count, flags.share);
     println!(
         "hello_http (hyper on solo) on http://{} ({count} shards, {share})",
         port.local_addr()
     );
-    let served = solo::shards::Builder::new()
-        .count(count)
-        .pin(pin)
-        .run(|shard| {
-            let port = port.clone();
-            async move {
-                if shard.index() == 0 {
-                    print_on_sigusr1(port.clone())?;
-                }
-                serve_shard(shard, port).await
-            }
-        });
+    let served = flags.serve(&port, serve_shard);
     eprintln!("{}", port.summary());
     served?;
-    Ok(())
-}
-
-/// Prints the port's per-shard counts at each SIGUSR1, for as long as the shard runs.
-#[allow(dead_code)]
-fn print_on_sigusr1(port: Port) -> std::io::Result<()> {
-    let mut usr1 = solo::signal::signal(solo::signal::SignalKind::user_defined1())?;
-    drop(Handle::current().spawn(async move {
-        while usr1.recv().await.is_some() {
-            eprintln!("{}", port.summary());
-        }
-    }));
     Ok(())
 }

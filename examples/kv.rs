@@ -57,14 +57,17 @@
 //! `--shards N [--share reuseport|acceptor] [--pin]` runs N loops, one per thread
 //! (`solo::shards`), that share the port and partition the key space by key hash: a request
 //! for another shard's key is executed there and its reply comes back in its place, so
-//! pipelined replies keep their order (see "sharding" at the end of this file). SIGUSR1 and
-//! the exit print the connections per shard.
+//! pipelined replies keep their order (see "sharding" at the end of this file). The requests
+//! of all connections for one other shard that a loop iteration answers travel there in one
+//! message. SIGUSR1 and the exit print the connections per shard; the exit also prints each
+//! shard's requests and what it forwarded. Shards do not spin before sleeping unless
+//! `SOLO_SPIN_US` says so (see `main_sharded`).
 //!
 //! `serve` is also started in-process by `tests/examples.rs`, and `serve_with` with other
 //! limits; [`Stats`] counts what the tests check. `serve_shard` is started by
 //! `tests/shards.rs`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::ops::Range;
@@ -186,6 +189,10 @@ pub struct Stats {
     pub over_reply_limit: Cell<u64>,
     /// Connections closed at the query buffer limit.
     pub over_query_limit: Cell<u64>,
+    /// `--shards`: messages sent to other shards (at most one per shard and loop iteration).
+    pub forwarded: Cell<u64>,
+    /// `--shards`: requests (or parts of one) those messages carried.
+    pub forwarded_requests: Cell<u64>,
 }
 
 impl Stats {
@@ -703,6 +710,14 @@ fn bulk_not_terminated() -> Parsed {
     Parsed::Error("bulk string not terminated by CRLF".into())
 }
 
+/// The integer of an integer reply's line (`:N\r\n`, after the `:`).
+fn parse_int(line: &[u8]) -> Option<i64> {
+    std::str::from_utf8(line.strip_suffix(b"\r\n")?)
+        .ok()?
+        .parse()
+        .ok()
+}
+
 fn push_int(out: &mut Vec<u8>, prefix: u8, n: i64) {
     out.push(prefix);
     // Digits into a stack buffer, back to front: no allocation per reply.
@@ -1056,7 +1071,7 @@ pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(mut conn: S, server: Rc<S
             Stats::add(&stats.parsed, parser.take_scanned());
             Stats::peak(&stats.peak_unsent, out.len());
         }
-        if let Some(r) = routing.as_mut().filter(|r| !r.routed.is_empty()) {
+        if let Some(r) = routing.as_mut().filter(|r| r.is_pending()) {
             // The replies from other shards, in their places. Boxed, so that its state stays
             // out of this loop's code: inline, the unsharded server ran 1.0% more instructions
             // (callgrind, redis-benchmark GET/SET -P 16), boxed 0.65%.
@@ -1165,17 +1180,22 @@ pub fn args_or_exit() -> (Option<String>, Limits) {
     })
 }
 
-/// [`args_or_exit`], and the sharding options (`--shards N` and its companions).
-pub fn sharded_args_or_exit() -> (Option<String>, Limits, Option<Sharding>) {
-    shard_args(std::env::args().skip(1))
-        .and_then(|(rest, shards)| {
-            let (addr, limits) = Limits::from_args(rest)?;
-            Ok((addr, limits, shards))
-        })
-        .unwrap_or_else(|problem| {
-            eprintln!("{problem}\n{USAGE}");
-            std::process::exit(2)
-        })
+/// Reads `[ADDR] [--NAME VALUE]... [--shards N [--share MODE] [--pin]]`: the address, if
+/// given, the limits, and the shard options if `--shards` is given.
+pub fn parse_args(
+    args: impl IntoIterator<Item = String>,
+) -> Result<(Option<String>, Limits, Option<solo::shards::Flags>), String> {
+    let (rest, flags) = solo::shards::Flags::take(args).map_err(|e| e.to_string())?;
+    let (addr, limits) = Limits::from_args(rest)?;
+    Ok((addr, limits, flags))
+}
+
+/// [`args_or_exit`], and the shard options (`--shards N` and its companions).
+pub fn sharded_args_or_exit() -> (Option<String>, Limits, Option<solo::shards::Flags>) {
+    parse_args(std::env::args().skip(1)).unwrap_or_else(|problem| {
+        eprintln!("{problem}\n{USAGE}");
+        std::process::exit(2)
+    })
 }
 
 #[allow(dead_code)] // the tests include this file for `serve` only
@@ -1204,21 +1224,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 // ---- sharding: `--shards N` ----
 //
 // Each shard owns the keys that hash to it (`owner`) in its own `Server`. A connection is
-// served by whichever shard accepted it; a request for keys of other shards is executed there:
-// while a batch of pipelined requests is answered, the requests (or, for MGET, MSET, DEL and
-// EXISTS, the parts of one) for each other shard are gathered in order, sent as one message per
-// shard (`Peer::ask`, through that shard's remote queue), and their replies are put back in
-// their requests' places before the batch is written. So replies keep the order of the
-// requests, and each key sees the requests of one connection in order. DBSIZE and FLUSHALL go
-// to every shard. A shard that has stopped answers with an error in the reply's place.
+// served by whichever shard accepted it; a request for keys of other shards is executed there.
+// While a batch of pipelined requests is answered, the requests (or, for MGET, MSET, DEL and
+// EXISTS, the parts of one) for another shard join that shard's boarding `Flight`: one per
+// destination shard, which every connection this loop iteration serves adds to, each request
+// parsed (its arguments back to back in an `Envelope`). A task spawned with the flight sends
+// it once those connections have run: one message per destination shard and iteration
+// (`Peer::ask`, through that shard's remote queue), however many connections and requests.
+// There the requests run in order and the envelope comes back with their replies back to
+// back, and its buffers go to a pool for the next flights: a round trip allocates the flight,
+// its task and the message, and no buffer once the pool's have grown. Each connection waits
+// for the flights its batch took and puts the replies in their requests' places before it
+// writes the batch, so replies keep the order of the requests, and each key sees the requests
+// of one connection in order. DBSIZE and FLUSHALL go to every shard. A shard that has stopped
+// answers with an error in the reply's place.
 
-/// The shard that owns `key` among `count` (FNV-1a, the same on every shard).
+/// The shard that owns `key` among `count`: the key space's hash ([`WordHash`], 8 bytes at a
+/// time, unseeded, so the same on every shard), modulo the count.
 pub fn owner(key: &[u8], count: usize) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in key {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    (h % count as u64) as usize
+    use std::hash::Hasher;
+    let mut h = WordHash::default();
+    h.write(key);
+    (h.finish() % count as u64) as usize
 }
 
 /// What the shard running on this thread serves, for its connections and for the requests
@@ -1227,34 +1254,220 @@ struct Router {
     index: usize,
     peers: Vec<solo::shards::Peer>,
     server: Rc<Server>,
+    /// The argument table of the last envelope executed here (for another shard), its memory
+    /// kept.
+    spare_args: Cell<Vec<&'static [u8]>>,
+    /// For each other shard, the flight its requests join now, until it leaves.
+    boarding: RefCell<Vec<Option<Rc<Flight>>>>,
+    /// Envelopes back from their trip, with their buffers, for the next flights.
+    pool: RefCell<Vec<Envelope>>,
+}
+
+/// Envelopes kept in a shard's pool at most: the flights of one iteration, about.
+const POOL_KEEP: usize = 64;
+
+impl Router {
+    /// The flight to `shard` that requests join now: the one boarding, or a new one, which
+    /// leaves once the connections that are ready now have run (so that they all join it).
+    fn flight(self: &Rc<Router>, shard: usize) -> Rc<Flight> {
+        if let Some(f) = &self.boarding.borrow()[shard] {
+            return f.clone();
+        }
+        let env = self.pool.borrow_mut().pop().unwrap_or_default();
+        let flight = Rc::new(Flight {
+            env: RefCell::new(env),
+            back: OnceCell::new(),
+            landed: solo::sync::Event::new(),
+        });
+        self.boarding.borrow_mut()[shard] = Some(flight.clone());
+        let (router, f) = (self.clone(), flight.clone());
+        // A task, not a callback: spawned now, it is polled after the tasks already in the
+        // ready queue, the other connections this iteration serves.
+        drop(Handle::current().spawn(async move {
+            router.boarding.borrow_mut()[shard] = None;
+            let env = std::mem::take(&mut *f.env.borrow_mut());
+            let mut landing = Landing {
+                flight: f,
+                shard,
+                requests: env.requests(),
+                answered: false,
+            };
+            Stats::add(&router.server.stats.forwarded, 1);
+            Stats::add(
+                &router.server.stats.forwarded_requests,
+                env.requests() as u64,
+            );
+            if let Ok(env) = router.peers[shard].ask(move || execute_here(env)).await {
+                landing.answered = landing.flight.back.set(env).is_ok();
+            }
+        }));
+        flight
+    }
+}
+
+/// The requests of this shard's connections for one other shard, gathered while they run in
+/// one loop iteration, then sent there in one message, and their replies back.
+struct Flight {
+    /// The requests, while it boards.
+    env: RefCell<Envelope>,
+    /// The envelope back with the replies (or an error for each request), once landed.
+    back: OnceCell<Envelope>,
+    /// Set once `back` is.
+    landed: solo::sync::Event,
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        // Its envelope goes back to the pool, buffers and all (not while the thread ends).
+        let mut env = self
+            .back
+            .take()
+            .unwrap_or_else(|| std::mem::take(self.env.get_mut()));
+        env.clear();
+        let _ = ROUTER.try_with(|r| {
+            if let Some(router) = r.try_borrow().ok().as_ref().and_then(|r| r.as_ref()) {
+                if let Ok(mut pool) = router.pool.try_borrow_mut() {
+                    if pool.len() < POOL_KEEP {
+                        pool.push(env);
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Marks its flight landed when dropped: with the replies, or with an error for each request
+/// if they did not come (the shard has stopped, or this one stops and cancels the flight's
+/// task), so that no connection waits for it forever.
+struct Landing {
+    flight: Rc<Flight>,
+    shard: usize,
+    requests: usize,
+    answered: bool,
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        if !self.answered {
+            let err = format!("-ERR shard {} is unavailable\r\n", self.shard);
+            let mut env = Envelope::default();
+            env.fail(self.requests, err.as_bytes());
+            let _ = self.flight.back.set(env);
+        }
+        self.flight.landed.set();
+    }
 }
 
 thread_local! {
     static ROUTER: RefCell<Option<Rc<Router>>> = const { RefCell::new(None) };
 }
 
-/// The requests one shard executes for another: each is the arguments of one request.
-type Batch = Vec<Vec<Vec<u8>>>;
+/// The requests a flight carries to one other shard, and then their replies (a connection also
+/// keeps one for the replies of the parts it executes itself). The requests travel parsed
+/// (their arguments and where each ends), so the owner does not read them again.
+#[derive(Default)]
+struct Envelope {
+    /// The arguments of the requests, back to back...
+    data: Vec<u8>,
+    /// ...where each argument ends in `data`...
+    arg_ends: Vec<usize>,
+    /// ...and where each request's arguments end in `arg_ends`.
+    request_ends: Vec<usize>,
+    /// The replies, back to back...
+    replies: Vec<u8>,
+    /// ...and where each one ends in `replies`.
+    reply_ends: Vec<usize>,
+}
 
-/// Runs on the owner's thread: executes `batch` on this shard's keys, one reply each.
-fn execute_here(batch: Batch) -> Vec<Vec<u8>> {
+impl Envelope {
+    /// Adds a request; the index of its reply.
+    fn push(&mut self, args: &[&[u8]]) -> usize {
+        for a in args {
+            self.data.extend_from_slice(a);
+            self.arg_ends.push(self.data.len());
+        }
+        self.request_ends.push(self.arg_ends.len());
+        self.request_ends.len() - 1
+    }
+
+    fn requests(&self) -> usize {
+        self.request_ends.len()
+    }
+
+    /// Marks the end of a reply appended to `replies`; its index.
+    fn end_reply(&mut self) -> usize {
+        self.reply_ends.push(self.replies.len());
+        self.reply_ends.len() - 1
+    }
+
+    fn reply(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.reply_ends[i - 1] };
+        &self.replies[start..self.reply_ends[i]]
+    }
+
+    /// Empties it for the next flight, keeping its buffers unless a large one grew them.
+    fn clear(&mut self) {
+        for buf in [&mut self.data, &mut self.replies] {
+            buf.clear();
+            if buf.capacity() > BUF_KEEP {
+                *buf = Vec::new();
+            }
+        }
+        for ends in [
+            &mut self.arg_ends,
+            &mut self.request_ends,
+            &mut self.reply_ends,
+        ] {
+            ends.clear();
+            if ends.capacity() > BUF_KEEP / 8 {
+                *ends = Vec::new();
+            }
+        }
+    }
+
+    /// `count` requests answered with `err` (their shard could not execute them).
+    fn fail(&mut self, count: usize, err: &[u8]) {
+        self.replies.clear();
+        self.reply_ends.clear();
+        for _ in 0..count {
+            self.replies.extend_from_slice(err);
+            self.end_reply();
+        }
+    }
+}
+
+/// Runs on the owner's thread: executes the requests of `env` on this shard's keys and puts
+/// one reply each in it.
+fn execute_here(mut env: Envelope) -> Envelope {
+    env.replies.clear();
+    env.reply_ends.clear();
     let Some(router) = ROUTER.with(|r| r.borrow().clone()) else {
-        return batch
-            .iter()
-            .map(|_| b"-ERR not a kv shard\r\n".to_vec())
-            .collect();
+        env.fail(env.requests(), b"-ERR not a kv shard\r\n");
+        return env;
     };
     let server = &router.server;
     let mut store = server.store.borrow_mut();
-    batch
-        .iter()
-        .map(|args| {
-            let args: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
-            let mut out = Vec::new();
-            execute(&mut store, &server.limits, &args, &mut out, usize::MAX);
-            out
-        })
-        .collect()
+    let mut args = reuse(router.spare_args.take());
+    let Envelope {
+        data,
+        arg_ends,
+        request_ends,
+        replies,
+        reply_ends,
+    } = &mut env;
+    let (mut arg, mut at) = (0, 0);
+    for &end in request_ends.iter() {
+        args.clear();
+        for &arg_end in &arg_ends[arg..end] {
+            args.push(&data[at..arg_end]);
+            at = arg_end;
+        }
+        arg = end;
+        execute(&mut store, &server.limits, &args, replies, usize::MAX);
+        reply_ends.push(replies.len());
+    }
+    router.spare_args.set(reuse(args));
+    env
 }
 
 /// How the parts of one routed request become its reply.
@@ -1269,21 +1482,27 @@ enum Gather {
     AllOk,
 }
 
-/// A request whose reply comes from parts: where it goes in `out`, and its parts' indexes.
+/// A request whose reply comes from parts: where it goes in `out`, and its parts (a range of
+/// [`Routing::parts`]).
 struct Routed {
     at: usize,
     gather: Gather,
-    parts: Vec<usize>,
+    parts: Range<usize>,
 }
 
-/// One connection's sharded requests of the batch being answered.
+/// One connection's sharded requests of the batch being answered, and the buffers kept for
+/// the next batch.
 struct Routing {
     router: Rc<Router>,
     routed: Vec<Routed>,
-    /// Each part's reply, once known.
-    parts: Vec<Vec<u8>>,
-    /// For each shard, the parts it is to execute: (part index, arguments).
-    outgoing: Vec<Vec<(usize, Vec<Vec<u8>>)>>,
+    /// Each part's reply: (shard, index in that shard's flight's envelope, or in `local`).
+    parts: Vec<(usize, usize)>,
+    /// The replies of the parts this shard executed at once.
+    local: Envelope,
+    /// The flights this batch's requests took, by shard.
+    flights: Vec<Option<Rc<Flight>>>,
+    /// The batch's replies with the shards' in their places, swapped with the connection's.
+    spare: Vec<u8>,
 }
 
 impl Routing {
@@ -1295,12 +1514,20 @@ impl Routing {
             router,
             routed: Vec::new(),
             parts: Vec::new(),
-            outgoing: (0..n).map(|_| Vec::new()).collect(),
+            local: Envelope::default(),
+            flights: vec![None; n],
+            spare: Vec::new(),
         })
     }
 
-    /// Answers `args` like `execute`, the keys this shard owns at once; the rest is sent by
-    /// [`gather`](Routing::gather).
+    /// Adds a request for another shard to this batch's flight there; its reply's index.
+    fn send(&mut self, shard: usize, args: &[&[u8]]) -> usize {
+        let flight = self.flights[shard].get_or_insert_with(|| self.router.flight(shard));
+        flight.env.borrow_mut().push(args)
+    }
+
+    /// Answers `args` like `execute`, the keys this shard owns at once; the
+    /// rest is sent by [`gather`](Routing::gather).
     fn execute(
         &mut self,
         store: &mut Store,
@@ -1315,115 +1542,131 @@ impl Routing {
             return execute(store, limits, args, out, cap);
         };
         let is = |name: &str| cmd.eq_ignore_ascii_case(name.as_bytes());
-        // The parts of this request: (shard, arguments), and how they gather.
-        let (gather, parts): (Gather, Parts<'_>) = if (is("GET") && rest.len() == 1)
+        // The keys of this request (or of each of its parts), and how its parts gather.
+        let (gather, step) = if (is("GET") && rest.len() == 1)
             || (is("SET") && rest.len() >= 2)
             || (is("INCR") && rest.len() == 1)
         {
-            (Gather::One, vec![(owner(rest[0], n), args.to_vec())])
+            // The common case: one key, the request forwarded whole.
+            let shard = owner(rest[0], n);
+            if shard == me {
+                return execute(store, limits, args, out, cap);
+            }
+            let i = self.send(shard, args);
+            self.route(out, Gather::One, &[(shard, i)]);
+            return After::Continue;
         } else if is("MGET") && !rest.is_empty() {
-            let parts = rest
-                .iter()
-                .map(|k| (owner(k, n), vec![&b"GET"[..], k]))
-                .collect();
-            (Gather::Array, parts)
+            (Gather::Array, 1)
         } else if (is("DEL") || is("EXISTS")) && !rest.is_empty() {
-            let parts = rest.iter().map(|k| (owner(k, n), vec![cmd, k])).collect();
-            (Gather::Sum, parts)
+            (Gather::Sum, 1)
         } else if is("MSET") && !rest.is_empty() && rest.len() % 2 == 0 {
-            let parts = rest
-                .chunks(2)
-                .map(|kv| (owner(kv[0], n), vec![&b"SET"[..], kv[0], kv[1]]))
-                .collect();
-            (Gather::AllOk, parts)
+            (Gather::AllOk, 2)
         } else if is("DBSIZE") && rest.is_empty() {
-            (Gather::Sum, (0..n).map(|s| (s, args.to_vec())).collect())
+            (Gather::Sum, 0)
         } else if (is("FLUSHALL") || is("FLUSHDB")) && rest.is_empty() {
-            (Gather::AllOk, (0..n).map(|s| (s, args.to_vec())).collect())
+            (Gather::AllOk, 0)
         } else {
             // No key (PING, CONFIG...), or wrong arguments: this shard answers.
             return execute(store, limits, args, out, cap);
         };
-        if parts.iter().all(|(shard, _)| *shard == me) {
+        if step > 0 && rest.chunks(step).all(|c| owner(c[0], n) == me) {
             return execute(store, limits, args, out, cap); // all here: as unsharded
         }
-        let mut indexes = Vec::with_capacity(parts.len());
-        for (shard, part) in parts {
-            let i = self.parts.len();
-            indexes.push(i);
-            if shard == me {
-                let mut reply = Vec::new();
-                execute(store, limits, &part, &mut reply, usize::MAX);
-                self.parts.push(reply);
-            } else {
-                self.parts.push(Vec::new());
-                let owned = part.iter().map(|a| a.to_vec()).collect();
-                self.outgoing[shard].push((i, owned));
+        let first = self.parts.len();
+        if step == 0 {
+            // Every shard, the request as it came.
+            for shard in 0..n {
+                let i = self.part(store, limits, shard, args);
+                self.parts.push((shard, i));
+            }
+        } else {
+            // One part per key (per pair, for MSET): GET for MGET, SET for MSET.
+            let name: &[u8] = match gather {
+                Gather::Array => b"GET",
+                Gather::AllOk => b"SET",
+                _ => cmd,
+            };
+            for c in rest.chunks(step) {
+                let shard = owner(c[0], n);
+                let part: &[&[u8]] = &[&[name][..], c].concat();
+                let i = self.part(store, limits, shard, part);
+                self.parts.push((shard, i));
             }
         }
         self.routed.push(Routed {
             at: out.len(),
             gather,
-            parts: indexes,
+            parts: first..self.parts.len(),
         });
         After::Continue
     }
 
-    /// Sends the parts for other shards (one message per shard), waits for their replies, and
-    /// puts each routed request's reply in its place in `out`.
+    /// Records a request whose reply is gathered from `parts`.
+    fn route(&mut self, out: &[u8], gather: Gather, parts: &[(usize, usize)]) {
+        let first = self.parts.len();
+        self.parts.extend_from_slice(parts);
+        self.routed.push(Routed {
+            at: out.len(),
+            gather,
+            parts: first..self.parts.len(),
+        });
+    }
+
+    /// One part for `shard`: executed now if it is this one, else put in its envelope; the
+    /// index of its reply there.
+    fn part(&mut self, store: &mut Store, limits: &Limits, shard: usize, args: &[&[u8]]) -> usize {
+        if shard == self.router.index {
+            execute(store, limits, args, &mut self.local.replies, usize::MAX);
+            return self.local.end_reply();
+        }
+        self.send(shard, args)
+    }
+
+    /// Whether requests of this batch wait for other shards.
+    fn is_pending(&self) -> bool {
+        !self.routed.is_empty()
+    }
+
+    /// Waits for the flights this batch's requests took to come back, and puts each routed
+    /// request's reply in its place in `out`.
     async fn gather(&mut self, out: &mut Vec<u8>) {
         if self.routed.is_empty() {
             return;
         }
-        let mut replies = Vec::new();
-        for (shard, batch) in self.outgoing.iter_mut().enumerate() {
-            if batch.is_empty() {
-                continue;
-            }
-            let (indexes, batch): (Vec<usize>, Batch) = std::mem::take(batch).into_iter().unzip();
-            let reply = self.router.peers[shard].ask(move || execute_here(batch));
-            replies.push((shard, indexes, reply));
+        for flight in self.flights.iter().flatten() {
+            flight.landed.wait().await;
         }
-        for (shard, indexes, reply) in replies {
-            match reply.await {
-                Ok(answers) => {
-                    for (i, answer) in indexes.into_iter().zip(answers) {
-                        self.parts[i] = answer;
-                    }
-                }
-                Err(_) => {
-                    for i in indexes {
-                        self.parts[i] = format!("-ERR shard {shard} is unavailable\r\n").into();
-                    }
-                }
+        let (me, local, flights) = (self.router.index, &self.local, &self.flights);
+        let reply = |&(shard, i): &(usize, usize)| -> &[u8] {
+            if shard == me {
+                return local.reply(i);
             }
-        }
-        let mut whole =
-            Vec::with_capacity(out.len() + self.parts.iter().map(Vec::len).sum::<usize>());
+            match flights[shard].as_ref().and_then(|f| f.back.get()) {
+                Some(env) => env.reply(i),
+                None => b"-ERR no reply from the shard\r\n", // not reached: landed means back
+            }
+        };
+        let whole = &mut self.spare;
+        whole.clear();
         let mut from = 0;
         for r in self.routed.drain(..) {
             whole.extend_from_slice(&out[from..r.at]);
             from = r.at;
-            let mut parts = r.parts.iter().map(|&i| &self.parts[i][..]);
+            let mut parts = self.parts[r.parts].iter().map(reply);
             match r.gather {
                 Gather::One => whole.extend_from_slice(parts.next().unwrap_or(b"")),
                 Gather::Array => {
-                    push_int(&mut whole, b'*', r.parts.len() as i64);
+                    push_int(whole, b'*', parts.len() as i64);
                     parts.for_each(|p| whole.extend_from_slice(p));
                 }
+                // The first part that is not an integer is the reply (an error).
                 Gather::Sum => match parts.clone().find(|p| !p.starts_with(b":")) {
                     Some(err) => whole.extend_from_slice(err),
                     None => {
                         let sum = parts
-                            .filter_map(|p| {
-                                std::str::from_utf8(&p[1..])
-                                    .ok()?
-                                    .trim()
-                                    .parse::<i64>()
-                                    .ok()
-                            })
-                            .sum();
-                        push_int(&mut whole, b':', sum);
+                            .filter_map(|p| parse_int(&p[1..]))
+                            .fold(0i64, i64::saturating_add);
+                        push_int(whole, b':', sum);
                     }
                 },
                 Gather::AllOk => match parts.clone().find(|p| *p != b"+OK\r\n") {
@@ -1433,8 +1676,13 @@ impl Routing {
             }
         }
         whole.extend_from_slice(&out[from..]);
-        *out = whole;
+        std::mem::swap(out, whole);
+        if self.spare.capacity() > BUF_KEEP {
+            self.spare = Vec::new();
+        }
         self.parts.clear();
+        self.local.clear();
+        self.flights.iter_mut().for_each(|f| *f = None);
     }
 }
 
@@ -1445,11 +1693,14 @@ pub async fn serve_shard(
     shard: solo::shards::Shard,
     port: solo::shards::Port,
     limits: Limits,
-) -> std::io::Result<()> {
+) -> std::io::Result<ShardCounts> {
     let server = Rc::new(Server::new(limits));
     let router = Rc::new(Router {
         index: shard.index(),
         peers: shard.peers().to_vec(),
+        spare_args: Cell::new(Vec::new()),
+        boarding: RefCell::new(vec![None; shard.count()]),
+        pool: RefCell::new(Vec::new()),
         server: server.clone(),
     });
     ROUTER.with(|r| *r.borrow_mut() = Some(router));
@@ -1478,83 +1729,60 @@ pub async fn serve_shard(
         }
     };
     sweeper.cancel();
-    result
+    let stats = server.stats();
+    result.map(|()| ShardCounts {
+        requests: stats.requests.get(),
+        messages: stats.forwarded.get(),
+        forwarded: stats.forwarded_requests.get(),
+    })
 }
 
-/// `--shards N`, `--share` and `--pin`: the count, how the port is shared, whether to pin.
-pub type Sharding = (usize, solo::shards::Share, bool);
+/// What one shard of a sharded kv did, as [`serve_shard`] returns it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardCounts {
+    /// Requests its connections sent.
+    pub requests: u64,
+    /// Messages it sent other shards with requests: at most one per shard and loop iteration,
+    /// whatever the number of connections and requests.
+    pub messages: u64,
+    /// Requests (or parts of one) those messages carried.
+    pub forwarded: u64,
+}
 
-/// The parts of a routed request: the shard each goes to, and its arguments.
-type Parts<'a> = Vec<(usize, Vec<&'a [u8]>)>;
-
-/// Takes `--shards N`, `--share reuseport|acceptor` and `--pin` out of the command line: the
-/// other arguments, and the shard count and options if `--shards` was given.
-pub fn shard_args(
-    args: impl IntoIterator<Item = String>,
-) -> Result<(Vec<String>, Option<Sharding>), String> {
-    let (mut rest, mut shards, mut share, mut pin) = (Vec::new(), None, None, false);
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--shards" => {
-                let n = args.next().ok_or("--shards needs a count")?;
-                shards = Some(
-                    n.parse::<usize>()
-                        .map_err(|_| format!("--shards {n}: not a count"))?,
-                );
-            }
-            "--share" => share = Some(args.next().ok_or("--share needs a mode")?.parse()?),
-            "--pin" => pin = true,
-            _ => rest.push(arg),
-        }
-    }
-    match shards {
-        Some(n) => Ok((rest, Some((n, share.unwrap_or_default(), pin)))),
-        None if share.is_some() || pin => Err("--share and --pin go with --shards".into()),
-        None => Ok((rest, None)),
+impl std::fmt::Display for ShardCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let per = self.forwarded as f64 / self.messages.max(1) as f64;
+        write!(
+            f,
+            "{} requests, {} forwarded to other shards in {} messages ({per:.1} per message)",
+            self.requests, self.forwarded, self.messages
+        )
     }
 }
 
 /// `main` with `--shards N`: N loops, one per thread, sharing the port and the key space.
+/// They do not spin before sleeping (as the single loop does) unless `SOLO_SPIN_US` says so:
+/// a shard waits for other shards' replies, and a spinning shard takes the CPU that they, and
+/// on a small machine the clients, need (2 shards and redis-benchmark on 2 cores: 1.3 to 1.5
+/// M requests per server CPU-second without spinning, 0.8 to 1.1 M with it).
 #[allow(dead_code)]
 fn main_sharded(
     addr: &str,
     limits: Limits,
-    (count, share, pin): Sharding,
+    flags: solo::shards::Flags,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let port = solo::shards::Port::bind(addr, share)?;
+    let port = solo::shards::Port::bind(addr, flags.share)?;
+    let (count, share) = (flags.count, flags.share);
     println!(
         "kv (RESP2) on {} ({count} shards, {share})",
         port.local_addr()
     );
-    let spin = std::env::var_os("SOLO_SPIN_US").is_none();
-    let served = solo::shards::Builder::new()
-        .count(count)
-        .pin(pin)
-        .loop_builder(move |_| {
-            let builder = solo::EventLoop::builder();
-            if spin {
-                builder.spin_before_sleep(Duration::from_micros(100))
-            } else {
-                builder
-            }
-        })
-        .run(|shard| {
-            let (port, limits) = (port.clone(), limits.clone());
-            async move {
-                if shard.index() == 0 {
-                    let mut usr1 = solo::signal::signal(solo::signal::SignalKind::user_defined1())?;
-                    let p = port.clone();
-                    drop(Handle::current().spawn(async move {
-                        while usr1.recv().await.is_some() {
-                            eprintln!("{}", p.summary());
-                        }
-                    }));
-                }
-                serve_shard(shard, port, limits).await
-            }
-        });
+    let served = flags.serve(&port, |shard, port| {
+        serve_shard(shard, port, limits.clone())
+    });
     eprintln!("{}", port.summary());
-    served?;
+    for (i, c) in served?.iter().enumerate() {
+        eprintln!("  shard {i}: {c}");
+    }
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use solo::shards::{Builder, FailureKind, Port, ShardsError, Share, StopReason};
+use solo::shards::{Builder, FailureKind, Flags, Port, ShardsError, Share, StopReason};
 
 mod common;
 
@@ -248,6 +248,26 @@ fn a_stopper_stops_the_shards_from_outside() {
     t.join().unwrap();
 }
 
+/// `Handle::current().stop()` on a shard's loop is a normal end asked for from inside, as
+/// `stop_all`: every shard stops, and the one that asked finishes its entry in its grace.
+#[test]
+fn a_loop_stop_inside_a_shard_stops_all_as_a_normal_end() {
+    let _watchdog = common::watchdog!();
+    let out = shards(3)
+        .run(|shard| async move {
+            if shard.index() == 1 {
+                solo::Handle::current().stop();
+                solo::yield_now().await;
+            }
+            let reason = shard.stopped().await;
+            // The entry still runs after the stop: its loop goes on for the grace period.
+            solo::time::sleep(Duration::from_millis(5)).await;
+            Ok::<_, io::Error>(reason)
+        })
+        .unwrap();
+    assert_eq!(out, vec![StopReason::Requested(1); 3]);
+}
+
 // ---- messages ----
 
 #[test]
@@ -397,18 +417,20 @@ fn sigterm_stops_a_sharded_echo_server() {
 
 /// Runs `count` shards of `serve` on a new port; returns the port, the stopper and the
 /// thread running them.
-fn start<F, Fut>(
+#[allow(clippy::type_complexity)] // three plain parts, named in the comment
+fn start<F, Fut, T>(
     count: usize,
     share: Share,
     serve: F,
 ) -> (
     Port,
     solo::shards::Stopper,
-    std::thread::JoinHandle<Result<Vec<()>, ShardsError>>,
+    std::thread::JoinHandle<Result<Vec<T>, ShardsError>>,
 )
 where
     F: Fn(solo::shards::Shard, Port) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = io::Result<()>> + 'static,
+    Fut: std::future::Future<Output = io::Result<T>> + 'static,
+    T: Send + 'static,
 {
     let port = Port::bind("127.0.0.1:0", share).unwrap();
     let b = shards(count);
@@ -526,6 +548,121 @@ fn a_second_listener_on_one_shard_and_a_wrong_count_are_refused() {
     // A bad mode on the command line.
     assert!("roundrobin".parse::<Share>().is_err());
     assert_eq!("reuseport".parse::<Share>(), Ok(Share::ReusePort));
+}
+
+/// In acceptor mode shard 0 may listen again after dropping its listener (the port keeps its
+/// socket; connections wait in the backlog meanwhile), and a second acceptor port on the same
+/// shards works beside the first.
+#[test]
+fn shard_0_listens_again_in_acceptor_mode_and_two_acceptor_ports_work() {
+    let _watchdog = common::watchdog!();
+    let a = Port::bind("127.0.0.1:0", Share::Acceptor).unwrap();
+    let b = Port::bind("127.0.0.1:0", Share::Acceptor).unwrap();
+    let (addr_a, addr_b) = (a.local_addr(), b.local_addr());
+    let out = shards(1)
+        .run(|shard| {
+            let (a, b) = (a.clone(), b.clone());
+            async move {
+                let mut served = Vec::new();
+                for round in 0..3 {
+                    let la = a.listener(&shard)?;
+                    let lb = b.listener(&shard)?;
+                    for (l, addr) in [(&la, addr_a), (&lb, addr_b)] {
+                        let client = std::thread::spawn(move || {
+                            let mut c = client(addr);
+                            echo_once(&mut c, format!("round {round}").as_bytes())
+                        });
+                        let mut conn = l.accept().await?.expect("not stopping").stream;
+                        let mut buf = [0u8; 64];
+                        let n = futures::AsyncReadExt::read(&mut conn, &mut buf).await?;
+                        futures::AsyncWriteExt::write_all(&mut conn, &buf[..n]).await?;
+                        served.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                        // The client thread blocks; wait for it off the loop's thread.
+                        solo::run_in_executor(move || client.join().unwrap())
+                            .await
+                            .map_err(|e| io::Error::other(e.to_string()))??;
+                    }
+                    drop((la, lb)); // and listen again
+                }
+                Ok::<_, io::Error>(served)
+            }
+        })
+        .unwrap();
+    let want: Vec<String> = (0..3)
+        .flat_map(|r| [format!("round {r}"), format!("round {r}")])
+        .collect();
+    assert_eq!(out[0], want);
+    assert_eq!(a.stats()[0].accepted, 3);
+    assert_eq!(b.stats()[0].accepted, 3);
+}
+
+/// Connections the acceptor handed to a shard before its listener went away are served (they
+/// are accepted already); only then does that shard's `accept` fail.
+#[test]
+fn connections_handed_over_before_the_acceptor_went_away_are_served() {
+    let _watchdog = common::watchdog!();
+    let port = Port::bind("127.0.0.1:0", Share::Acceptor).unwrap();
+    let addr = port.local_addr();
+    let acceptor_gone = std::sync::atomic::AtomicBool::new(false);
+    let out = shards(2)
+        .run(|shard| {
+            let (port, gone) = (port.clone(), &acceptor_gone);
+            async move {
+                let l = port.listener(&shard)?;
+                if shard.index() == 0 {
+                    // Four clients, each sending "ping": two are handed to each shard.
+                    let mut clients = Vec::new();
+                    for _ in 0..4 {
+                        let mut c = solo::net::TcpStream::connect(addr).await?;
+                        futures::AsyncWriteExt::write_all(&mut c, b"ping").await?;
+                        clients.push(c);
+                    }
+                    while port.stats()[1].open < 2 {
+                        solo::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    drop(l); // the acceptor goes, with shard 1's two still in its inbox
+                    gone.store(true, Ordering::Release);
+                    let mut answered = 0;
+                    for c in &mut clients {
+                        let mut buf = [0u8; 4];
+                        // Shard 0's own two were closed with its listener: EOF.
+                        if futures::AsyncReadExt::read_exact(c, &mut buf).await.is_ok() {
+                            assert_eq!(&buf, b"pong");
+                            answered += 1;
+                        }
+                    }
+                    shard.stop_all();
+                    return Ok::<_, io::Error>((answered, String::new()));
+                }
+                while !gone.load(Ordering::Acquire) {
+                    solo::time::sleep(Duration::from_millis(1)).await;
+                }
+                let mut served = 0;
+                let err = loop {
+                    match l.accept().await {
+                        Ok(Some(accepted)) => {
+                            let mut s = accepted.stream;
+                            let mut buf = [0u8; 4];
+                            futures::AsyncReadExt::read_exact(&mut s, &mut buf).await?;
+                            assert_eq!(&buf, b"ping");
+                            futures::AsyncWriteExt::write_all(&mut s, b"pong").await?;
+                            served += 1;
+                        }
+                        Ok(None) => break "stopped".to_string(),
+                        Err(e) => break e.to_string(),
+                    }
+                };
+                Ok((served, err))
+            }
+        })
+        .unwrap();
+    assert_eq!(out[1].0, 2, "shard 1 served its two");
+    assert!(
+        out[1].1.contains("acceptor shard's listener is gone"),
+        "{}",
+        out[1].1
+    );
+    assert_eq!(out[0].0, 2, "two clients got their answer");
 }
 
 /// Shard 0 drops its acceptor without a stop: the other shards' `accept` fails with a clear
@@ -668,30 +805,125 @@ fn hello_http_shards_answer_keep_alive_clients_both_ways() {
     }
 }
 
+/// `Flags`: the examples' `--shards N [--share MODE] [--pin]`, with a clear error for each
+/// bad input.
 #[test]
-fn the_examples_read_their_shard_flags() {
+fn shard_flags_are_read_with_clear_errors() {
     let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
-    assert_eq!(echo::parse_args(args("")).unwrap(), (None, None));
+    let flags = |s: &str| {
+        Flags::take(args(s)).map(|(rest, f)| (rest, f.map(|f| (f.count, f.share, f.pin))))
+    };
+    assert_eq!(flags("").unwrap(), (vec![], None));
     assert_eq!(
-        echo::parse_args(args("127.0.0.1:1 --shards 4 --share reuseport --pin")).unwrap(),
+        flags("127.0.0.1:1 --other x").unwrap(),
+        (args("127.0.0.1:1 --other x"), None)
+    );
+    assert_eq!(
+        flags("127.0.0.1:1 --shards 4 --share reuseport --pin").unwrap(),
+        (args("127.0.0.1:1"), Some((4, Share::ReusePort, true)))
+    );
+    assert_eq!(
+        flags("--pin --shards 2 x").unwrap(),
+        (args("x"), Some((2, Share::Acceptor, true)))
+    );
+    // More shards than CPUs is allowed: they share the CPUs.
+    assert_eq!(
+        flags("--shards 512").unwrap().1,
+        Some((512, Share::Acceptor, false))
+    );
+    for (bad, why) in [
+        ("--shards", "--shards needs a count"),
+        ("--shards 0", "at least 1"),
+        ("--shards abc", "--shards abc: not a count"),
+        ("--shards -1", "--shards -1: not a count"),
+        ("--shards 2 --shards 3", "given twice"),
+        ("--shards 2 --share", "--share needs a mode"),
         (
-            Some("127.0.0.1:1".into()),
-            Some((4, Share::ReusePort, true))
-        )
-    );
-    assert_eq!(
-        echo::parse_args(args("--shards 2")).unwrap().1,
-        Some((2, Share::Acceptor, false))
-    );
-    for bad in [
-        "--shards",
-        "--shards x",
-        "--share nope --shards 2",
-        "--pin",
-        "--what",
+            "--shards 2 --share bogus",
+            "--share bogus: unknown sharing mode 'bogus'",
+        ),
+        (
+            "--shards 2 --share acceptor --share reuseport",
+            "given twice",
+        ),
+        ("--pin", "go with --shards"),
+        ("--share reuseport", "go with --shards"),
     ] {
-        assert!(echo::parse_args(args(bad)).is_err(), "{bad}");
+        let err = Flags::take(args(bad)).unwrap_err();
+        assert!(matches!(err, ShardsError::Config(_)), "{bad}: {err:?}");
+        assert!(err.to_string().contains(why), "{bad}: {err}");
     }
+    let f = Flags::take(args("--shards 3 --pin")).unwrap().1.unwrap();
+    let out = f
+        .builder()
+        .signals(false)
+        .run(|shard| async move { Ok::<_, io::Error>(shard.count()) })
+        .unwrap();
+    assert_eq!(out, vec![3; 3]);
+}
+
+/// `Flags::serve`: every shard's entry runs with the port, and shard 0 prints the port's
+/// summary to stderr at each SIGUSR1 (whose default action would end the process). Run in a
+/// child process, whose stderr the test reads.
+#[test]
+fn flags_serve_runs_the_shards_and_prints_the_summary_at_sigusr1() {
+    let _watchdog = common::watchdog!();
+    if std::env::var_os("SOLO_FLAGS_SERVE_CHILD").is_none() {
+        let out = common::rerun(&common::test_name!())
+            .args(["--include-ignored", "--nocapture"])
+            .env("SOLO_FLAGS_SERVE_CHILD", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{}\n{stderr}", out.status);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+        assert!(stderr.contains("(reuseport):\n  shard   0:"), "{stderr}");
+        assert!(stderr.contains("\n  shard   1:"), "{stderr}");
+        return;
+    }
+    static LISTENING: AtomicUsize = AtomicUsize::new(0);
+    let args = ["x", "--shards", "2", "--share", "reuseport"].map(String::from);
+    let flags = Flags::take(args).unwrap().1.unwrap();
+    let port = Port::bind("127.0.0.1:0", flags.share).unwrap();
+    let out = flags
+        .serve(&port, |shard, port| async move {
+            let _listener = port.listener(&shard)?;
+            LISTENING.fetch_add(1, Ordering::AcqRel); // shard 0's handler is in by now
+            if shard.index() == 1 {
+                while LISTENING.load(Ordering::Acquire) < 2 {
+                    solo::time::sleep(Duration::from_millis(1)).await;
+                }
+                // SAFETY: sending a signal to our own process.
+                unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
+                solo::time::sleep(Duration::from_millis(50)).await;
+                shard.stop_all();
+            }
+            shard.stopped().await;
+            Ok::<_, io::Error>(shard.index())
+        })
+        .unwrap();
+    assert_eq!(out, vec![0, 1]);
+}
+
+/// More shards than CPUs, through `Flags`, on a port: every shard serves.
+#[test]
+fn more_shards_than_cpus_serve_a_port() {
+    let _watchdog = common::watchdog!();
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get()) + 2;
+    let (port, stopper, server) = start(n, Share::Acceptor, echo::serve_shard);
+    wait_listening(&port, n);
+    let mut clients: Vec<StdStream> = (0..2 * n).map(|_| client(port.local_addr())).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        echo_once(c, format!("client {i}").as_bytes()).unwrap();
+    }
+    assert!(
+        port.stats().iter().all(|s| s.open == 2),
+        "{}",
+        port.summary()
+    );
+    drop(clients);
+    stopper.stop();
+    assert_eq!(server.join().unwrap().unwrap().len(), n);
 }
 
 // ---- the sharded kv ----
@@ -721,13 +953,14 @@ fn pipeline(c: &mut StdStream, requests: &[Vec<&str>], want: &str) {
     assert_eq!(String::from_utf8_lossy(&got), want);
 }
 
+#[allow(clippy::type_complexity)] // as `start`'s
 fn kv_shards(
     count: usize,
     share: Share,
 ) -> (
     Port,
     solo::shards::Stopper,
-    std::thread::JoinHandle<Result<Vec<()>, ShardsError>>,
+    std::thread::JoinHandle<Result<Vec<kv::ShardCounts>, ShardsError>>,
 ) {
     start(count, share, |shard, port| {
         kv::serve_shard(shard, port, kv::Limits::default())
@@ -862,7 +1095,7 @@ fn kv_a_request_for_a_stopped_shard_gets_an_error_in_its_place() {
     let _watchdog = common::watchdog!();
     let (port, stopper, server) = start(2, Share::Acceptor, |shard, port| async move {
         if shard.index() == 1 {
-            return Ok(()); // shard 1 ends at once: its keys have no owner
+            return Ok(kv::ShardCounts::default()); // shard 1 ends at once: its keys have no owner
         }
         kv::serve_shard(shard, port, kv::Limits::default()).await
     });
@@ -897,10 +1130,158 @@ fn kv_a_request_for_a_stopped_shard_gets_an_error_in_its_place() {
 #[test]
 fn kv_reads_its_shard_flags() {
     let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
-    let (rest, shards) =
-        kv::shard_args(args("127.0.0.1:1 --shards 3 --reply-soft-limit 1k")).unwrap();
-    assert_eq!(rest, args("127.0.0.1:1 --reply-soft-limit 1k"));
-    assert_eq!(shards, Some((3, Share::Acceptor, false)));
-    assert!(kv::shard_args(args("--share reuseport")).is_err());
-    assert!(kv::shard_args(args("--shards -1")).is_err());
+    let (addr, limits, flags) =
+        kv::parse_args(args("127.0.0.1:1 --shards 3 --reply-soft-limit 1k")).unwrap();
+    assert_eq!(addr.as_deref(), Some("127.0.0.1:1"));
+    assert_eq!(limits.reply_soft, 1000);
+    assert_eq!(
+        flags.map(|f| (f.count, f.share)),
+        Some((3, Share::Acceptor))
+    );
+    for bad in [
+        "--share reuseport",
+        "--shards -1",
+        "--shards 0",
+        "--shards 2 --share x",
+    ] {
+        assert!(kv::parse_args(args(bad)).is_err(), "{bad}");
+    }
+}
+
+/// One pipeline of hundreds of requests whose keys are owned by every shard, multi-key ones
+/// among them: each reply comes back in its request's place.
+#[test]
+fn kv_a_pipeline_of_hundreds_of_requests_over_every_shard_keeps_its_order() {
+    let _watchdog = common::watchdog!();
+    let count = 4;
+    let (port, stopper, server) = kv_shards(count, Share::ReusePort);
+    wait_listening(&port, count);
+    let keys: Vec<String> = (0..60).map(|i| format!("key:{i}")).collect();
+    assert!((0..count).all(|s| keys.iter().any(|k| kv::owner(k.as_bytes(), count) == s)));
+    let mut reqs: Vec<Vec<String>> = Vec::new();
+    let mut want = String::new();
+    let mut push = |r: &[&str], w: String| {
+        reqs.push(r.iter().map(|s| s.to_string()).collect());
+        want.push_str(&w);
+    };
+    for (i, k) in keys.iter().enumerate() {
+        push(&["SET", k, &format!("v{i}")], "+OK\r\n".into());
+        push(&["INCR", &format!("n:{k}")], ":1\r\n".into());
+        push(&["PING"], "+PONG\r\n".into());
+    }
+    for (i, pair) in keys.chunks(2).enumerate() {
+        push(&["GET", &pair[0]], bulk(&format!("v{}", 2 * i)));
+        push(
+            &["MGET", &pair[1], "nope", &pair[0]],
+            format!(
+                "*3\r\n{}$-1\r\n{}",
+                bulk(&format!("v{}", 2 * i + 1)),
+                bulk(&format!("v{}", 2 * i))
+            ),
+        );
+        push(&["MSET", &pair[0], "a", &pair[1], "b"], "+OK\r\n".into());
+        push(&["EXISTS", &pair[0], &pair[1], "nope"], ":2\r\n".into());
+        push(&["INCR", &format!("n:{}", pair[1])], ":2\r\n".into());
+    }
+    push(&["DBSIZE"], format!(":{}\r\n", 2 * keys.len()));
+    for pair in keys.chunks(2) {
+        push(&["DEL", &pair[0], &pair[1], "nope"], ":2\r\n".into());
+        push(&["GET", &pair[1]], "$-1\r\n".into());
+    }
+    push(&["DBSIZE"], format!(":{}\r\n", keys.len()));
+    assert!(reqs.len() > 300, "{}", reqs.len());
+    let reqs: Vec<Vec<&str>> = reqs
+        .iter()
+        .map(|r| r.iter().map(String::as_str).collect())
+        .collect();
+    let mut c = client(port.local_addr());
+    pipeline(&mut c, &reqs, &want);
+    // Again, now that the shards' buffers and envelopes are warm.
+    pipeline(&mut c, &[vec!["FLUSHALL"]], "+OK\r\n");
+    pipeline(&mut c, &reqs, &want);
+    drop(c);
+    stopper.stop();
+    server.join().unwrap().unwrap();
+}
+
+/// A pipeline costs at most one message to each other shard, however many of its requests go
+/// there: one connection sends batches of 16 requests over 4 shards, and the shard serving it
+/// sends at most 3 messages a batch, carrying each request for another shard once.
+#[test]
+fn kv_a_batch_sends_at_most_one_message_to_each_other_shard() {
+    let _watchdog = common::watchdog!();
+    let count = 4;
+    let (port, stopper, server) = kv_shards(count, Share::Acceptor);
+    wait_listening(&port, count);
+    let mut c = client(port.local_addr());
+    pipeline(&mut c, &[vec!["PING"]], "+PONG\r\n");
+    let home = port.stats().iter().position(|s| s.open == 1).unwrap();
+    let batches = 50;
+    let mut remote = 0;
+    for b in 0..batches {
+        let keys: Vec<String> = (0..16).map(|i| format!("b{b}:k{i}")).collect();
+        remote += keys
+            .iter()
+            .filter(|k| kv::owner(k.as_bytes(), count) != home)
+            .count();
+        let reqs: Vec<Vec<&str>> = keys.iter().map(|k| vec!["SET", k.as_str(), "v"]).collect();
+        pipeline(&mut c, &reqs, &"+OK\r\n".repeat(16));
+    }
+    drop(c);
+    stopper.stop();
+    let counts = server.join().unwrap().unwrap();
+    let shard = counts[home];
+    assert_eq!(shard.requests, 1 + 16 * batches as u64, "{shard}");
+    assert_eq!(shard.forwarded, remote as u64, "{shard}");
+    assert!(shard.messages <= 3 * batches as u64, "{shard}");
+    assert!(shard.messages >= batches as u64, "{shard}");
+    for (i, other) in counts.iter().enumerate().filter(|(i, _)| *i != home) {
+        assert_eq!(other.messages, 0, "shard {i}: {other}");
+    }
+}
+
+/// Many connections pipelining at once on two shards: the requests of several connections
+/// share flights to the other shard, and every connection gets its own replies, in order.
+#[test]
+fn kv_many_connections_pipelining_at_once_get_their_own_replies() {
+    let _watchdog = common::watchdog!();
+    let (port, stopper, server) = kv_shards(2, Share::Acceptor);
+    wait_listening(&port, 2);
+    let addr = port.local_addr();
+    let clients: Vec<_> = (0..12)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut conn = client(addr);
+                for round in 0..40 {
+                    let keys: Vec<String> = (0..8).map(|i| format!("c{c}:k{i}")).collect();
+                    let values: Vec<String> =
+                        (0..8).map(|i| format!("c{c}:r{round}:{i}")).collect();
+                    let mut reqs: Vec<Vec<&str>> = Vec::new();
+                    let mut want = String::new();
+                    for (k, v) in keys.iter().zip(&values) {
+                        reqs.push(vec!["SET", k, v]);
+                        want.push_str("+OK\r\n");
+                    }
+                    for (k, v) in keys.iter().zip(&values).rev() {
+                        reqs.push(vec!["GET", k]);
+                        want.push_str(&bulk(v));
+                    }
+                    pipeline(&mut conn, &reqs, &want);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    stopper.stop();
+    let counts = server.join().unwrap().unwrap();
+    let requests: u64 = counts.iter().map(|c| c.requests).sum();
+    assert_eq!(requests, 12 * 40 * 16);
+    let (messages, forwarded): (u64, u64) = counts
+        .iter()
+        .fold((0, 0), |(m, f), c| (m + c.messages, f + c.forwarded));
+    // Each connection's batch needs the other shard at most once.
+    assert!(messages <= 12 * 40, "{messages} messages");
+    assert!(forwarded >= messages, "{forwarded} forwarded in {messages}");
 }

@@ -163,6 +163,19 @@ impl<T> Mailbox<T> {
         items
     }
 
+    /// Refuses later pushes, but leaves what is queued to the receiver, which gets it before
+    /// the end. A receiver waiting is woken, to see the end.
+    pub(crate) fn seal(&self) {
+        let waker = {
+            let mut s = lock(&self.state);
+            s.closed = true;
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         lock(&self.state).closed
     }
@@ -192,6 +205,19 @@ mod tests {
         assert_eq!(mb.close(), vec![1]);
         assert_eq!(mb.push(2), Err(2));
         assert!(mb.is_closed());
+
+        // Sealed: no more pushes, but what was queued still comes out, then the end.
+        let mb = Mailbox::new();
+        let m2 = mb.clone();
+        std::thread::spawn(move || m2.push(3).unwrap())
+            .join()
+            .unwrap();
+        mb.seal();
+        assert_eq!(mb.push(4), Err(4));
+        let next = std::future::poll_fn(|cx| mb.poll_recv(cx));
+        assert_eq!(futures_executor_block_on(next), Some(3));
+        let next = std::future::poll_fn(|cx| mb.poll_recv(cx));
+        assert_eq!(futures_executor_block_on(next), None);
     }
 
     /// A minimal block_on, so the unit test needs no executor crate.

@@ -39,7 +39,8 @@
 //!
 //! **Stopping.** SIGTERM or SIGINT (unless [`Builder::signals`] turns that off), a shard that
 //! fails (its entry panics or returns an error, or its loop cannot be built), or
-//! [`Shard::stop_all`] asks every shard to stop: [`Shard::stopped`] completes and a
+//! [`Shard::stop_all`] (or `Handle::current().stop()` inside a shard, which counts as that
+//! shard's `stop_all`, a normal end) asks every shard to stop: [`Shard::stopped`] completes and a
 //! [`ShardListener`]'s accept returns `None`. Each shard's entry point then has the grace
 //! period ([`Builder::grace`], 5 s by default) to return; one that has not is dropped and
 //! counted as failed ([`FailureKind::Cancelled`]). The tasks it leaves get what is left of the
@@ -56,6 +57,7 @@
 
 mod channel;
 mod error;
+mod flags;
 mod peer;
 mod pin;
 mod port;
@@ -71,6 +73,7 @@ use std::time::Duration;
 use channel::Mailbox;
 
 pub use error::{FailureKind, PeerError, ShardFailure, ShardsError};
+pub use flags::Flags;
 pub use peer::{Peer, Reply};
 pub use port::{Accepted, Connection, Port, PortStats, ShardListener, Share};
 pub use shard::{current_index, Shard, StopReason};

@@ -120,8 +120,8 @@ struct Sharded {
 struct PortInner {
     addr: SocketAddr,
     share: Share,
-    /// The socket bound by `bind`, until a shard takes it (the first to listen with
-    /// `ReusePort`, shard 0 with `Acceptor`).
+    /// The socket bound by `bind`: with `ReusePort`, until the first shard to listen takes it;
+    /// with `Acceptor`, for the port's life (shard 0's acceptor works on a duplicate).
     first: Mutex<Option<StdListener>>,
     sharded: Mutex<Option<Arc<Sharded>>>,
 }
@@ -236,9 +236,11 @@ impl Port {
     /// one set of shards (the count of the first shard that listens).
     ///
     /// With `Acceptor`, shard 0's listener also runs the accept task that hands connections
-    /// out (once every shard listens, or after at most a second), for as long as it lives: the other shards get connections only while shard 0
-    /// listens, and their `accept` fails once its listener is gone. Shard 0 can listen only once
-    /// in this mode: its listener owns the port's one socket, and dropping it closes the port.
+    /// out (once every shard listens, or after at most a second), for as long as it lives: the
+    /// other shards get connections only while shard 0 listens. Once its listener is gone,
+    /// their `accept` returns the connections already handed to them, then fails. The port
+    /// keeps its socket (until the last clone of the `Port` is dropped), so shard 0 may listen
+    /// again; connections that come meanwhile wait in the backlog.
     pub fn listener(&self, shard: &Shard) -> io::Result<ShardListener> {
         let index = shard.index();
         let handle =
@@ -289,12 +291,13 @@ impl Port {
                 let inbox = Mailbox::new();
                 lock(&sharded.inboxes)[index] = Some(inbox.clone());
                 let accept_task = if index == 0 {
-                    let socket = lock(&self.inner.first).take().ok_or_else(|| {
-                        io::Error::other(
-                            "the acceptor's socket is gone: shard 0 listens once in acceptor \
-                             mode (its first listener failed or was dropped)",
-                        )
-                    })?;
+                    // The port keeps its socket; each acceptor works on a duplicate, so that
+                    // shard 0 may listen again after its listener is dropped (the connections
+                    // that come meanwhile wait in the backlog).
+                    let socket = lock(&self.inner.first)
+                        .as_ref()
+                        .map(StdListener::try_clone)
+                        .ok_or_else(|| io::Error::other("the acceptor port has no socket"))??;
                     socket.set_nonblocking(true)?;
                     let socket = Async::new(socket)?;
                     let (s, stop) = (sharded.clone(), shard.local().clone());
@@ -519,11 +522,12 @@ impl fmt::Debug for ShardListener {
     }
 }
 
-/// No more hand-offs: every shard waiting in `accept` hears of it.
+/// No more hand-offs: every shard hears of it in `accept`, once it has taken the connections
+/// already handed to it (they are accepted: only the acceptor's bookkeeping is gone).
 fn acceptor_gone(sharded: &Sharded) {
     let inboxes: Vec<_> = lock(&sharded.inboxes).iter().flatten().cloned().collect();
     for inbox in inboxes {
-        drop(inbox.close());
+        inbox.seal();
     }
 }
 

@@ -174,7 +174,9 @@ impl Shard {
         self.local.reason()
     }
 
-    /// Asks every shard (this one too) to stop, as a signal would.
+    /// Asks every shard (this one too) to stop, as a signal would. `Handle::current().stop()`
+    /// on a shard's loop does the same ([`StopReason::Requested`]), and is a normal end of that
+    /// shard, not a failure: its entry runs on, with the grace period to return.
     pub fn stop_all(&self) {
         // The supervisor's mailbox closes only when every shard has ended, this one included.
         let _ = self.supervisor.push(Event::StopAll(self.index()));

@@ -12,10 +12,11 @@ use std::time::Duration;
 use super::channel::Mailbox;
 use super::error::FailureKind;
 use super::peer::Peer;
-use super::shard::{Local, Shard};
+use super::shard::{Local, Shard, StopReason};
 use super::supervisor::Event;
 use super::Builder;
 use crate::error::panic_message;
+use crate::RunError;
 
 /// What a shard's thread starts with.
 pub(crate) struct ShardSetup<'a> {
@@ -78,28 +79,38 @@ where
         local: local.clone(),
         peers,
         core,
-        supervisor,
+        supervisor: supervisor.clone(),
     };
 
     let grace = builder.grace;
     let stopped = local.clone();
-    let ran = catch_unwind(AssertUnwindSafe(|| {
-        el.run_until_complete(async move {
-            // Called inside the running loop, so that the entry may use it before its first
-            // await (bind, spawn, `Handle::current`).
-            let mut fut = pin!(entry(shard));
-            let mut cut = pin!(async {
-                stopped.stopped().await;
-                crate::time::sleep(grace).await;
-            });
-            poll_fn(|cx| {
-                if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-                    return Poll::Ready(Some(out));
-                }
-                cut.as_mut().poll(cx).map(|()| None)
-            })
-            .await
+    let mut main = pin!(async move {
+        // Called inside the running loop, so that the entry may use it before its first
+        // await (bind, spawn, `Handle::current`).
+        let mut fut = pin!(entry(shard));
+        let mut cut = pin!(async {
+            stopped.stopped().await;
+            crate::time::sleep(grace).await;
+        });
+        poll_fn(|cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(out));
+            }
+            cut.as_mut().poll(cx).map(|()| None)
         })
+        .await
+    });
+    let ran = catch_unwind(AssertUnwindSafe(|| loop {
+        match el.run_until_complete(main.as_mut()) {
+            // `Handle::current().stop()` on the shard's loop: a normal end, asked for from
+            // inside, as `Shard::stop_all` would. Every shard stops, and this one's entry,
+            // kept, runs on with its grace period to end as it would at any stop.
+            Err(RunError::Stopped) => {
+                local.stop(StopReason::Requested(index));
+                let _ = supervisor.push(Event::StopAll(index));
+            }
+            ran => break ran,
+        }
     }));
     // The tasks the entry left get what is left of the grace period after a stop (a server's
     // connections finish their requests); after a plain return they are cancelled, as
