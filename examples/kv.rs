@@ -10,9 +10,9 @@
 //! so the clients' writes wake nobody, and each wake-up takes the batches of a whole nap. A nap
 //! that finds nothing turns napping off until requests come close together again, so an idle or
 //! lightly used server sleeps as any loop does. `SOLO_NAP_US` and `SOLO_SPIN_US` override it
-//! (`SOLO_NAP_US=0`: sleep at once; `SOLO_SPIN_US=100`: spin 100 µs instead, which the sharded
-//! mode does by default). `bash benches/kv_vs_redis.sh` compares these settings with
-//! redis-server.
+//! (`SOLO_NAP_US=0`: sleep at once; `SOLO_SPIN_US=100`: spin 100 µs instead). `bash
+//! benches/kv_vs_redis.sh` compares these settings with redis-server. The sharded mode (below)
+//! neither naps nor spins unless one of the two variables says so.
 //!
 //! Commands: PING, ECHO, SET (with EX/PX), GET, DEL, EXISTS, INCR, MGET, MSET, plus DBSIZE,
 //! FLUSHALL/FLUSHDB, SELECT 0, QUIT, CONFIG GET for the settings clients ask about on connect
@@ -60,8 +60,8 @@
 //! pipelined replies keep their order (see "sharding" at the end of this file). The requests
 //! of all connections for one other shard that a loop iteration answers travel there in one
 //! message. SIGUSR1 and the exit print the connections per shard; the exit also prints each
-//! shard's requests and what it forwarded. Shards do not spin before sleeping unless
-//! `SOLO_SPIN_US` says so (see `main_sharded`).
+//! shard's requests and what it forwarded. Shards neither nap nor spin before sleeping unless
+//! `SOLO_NAP_US` or `SOLO_SPIN_US` says so (see `main_sharded`).
 //!
 //! `serve` is also started in-process by `tests/examples.rs`, and `serve_with` with other
 //! limits; [`Stats`] counts what the tests check. `serve_shard` is started by
@@ -1761,10 +1761,11 @@ impl std::fmt::Display for ShardCounts {
 }
 
 /// `main` with `--shards N`: N loops, one per thread, sharing the port and the key space.
-/// They do not spin before sleeping (as the single loop does) unless `SOLO_SPIN_US` says so:
-/// a shard waits for other shards' replies, and a spinning shard takes the CPU that they, and
-/// on a small machine the clients, need (2 shards and redis-benchmark on 2 cores: 1.3 to 1.5
-/// M requests per server CPU-second without spinning, 0.8 to 1.1 M with it).
+/// They neither nap nor spin before sleeping (the single loop naps) unless `SOLO_NAP_US` or
+/// `SOLO_SPIN_US` says so: a shard waits for other shards' replies, which a nap would delay,
+/// and a spinning shard takes the CPU that they, and on a small machine the clients, need (2
+/// shards and redis-benchmark on 2 cores: 1.3 to 1.5 M requests per server CPU-second without
+/// spinning, 0.8 to 1.1 M with it).
 #[allow(dead_code)]
 fn main_sharded(
     addr: &str,
