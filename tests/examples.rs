@@ -264,7 +264,15 @@ fn kv_stops_reading_a_client_that_pipelines_and_never_reads() {
         }
         assert_eq!(stats.requests.get(), n as u64 + 2);
         assert_eq!(stats.stalled.get(), 0);
-        assert_eq!(stats.peak_unsent.get(), peak);
+        // Draining, the server reads again whenever its replies fall under the soft limit, so
+        // the peak may move (by how much was left unsent when it resumed), but never past the
+        // bound: the limit and one reply.
+        let drained_peak = stats.peak_unsent.get();
+        assert!(drained_peak >= peak);
+        assert!(
+            drained_peak <= soft + reply.len(),
+            "{drained_peak} bytes of replies held"
+        );
         assert_eq!(stats.over_reply_limit.get(), 0);
     })
     .unwrap();
