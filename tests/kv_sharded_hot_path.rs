@@ -7,74 +7,26 @@
 //! blocking std sockets and buffers made before it counts. This file holds one test, so nothing
 //! else allocates while it measures.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use solo::shards::{Builder, Port, Share};
 
 mod common;
 
+#[path = "common/alloc_count.rs"]
+mod alloc_count;
+use alloc_count::{allocations, request, run};
+
 #[allow(dead_code)]
 #[path = "../examples/kv.rs"]
 mod kv;
-
-/// Counts allocations (calls to `alloc` and `realloc`), forwarding everything to the system
-/// allocator.
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded to the system allocator with the caller's arguments; the
-// counter is only a figure.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller upholds `alloc`'s contract, passed on unchanged.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
 
 /// Requests per batch (redis-benchmark's `-P 16`), and batches after the warm-up.
 const PIPELINE: usize = 16;
 const BATCHES: usize = 1_000;
 const WARM_UP: usize = 50;
-
-/// One RESP request.
-fn request(args: &[&[u8]]) -> Vec<u8> {
-    let mut r = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        r.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        r.extend_from_slice(a);
-        r.extend_from_slice(b"\r\n");
-    }
-    r
-}
-
-/// Sends `batches` batches, each one write, and reads each batch's replies before the next.
-fn run(c: &mut TcpStream, batch: &[u8], expect: &[u8], back: &mut [u8], batches: usize) {
-    for _ in 0..batches {
-        c.write_all(batch).unwrap();
-        c.read_exact(back).unwrap();
-        assert_eq!(back, expect);
-    }
-}
 
 #[test]
 fn a_sharded_batch_allocates_its_messages_and_no_buffers() {
@@ -126,9 +78,9 @@ fn a_sharded_batch_allocates_its_messages_and_no_buffers() {
     }
     let mut back = vec![0u8; expect.len()];
     run(&mut c, &batch, &expect, &mut back, WARM_UP);
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = allocations();
     run(&mut c, &batch, &expect, &mut back, BATCHES);
-    let allocations = ALLOCATIONS.load(Ordering::SeqCst) - before;
+    let allocations = allocations() - before;
     drop(c);
     stopper.stop();
     let counts = server.join().unwrap().unwrap();
