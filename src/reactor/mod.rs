@@ -375,13 +375,18 @@ impl Reactor {
         if self.nap_armed {
             self.naps += 1;
             let start = Instant::now();
-            std::thread::sleep(timeout.map_or(self.nap, |t| t.min(self.nap)));
+            let nap = timeout.map_or(self.nap, |t| t.min(self.nap));
+            std::thread::sleep(nap);
             self.wait(Some(Duration::ZERO))?;
             if self.poller.has_events() || remote_work() {
                 self.nap_hits += 1;
                 return Ok(());
             }
-            self.nap_armed = false;
+            // Only a whole nap that found nothing says traffic has thinned; one cut short by a
+            // near timer says nothing about it.
+            if nap == self.nap {
+                self.nap_armed = false;
+            }
             if let Some(t) = timeout {
                 match t.checked_sub(start.elapsed()) {
                     Some(left) if !left.is_zero() => timeout = Some(left),
@@ -595,4 +600,45 @@ fn annotate(e: io::Error, fd: RawFd) -> io::Error {
         _ => "cannot be registered",
     };
     io::Error::new(e.kind(), format!("fd {fd}: {what} ({e})"))
+}
+
+/// The nap's arming, driven through `poll` with nothing registered (only the cross-thread
+/// waker's fd is in the poller): no event ever comes, so each outcome is fixed.
+#[cfg(test)]
+mod nap_tests {
+    use super::*;
+
+    const NAP: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_nap_cut_short_by_the_timeout_keeps_napping_armed_and_a_whole_one_disarms_it() {
+        let (mut r, _waker) = Reactor::new(Duration::ZERO, NAP, Backend::Mio).unwrap();
+        // The wait's timeout (a timer 200 µs away) is shorter than the nap: the nap is cut to
+        // it, finds nothing, and proves nothing about the traffic.
+        r.poll(Some(Duration::from_micros(200)), || false).unwrap();
+        assert_eq!(r.nap_stats(), (1, 0));
+        assert!(r.nap_armed);
+        assert_eq!(
+            r.sleeps, 0,
+            "the timeout came during the nap: no sleep after it"
+        );
+        // A whole nap that finds nothing disarms napping; the loop then sleeps out the rest.
+        r.poll(Some(Duration::from_millis(5)), || false).unwrap();
+        assert_eq!(r.nap_stats(), (2, 0));
+        assert!(!r.nap_armed);
+        assert_eq!(r.sleeps, 1);
+        // Disarmed: the next wait sleeps at once.
+        r.poll(Some(Duration::from_millis(2)), || false).unwrap();
+        assert_eq!(r.nap_stats(), (2, 0));
+        assert_eq!(r.sleeps, 2);
+    }
+
+    #[test]
+    fn remote_work_found_after_a_nap_is_a_hit() {
+        let (mut r, _waker) = Reactor::new(Duration::ZERO, NAP, Backend::Polling).unwrap();
+        r.poll(None, || true).unwrap();
+        assert_eq!(r.nap_stats(), (1, 1));
+        assert!(r.nap_armed);
+        assert_eq!(r.sleeps, 0);
+    }
 }
